@@ -1,0 +1,133 @@
+//! Domain events and the in-process bus they travel on.
+//!
+//! The call path only publishes; logging, metrics, the audit trail and the gateway's
+//! `list_changed` notifications subscribe. Publishing never blocks: the bus is a bounded
+//! broadcast channel, and a subscriber that falls behind loses the oldest events (and is told how
+//! many) instead of slowing a call down.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::provider::ProviderState;
+
+/// Something that happened to a provider or a call.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    StateChanged {
+        provider: String,
+        from: ProviderState,
+        to: ProviderState,
+        reason: Option<String>,
+    },
+    ProviderStarted {
+        provider: String,
+        pid: Option<u32>,
+        protocol_version: String,
+        tools: usize,
+        startup_ms: u64,
+    },
+    ProviderStopped {
+        provider: String,
+        reason: String,
+    },
+    /// The set of tools a provider offers changed (started, stopped, or it said so itself).
+    ToolsChanged {
+        provider: String,
+    },
+    ToolInvocationRequested {
+        provider: String,
+        tool: String,
+        correlation_id: String,
+    },
+    ToolInvocationCompleted {
+        provider: String,
+        tool: String,
+        correlation_id: String,
+        duration_ms: u64,
+        /// The tool's own `isError`; the provider itself worked.
+        is_error: bool,
+    },
+    ToolInvocationFailed {
+        provider: String,
+        tool: String,
+        correlation_id: String,
+        duration_ms: u64,
+        error: String,
+    },
+}
+
+/// An event with the wall-clock time it was published.
+#[derive(Debug, Clone, Serialize)]
+pub struct Envelope {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// The process-wide event bus. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct EventBus {
+    tx: broadcast::Sender<Envelope>,
+}
+
+/// How many events a slow subscriber may fall behind before it starts losing the oldest ones.
+const CAPACITY: usize = 4096;
+
+impl Default for EventBus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EventBus {
+    pub fn new() -> Self {
+        let (tx, _) = broadcast::channel(CAPACITY);
+        Self { tx }
+    }
+
+    /// Publishes an event. Never blocks and never fails: with no subscriber it is dropped.
+    pub fn publish(&self, event: Event) {
+        let at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let _ = self.tx.send(Envelope { at_ms, event });
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
+        self.tx.subscribe()
+    }
+}
+
+/// Writes every event to the log at debug level (state changes at info), so an operator sees the
+/// lifecycle in the hangar's stderr without any exporter configured.
+pub fn spawn_log_subscriber(bus: &EventBus) -> tokio::task::JoinHandle<()> {
+    let mut rx = bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(env) => match &env.event {
+                    Event::StateChanged {
+                        provider,
+                        from,
+                        to,
+                        reason,
+                    } => tracing::info!(
+                        provider = %provider,
+                        "state {from} -> {to}{}",
+                        reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                    ),
+                    other => tracing::debug!(event = ?other, "event"),
+                },
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("event log subscriber fell behind; {n} events not logged")
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    })
+}

@@ -1,0 +1,125 @@
+//! The tools the hangar offers: its management tools plus every provider's tools under an
+//! aggregated name, and the route from each name back to where it goes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rmcp::model::Tool;
+
+use super::management::{self, ManagementTool};
+use crate::registry::Registry;
+
+/// Where a tool name leads.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Management(ManagementTool),
+    Provider { provider: String, tool: String },
+}
+
+/// One consistent view of the offered tools; rebuilt and swapped whole when any provider's tools
+/// change, so a `tools/list` never sees half an update.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub tools: Arc<Vec<Tool>>,
+    pub routes: HashMap<String, Route>,
+}
+
+/// Names common MCP clients accept.
+pub fn is_valid_tool_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The aggregated name of a provider's tool: `<prefix>__<tool>`, where the prefix is the
+/// provider id unless `tool_prefix` overrides it; an empty prefix means the bare tool name.
+pub fn aggregated_name(provider: &str, tool_prefix: Option<&str>, tool: &str) -> String {
+    match tool_prefix.unwrap_or(provider) {
+        "" => tool.to_string(),
+        prefix => format!("{prefix}__{tool}"),
+    }
+}
+
+impl Catalog {
+    /// Builds the catalog. A tool whose aggregated name is invalid or already taken is left out
+    /// (it stays reachable through `registry_invoke`), and each such case is returned as a
+    /// message naming both sources.
+    pub fn build(registry: &Registry) -> (Catalog, Vec<String>) {
+        let mut tools = Vec::new();
+        let mut routes = HashMap::new();
+        let mut sources: HashMap<String, String> = HashMap::new();
+        let mut problems = Vec::new();
+        for (tool, which) in management::tools() {
+            sources.insert(tool.name.to_string(), "the hangar's management tools".into());
+            routes.insert(tool.name.to_string(), Route::Management(which));
+            tools.push(tool);
+        }
+        for provider in registry.providers() {
+            let spec = provider.spec();
+            for tool in provider.tools().iter() {
+                let name = aggregated_name(&spec.id, spec.tool_prefix.as_deref(), &tool.name);
+                let source = format!("tool `{}` of provider `{}`", tool.name, spec.id);
+                if !is_valid_tool_name(&name) {
+                    problems.push(format!(
+                        "{source} would be offered as `{name}`, which is not a valid tool name (1-64 characters of a-z A-Z 0-9 _ -); set `tool_prefix` on provider `{}` or call it through registry_invoke",
+                        spec.id
+                    ));
+                    continue;
+                }
+                if let Some(first) = sources.get(&name) {
+                    problems.push(format!(
+                        "{source} would be offered as `{name}`, which is already taken by {first}; set a different `tool_prefix` on provider `{}`",
+                        spec.id
+                    ));
+                    continue;
+                }
+                sources.insert(name.clone(), source);
+                let mut exposed = tool.clone();
+                exposed.name = name.clone().into();
+                routes.insert(
+                    name,
+                    Route::Provider {
+                        provider: spec.id.clone(),
+                        tool: tool.name.to_string(),
+                    },
+                );
+                tools.push(exposed);
+            }
+        }
+        (
+            Catalog {
+                tools: Arc::new(tools),
+                routes,
+            },
+            problems,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_id_is_the_default_prefix() {
+        assert_eq!(aggregated_name("math", None, "add"), "math__add");
+    }
+
+    #[test]
+    fn tool_prefix_overrides_and_empty_means_bare() {
+        assert_eq!(aggregated_name("math", Some("m"), "add"), "m__add");
+        assert_eq!(aggregated_name("math", Some(""), "add"), "add");
+    }
+
+    #[test]
+    fn names_outside_the_common_charset_or_length_are_invalid() {
+        assert!(is_valid_tool_name("math__add"));
+        assert!(is_valid_tool_name("a-b_C9"));
+        assert!(!is_valid_tool_name(""));
+        assert!(!is_valid_tool_name("math.add"));
+        assert!(!is_valid_tool_name("with space"));
+        assert!(!is_valid_tool_name(&"x".repeat(65)));
+        assert!(is_valid_tool_name(&"x".repeat(64)));
+    }
+}

@@ -1,0 +1,241 @@
+//! The MCP face of the hangar: one `ServerHandler` serving the management tools and every
+//! provider's tools under aggregated names, over stdio or streamable HTTP.
+//!
+//! Tool list changes reach clients two ways: handshake-era clients get
+//! `notifications/tools/list_changed` on their session; 2026-07-28 clients get it on their
+//! `subscriptions/listen` stream.
+
+mod catalog;
+mod management;
+
+pub use catalog::{Catalog, Route, aggregated_name, is_valid_tool_name};
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
+    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter,
+    Tool,
+};
+use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
+use rmcp::{ErrorData as McpError, ServerHandler};
+use tokio::sync::broadcast;
+
+use crate::events::Event;
+use crate::registry::{Invocation, Registry, closest};
+
+/// State shared by every client session.
+pub struct Gateway {
+    pub registry: Arc<Registry>,
+    catalog: ArcSwap<Catalog>,
+    /// Sessions of handshake-era clients, for `list_changed`.
+    peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Fires after the catalog changed, for 2026-07-28 `subscriptions/listen` streams.
+    changed: broadcast::Sender<()>,
+    started: Instant,
+}
+
+impl Gateway {
+    /// Builds the gateway. Tool names that would collide or be invalid with the providers'
+    /// predefined tools are returned as errors, so a config that cannot be served is refused
+    /// before anything starts.
+    pub fn new(registry: Arc<Registry>) -> Result<Arc<Self>, Vec<String>> {
+        let (catalog, problems) = Catalog::build(&registry);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let (changed, _) = broadcast::channel(16);
+        let gw = Arc::new(Self {
+            registry,
+            catalog: ArcSwap::from_pointee(catalog),
+            peers: Mutex::new(Vec::new()),
+            changed,
+            started: Instant::now(),
+        });
+        gw.clone().spawn_catalog_updater();
+        Ok(gw)
+    }
+
+    pub fn tools(&self) -> Arc<Vec<Tool>> {
+        self.catalog.load().tools.clone()
+    }
+
+    /// Rebuilds the catalog whenever a provider's tools change, and tells clients if the
+    /// offered list is different.
+    fn spawn_catalog_updater(self: Arc<Self>) {
+        let mut rx = self.registry.bus().subscribe();
+        let me = Arc::downgrade(&self);
+        drop(self);
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(env) if matches!(env.event, Event::ToolsChanged { .. }) => {}
+                    Ok(_) => continue,
+                    // Missed events: rebuild anyway, it is idempotent.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+                let Some(gw) = me.upgrade() else { break };
+                gw.rebuild();
+            }
+        });
+    }
+
+    fn rebuild(&self) {
+        let (catalog, problems) = Catalog::build(&self.registry);
+        for p in &problems {
+            tracing::warn!("{p}");
+        }
+        let old = self.catalog.load();
+        let same = old.tools.len() == catalog.tools.len()
+            && old.tools.iter().zip(catalog.tools.iter()).all(|(a, b)| a == b);
+        self.catalog.store(Arc::new(catalog));
+        if !same {
+            self.notify_list_changed();
+        }
+    }
+
+    fn notify_list_changed(&self) {
+        let _ = self.changed.send(());
+        let peers: Vec<Peer<RoleServer>> = {
+            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            peers.retain(|p| !p.is_transport_closed());
+            peers.clone()
+        };
+        for peer in peers {
+            tokio::spawn(async move {
+                if let Err(e) = peer.notify_tool_list_changed().await {
+                    tracing::debug!("could not send tools/list_changed to a client: {e}");
+                }
+            });
+        }
+    }
+
+    async fn invoke(&self, call: Invocation) -> CallToolResult {
+        match self.registry.invoke(call).await {
+            // The provider's own result, `isError` included, goes back unchanged.
+            Ok(r) => r,
+            Err(e) => management::error_result(&e),
+        }
+    }
+}
+
+/// One client session's handler; all sessions share the [`Gateway`].
+#[derive(Clone)]
+pub struct HangarServer {
+    gw: Arc<Gateway>,
+}
+
+impl HangarServer {
+    pub fn new(gw: Arc<Gateway>) -> Self {
+        Self { gw }
+    }
+}
+
+impl ServerHandler for HangarServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("mcp-hangar", env!("CARGO_PKG_VERSION"))
+                .with_title("MCP Hangar"),
+        )
+        .with_instructions(
+            "MCP Hangar: a gateway to several MCP servers (providers). Their tools are offered as \
+             <provider>__<tool>; registry_list shows the providers and registry_invoke calls any tool.",
+        )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let mut peers = self.gw.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|p| !p.is_transport_closed());
+        peers.push(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            self.gw.tools().as_ref().clone(),
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.gw.tools().iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let route = self.gw.catalog.load().routes.get(request.name.as_ref()).cloned();
+        let result = match route {
+            Some(Route::Management(which)) => {
+                management::call(&self.gw, which, &request.name, request.arguments).await?
+            }
+            Some(Route::Provider { provider, tool }) => {
+                self.gw
+                    .invoke(Invocation {
+                        provider,
+                        tool,
+                        arguments: request.arguments,
+                        timeout: None,
+                    })
+                    .await
+            }
+            None => {
+                let catalog = self.gw.catalog.load();
+                let near = closest(&request.name, catalog.routes.keys().map(String::as_str));
+                return Err(McpError::invalid_params(
+                    format!(
+                        "unknown tool `{}`; closest offered: {}. Call tools/list for the current list, or registry_invoke to reach a provider's tool directly",
+                        request.name,
+                        near.join(", ")
+                    ),
+                    None,
+                ));
+            }
+        };
+        Ok(CallToolResponse::Complete(result))
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        let mut accepted = SubscriptionFilter::new();
+        accepted.tools_list_changed = requested.tools_list_changed.filter(|b| *b);
+        Some(accepted)
+    }
+
+    async fn listen(&self, context: SubscriptionContext) -> Result<(), McpError> {
+        let mut changed = self.gw.changed.subscribe();
+        loop {
+            tokio::select! {
+                _ = context.cancelled() => return Ok(()),
+                r = changed.recv() => match r {
+                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                        if context.sink().notify_tool_list_changed().await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
+                },
+            }
+        }
+    }
+}
+
+/// A text-only error result, for failures outside any provider.
+pub fn text_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
+}

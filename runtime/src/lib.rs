@@ -1,0 +1,17 @@
+//! MCP Hangar: a hot-load registry and gateway for MCP servers.
+//!
+//! Module map (see ARCHITECTURE in the README): `config` (file → validated form), `provider`
+//! (the pure lifecycle state machine), `backend` (how a provider runs and is reached), `registry`
+//! (the live set: start, stop, invoke, idle collection), `gateway` (the MCP server clients talk
+//! to), `http` (streamable HTTP and health endpoints), `events` (the bus everything else listens
+//! to), `serve` (wiring it together for the CLI).
+
+pub mod backend;
+#[path = "config_stub.rs"]
+pub mod config;
+pub mod events;
+pub mod gateway;
+pub mod http;
+pub mod provider;
+pub mod registry;
+pub mod serve;

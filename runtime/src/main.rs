@@ -1,0 +1,102 @@
+//! The `mcp-hangar` command line.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use mcp_hangar::serve::{self, Listen, ServeOptions};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mcp-hangar",
+    version,
+    about = "Registry and gateway for MCP servers: lazy start, health, idle shutdown, one MCP endpoint for all of them",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// Without a subcommand, `mcp-hangar` serves, as `serve` does.
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve MCP on stdio (default) or streamable HTTP (--http).
+    Serve(ServeArgs),
+    /// Validate the config and print it normalised, with secrets redacted.
+    Check(ConfigArg),
+}
+
+#[derive(Args, Debug)]
+struct ConfigArg {
+    /// The config file (YAML).
+    #[arg(long, short = 'c', env = "MCP_HANGAR_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Serve streamable HTTP at /mcp (plus /health and /ready) instead of stdio.
+    #[arg(long)]
+    http: bool,
+    /// Address to bind with --http. Loopback by default; anything else needs
+    /// --allow-unauthenticated-remote until authentication is configured.
+    #[arg(long, default_value = "127.0.0.1", requires = "http")]
+    host: IpAddr,
+    /// Port to bind with --http (0 picks a free one and logs it).
+    #[arg(long, default_value_t = 8000, requires = "http")]
+    port: u16,
+    /// Allow a non-loopback --host without authentication. Only behind a proxy that
+    /// authenticates.
+    #[arg(long, requires = "http")]
+    allow_unauthenticated_remote: bool,
+}
+
+fn config_path(arg: ConfigArg) -> Result<PathBuf, String> {
+    arg.config.ok_or_else(|| {
+        "no config file given: pass --config FILE or set MCP_HANGAR_CONFIG (try examples/hangar.yaml)"
+            .to_string()
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    serve::init_logging();
+    let result = match cli.command {
+        Some(Command::Check(arg)) => config_path(arg).and_then(|p| serve::check(&p)),
+        Some(Command::Serve(args)) => run_serve(args),
+        None => run_serve(cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> Result<(), String> {
+    let config = config_path(args.config)?;
+    let listen = if args.http {
+        if !args.host.is_loopback() && !args.allow_unauthenticated_remote {
+            return Err(format!(
+                "refusing to serve on non-loopback address {} without authentication; bind 127.0.0.1, or pass --allow-unauthenticated-remote if a proxy in front authenticates",
+                args.host
+            ));
+        }
+        Listen::Http(std::net::SocketAddr::new(args.host, args.port))
+    } else {
+        Listen::Stdio
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("could not start the async runtime: {e}"))?;
+    runtime.block_on(serve::run(ServeOptions { config, listen }))
+}

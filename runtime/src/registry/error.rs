@@ -1,0 +1,199 @@
+//! Errors a caller of the registry gets: each says what failed and what to do about it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InvokeError {
+    #[error("provider `{provider}` not found{}", did_you_mean(.suggestions))]
+    ProviderNotFound {
+        provider: String,
+        suggestions: Vec<String>,
+    },
+    #[error("tool `{tool}` not found on provider `{provider}`{}", did_you_mean(.suggestions))]
+    ToolNotFound {
+        provider: String,
+        tool: String,
+        suggestions: Vec<String>,
+    },
+    #[error("{message}; last stderr lines of the provider:\n{}", render_tail(.stderr_tail))]
+    StartFailed {
+        provider: String,
+        message: String,
+        stderr_tail: Vec<String>,
+    },
+    #[error(
+        "call to `{tool}` on provider `{provider}` timed out after {:.1}s; the provider was sent notifications/cancelled. Pass a larger `timeout` or check the provider",
+        .limit.as_secs_f64()
+    )]
+    Timeout {
+        provider: String,
+        tool: String,
+        limit: Duration,
+    },
+    #[error(
+        "provider `{provider}` failed while calling `{tool}`: {detail}; it will be restarted on the next call"
+    )]
+    ProviderFailed {
+        provider: String,
+        tool: String,
+        detail: String,
+    },
+    #[error("provider `{provider}` answered `{tool}` with a protocol error: {message}")]
+    Protocol {
+        provider: String,
+        tool: String,
+        code: i32,
+        message: String,
+    },
+    #[error("the hangar is shutting down; provider `{provider}` will not be started")]
+    ShuttingDown { provider: String },
+}
+
+impl InvokeError {
+    /// A stable name for the kind of failure, as the original's clients expect in `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InvokeError::ProviderNotFound { .. } => "ProviderNotFoundError",
+            InvokeError::ToolNotFound { .. } => "ToolNotFoundError",
+            InvokeError::StartFailed { .. } => "ProviderStartError",
+            InvokeError::Timeout { .. } => "ToolTimeoutError",
+            InvokeError::ProviderFailed { .. } => "ProviderFailedError",
+            InvokeError::Protocol { .. } => "ToolInvocationError",
+            InvokeError::ShuttingDown { .. } => "ShuttingDownError",
+        }
+    }
+
+    pub fn provider(&self) -> &str {
+        match self {
+            InvokeError::ProviderNotFound { provider, .. }
+            | InvokeError::ToolNotFound { provider, .. }
+            | InvokeError::StartFailed { provider, .. }
+            | InvokeError::Timeout { provider, .. }
+            | InvokeError::ProviderFailed { provider, .. }
+            | InvokeError::Protocol { provider, .. }
+            | InvokeError::ShuttingDown { provider } => provider,
+        }
+    }
+
+    /// Whether the provider itself failed (as opposed to the caller asking for something wrong).
+    pub fn is_provider_failure(&self) -> bool {
+        matches!(
+            self,
+            InvokeError::StartFailed { .. }
+                | InvokeError::Timeout { .. }
+                | InvokeError::ProviderFailed { .. }
+        )
+    }
+
+    /// The structured form sent to clients next to the text.
+    pub fn to_json(&self) -> Value {
+        let mut details = json!({});
+        match self {
+            InvokeError::ProviderNotFound { suggestions, .. } => {
+                details["suggestions"] = json!(suggestions)
+            }
+            InvokeError::ToolNotFound {
+                tool, suggestions, ..
+            } => {
+                details["tool"] = json!(tool);
+                details["suggestions"] = json!(suggestions);
+            }
+            InvokeError::StartFailed { stderr_tail, .. } => {
+                details["stderr_tail"] = json!(stderr_tail)
+            }
+            InvokeError::Timeout { tool, limit, .. } => {
+                details["tool"] = json!(tool);
+                details["timeout_s"] = json!(limit.as_secs_f64());
+            }
+            InvokeError::ProviderFailed { tool, .. } => details["tool"] = json!(tool),
+            InvokeError::Protocol { tool, code, .. } => {
+                details["tool"] = json!(tool);
+                details["code"] = json!(code);
+            }
+            InvokeError::ShuttingDown { .. } => {}
+        }
+        json!({
+            "error": self.to_string(),
+            "type": self.kind(),
+            "provider": self.provider(),
+            "details": details,
+        })
+    }
+}
+
+fn did_you_mean(suggestions: &[String]) -> String {
+    match suggestions {
+        [] => String::new(),
+        [one] => format!("; did you mean `{one}`?"),
+        many => format!(
+            "; did you mean one of: {}?",
+            many.iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn render_tail(tail: &[String]) -> String {
+    if tail.is_empty() {
+        "(the provider wrote nothing to stderr)".to_string()
+    } else {
+        tail.join("\n")
+    }
+}
+
+/// The names closest to `wanted`, best first: close edit distance or a shared prefix/substring.
+/// With nothing close, all names (up to 10) so the caller still sees what exists.
+pub fn closest<'a>(wanted: &str, names: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+    let names: Vec<&str> = names.into_iter().collect();
+    let wanted_lc = wanted.to_lowercase();
+    let mut scored: Vec<(f64, &str)> = names
+        .iter()
+        .map(|n| {
+            let n_lc = n.to_lowercase();
+            let mut score = strsim::jaro_winkler(&wanted_lc, &n_lc);
+            if !wanted_lc.is_empty() && (n_lc.contains(&wanted_lc) || wanted_lc.contains(&n_lc)) {
+                score = score.max(0.9);
+            }
+            (score, *n)
+        })
+        .filter(|(s, _)| *s >= 0.8)
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(b.1)));
+    if scored.is_empty() {
+        let mut all: Vec<String> = names.iter().take(10).map(|s| s.to_string()).collect();
+        all.sort();
+        return all;
+    }
+    scored.into_iter().take(5).map(|(_, n)| n.to_string()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_puts_the_typo_match_first() {
+        let got = closest("ad", ["add", "echo", "sleep"]);
+        assert_eq!(got.first().map(String::as_str), Some("add"));
+    }
+
+    #[test]
+    fn closest_lists_what_exists_when_nothing_is_close() {
+        let got = closest("zzz", ["add", "echo"]);
+        assert_eq!(got, vec!["add".to_string(), "echo".to_string()]);
+    }
+
+    #[test]
+    fn not_found_message_names_the_suggestion() {
+        let e = InvokeError::ProviderNotFound {
+            provider: "mth".into(),
+            suggestions: vec!["math".into()],
+        };
+        assert_eq!(e.to_string(), "provider `mth` not found; did you mean `math`?");
+        assert_eq!(e.to_json()["type"], "ProviderNotFoundError");
+    }
+}

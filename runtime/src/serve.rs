@@ -1,0 +1,145 @@
+//! Wiring for the CLI: load the config, build the registry and gateway, serve on stdio or HTTP,
+//! and shut everything down on a signal or when the stdio client goes away.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config};
+use crate::events::{self, EventBus};
+use crate::gateway::{Catalog, Gateway, HangarServer};
+use crate::http::{self, Readiness};
+use crate::registry::Registry;
+
+pub enum Listen {
+    Stdio,
+    Http(SocketAddr),
+}
+
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub listen: Listen,
+}
+
+/// Logs go to stderr only: on stdio, stdout is the MCP channel. `MCP_HANGAR_LOG` (or `RUST_LOG`)
+/// sets the filter; `info` by default.
+pub fn init_logging() {
+    let filter = std::env::var("MCP_HANGAR_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".to_string());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// `mcp-hangar check`: validate, including the aggregated tool names, and print the normalised
+/// config with secrets redacted.
+pub fn check(path: &Path) -> Result<(), String> {
+    let config = load(path)?;
+    let registry = Registry::new(&config, EventBus::new());
+    let (_, problems) = Catalog::build(&registry);
+    if !problems.is_empty() {
+        return Err(format!("{}: {}", path.display(), problems.join("\n")));
+    }
+    print!("{}", config.to_redacted_yaml());
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
+pub async fn run(opts: ServeOptions) -> Result<(), String> {
+    let config = load(&opts.config)?;
+    let bus = EventBus::new();
+    events::spawn_log_subscriber(&bus);
+    let registry = Registry::new(&config, bus);
+    let gateway = Gateway::new(registry.clone()).map_err(|problems| {
+        format!("{}: {}", opts.config.display(), problems.join("\n"))
+    })?;
+    registry.spawn_idle_collector();
+    for p in registry.providers().filter(|p| p.spec().auto_start) {
+        let p = p.clone();
+        tokio::spawn(async move {
+            if let Err(e) = p.ensure_started(false).await {
+                tracing::warn!("auto_start of `{}` failed: {e}", p.id());
+            }
+        });
+    }
+    tracing::info!(
+        "mcp-hangar {} serving {} provider(s) from {}",
+        env!("CARGO_PKG_VERSION"),
+        config.providers.len(),
+        opts.config.display()
+    );
+
+    let shutdown = CancellationToken::new();
+    let readiness = Readiness::default();
+    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+
+    let outcome = match opts.listen {
+        Listen::Stdio => {
+            let server = HangarServer::new(gateway.clone())
+                .serve(rmcp::transport::stdio())
+                .await;
+            match server {
+                Ok(running) => {
+                    let ct = running.cancellation_token();
+                    tokio::select! {
+                        r = running.waiting() => {
+                            tracing::info!("stdio client went away ({r:?}); shutting down");
+                        }
+                        _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); ct.cancel(); }
+                        _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); ct.cancel(); }
+                    }
+                    Ok(())
+                }
+                // The client left (or spoke nonsense) before the handshake finished.
+                Err(e) => Err(format!("stdio MCP session could not be established: {e}")),
+            }
+        }
+        Listen::Http(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("could not listen on {addr}: {e}"))?;
+            let server = tokio::spawn(http::serve(
+                gateway.clone(),
+                listener,
+                readiness.clone(),
+                shutdown.clone(),
+            ));
+            tokio::select! {
+                _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
+                _ = sigint.recv() => tracing::info!("SIGINT; shutting down"),
+            }
+            readiness.set(false);
+            stop_providers(&registry).await;
+            shutdown.cancel();
+            match tokio::time::timeout(Duration::from_secs(5), server).await {
+                Ok(Ok(Err(e))) => Err(format!("HTTP server failed: {e}")),
+                _ => Ok(()),
+            }
+        }
+    };
+    stop_providers(&registry).await;
+    outcome
+}
+
+async fn stop_providers(registry: &Arc<Registry>) {
+    registry.shutdown().await;
+}
