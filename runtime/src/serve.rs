@@ -68,9 +68,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     let bus = EventBus::new();
     events::spawn_log_subscriber(&bus);
     let registry = Registry::new(&config, bus);
-    let gateway = Gateway::new(registry.clone()).map_err(|problems| {
-        format!("{}: {}", opts.config.display(), problems.join("\n"))
-    })?;
+    let gateway = Gateway::new(registry.clone())
+        .map_err(|problems| format!("{}: {}", opts.config.display(), problems.join("\n")))?;
     registry.spawn_idle_collector();
     for p in registry.providers().filter(|p| p.spec().auto_start) {
         let p = p.clone();
@@ -109,8 +108,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                     }
                     Ok(())
                 }
-                // The client left (or spoke nonsense) before the handshake finished.
-                Err(e) => Err(format!("stdio MCP session could not be established: {e}")),
+                // The client left (or spoke nonsense) before the handshake finished: not the
+                // hangar's failure, but worth a line in the log.
+                Err(e) => {
+                    tracing::warn!("stdio MCP session ended before it was established: {e}");
+                    Ok(())
+                }
             }
         }
         Listen::Http(addr) => {

@@ -1,0 +1,215 @@
+//! Core figures of the hangar, printed side by side with the direct path in one run:
+//!
+//! - warm `tools/call` latency, the same client calling the same example provider directly and
+//!   through the hangar over stdio (p50, p99, and what the hangar adds);
+//! - time from process start to answering `tools/list` with 100 configured lazy providers;
+//! - RSS of that idle process.
+//!
+//! Run: `cargo bench -p hangar-tests --bench core` (builds the release binaries first).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hangar_tests::{TestClient, TestDir, workspace_root};
+use rmcp::ServiceExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::{RoleClient, RunningService};
+use rmcp::transport::TokioChildProcess;
+use serde_json::json;
+use tokio::process::Command;
+
+const ROUNDS: usize = 10;
+const CALLS_PER_ROUND: usize = 500;
+const STARTS: usize = 15;
+const LAZY_PROVIDERS: usize = 100;
+
+fn build_release() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mcp-hangar",
+            "-p",
+            "hangar-example-provider",
+        ])
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+        .join("release");
+    Ok(dir)
+}
+
+async fn connect(cmd: Command) -> Result<RunningService<RoleClient, TestClient>> {
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(Stdio::null())
+        .spawn()?;
+    Ok(TestClient::default().serve(transport).await?)
+}
+
+async fn call_once(
+    client: &RunningService<RoleClient, TestClient>,
+    tool: &str,
+) -> Result<Duration> {
+    let args = json!({"text": "x"});
+    let params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().cloned().unwrap_or_default());
+    let t = Instant::now();
+    let r = client.peer().call_tool(params).await?;
+    let took = t.elapsed();
+    if r.is_error == Some(true) {
+        bail!("{tool} failed: {r:?}");
+    }
+    Ok(took)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+fn lazy_config(dir: &TestDir, provider: &Path) -> PathBuf {
+    let mut yaml = String::from("providers:\n");
+    for i in 0..LAZY_PROVIDERS {
+        yaml.push_str(&format!(
+            "  p{i}:\n    command: [\"{}\", --name, p{i}]\n    tools:\n      - name: add\n        description: Add two numbers\n        inputSchema: {{type: object, properties: {{a: {{type: number}}, b: {{type: number}}}}, required: [a, b]}}\n      - name: echo\n        inputSchema: {{type: object, properties: {{text: {{type: string}}}}}}\n",
+            provider.display()
+        ));
+    }
+    dir.write("lazy.yaml", &yaml)
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let bin = build_release()?;
+    let hangar = bin.join("mcp-hangar");
+    let provider = bin.join("example-provider");
+    let dir = TestDir::new("bench");
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
+            provider.display()
+        ),
+    );
+
+    // 1. Warm call latency, direct and through the hangar, interleaved round by round so both
+    //    see the same machine noise.
+    let mut pc = Command::new(&provider);
+    pc.args(["--name", "bench-direct"]);
+    let direct = connect(pc).await.context("direct provider")?;
+    let mut hc = Command::new(&hangar);
+    hc.args(["serve", "--config"])
+        .arg(&cfg)
+        .env("MCP_HANGAR_LOG", "warn");
+    let through = connect(hc).await.context("hangar")?;
+    for _ in 0..200 {
+        call_once(&direct, "echo").await?;
+        call_once(&through, "math__echo").await?;
+    }
+    let (mut d, mut h) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        for _ in 0..CALLS_PER_ROUND {
+            d.push(call_once(&direct, "echo").await?);
+        }
+        for _ in 0..CALLS_PER_ROUND {
+            h.push(call_once(&through, "math__echo").await?);
+        }
+    }
+    d.sort();
+    h.sort();
+    let (d50, d99, h50, h99) = (
+        percentile(&d, 0.5),
+        percentile(&d, 0.99),
+        percentile(&h, 0.5),
+        percentile(&h, 0.99),
+    );
+    println!(
+        "warm tools/call latency, {} calls each (echo, stdio):",
+        d.len()
+    );
+    println!("  {:<28} {:>10} {:>10}", "", "p50 µs", "p99 µs");
+    println!(
+        "  {:<28} {:>10.1} {:>10.1}",
+        "direct to provider",
+        us(d50),
+        us(d99)
+    );
+    println!(
+        "  {:<28} {:>10.1} {:>10.1}",
+        "through mcp-hangar (stdio)",
+        us(h50),
+        us(h99)
+    );
+    println!(
+        "  {:<28} {:>10.1} {:>10.1}",
+        "added by the hangar",
+        us(h50) - us(d50),
+        us(h99) - us(d99)
+    );
+    drop(direct);
+    drop(through);
+
+    // 2. Start to first tools/list with 100 lazy providers, and the idle RSS.
+    let lazy = lazy_config(&dir, &provider);
+    let mut starts = Vec::new();
+    let mut rss = Vec::new();
+    let mut tools_seen = 0;
+    for _ in 0..STARTS {
+        let mut cmd = Command::new(&hangar);
+        cmd.args(["serve", "--config"])
+            .arg(&lazy)
+            .env("MCP_HANGAR_LOG", "warn");
+        let t = Instant::now();
+        let (transport, _) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let pid = transport.id().unwrap_or(0);
+        let client = TestClient::default().serve(transport).await?;
+        let tools = client.peer().list_all_tools().await?;
+        starts.push(t.elapsed());
+        tools_seen = tools.len();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        rss.extend(rss_kb(pid));
+        drop(client);
+    }
+    starts.sort();
+    rss.sort();
+    println!();
+    println!(
+        "start to tools/list answered, {LAZY_PROVIDERS} lazy providers with predefined tools ({tools_seen} tools), {STARTS} starts:"
+    );
+    println!(
+        "  p50 {:.1} ms, min {:.1} ms, max {:.1} ms",
+        percentile(&starts, 0.5).as_secs_f64() * 1e3,
+        starts[0].as_secs_f64() * 1e3,
+        starts[starts.len() - 1].as_secs_f64() * 1e3
+    );
+    if let Some(mid) = rss.get(rss.len() / 2) {
+        println!("  idle RSS (VmRSS) p50 {:.1} MB", *mid as f64 / 1024.0);
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The hangar over streamable HTTP: health and readiness endpoints, MCP at /mcp with a real
+//! rmcp client, list_changed on the session, and SIGTERM leaving nothing behind.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use hangar_tests::*;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_serves_mcp_health_and_ready_and_shuts_down_cleanly() -> Result<()> {
+    let dir = TestDir::new("http");
+    let token = unique_token("http");
+    let cfg = dir.write(
+        "h.yaml",
+        &format!("providers:\n{}", provider_yaml("math", &token, &[], "")),
+    );
+    let h = HttpHangar::start(&cfg).await?;
+    let http = reqwest::Client::new();
+    let health = http.get(format!("{}/health", h.base)).send().await?;
+    assert_eq!(health.status(), 200);
+    let ready = http.get(format!("{}/ready", h.base)).send().await?;
+    assert_eq!(ready.status(), 200);
+
+    let client = h.client().await?;
+    let tools = tool_names(&client).await?;
+    assert!(tools.contains(&"registry_invoke".to_string()));
+    let r = call(&client, "math__add", json!({"a": 20, "b": 22})).await?;
+    assert_eq!(
+        r.structured_content,
+        Some(json!({"result": 42})),
+        "{}",
+        text(&r)
+    );
+    assert_eq!(count_processes(&token), 1);
+    let changed = client.service().list_changed.clone();
+    assert!(
+        wait_until(Duration::from_secs(5), || changed
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 1)
+        .await,
+        "list_changed reached the HTTP session when the provider started"
+    );
+
+    // A second session sees the same providers (shared registry).
+    let second = h.client().await?;
+    let r = call(&second, "registry_list", json!({"state_filter": "ready"})).await?;
+    assert_eq!(
+        r.structured_content
+            .map(|v| v["providers"].as_array().map(Vec::len)),
+        Some(Some(1))
+    );
+
+    sigterm(h.pid());
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await,
+        "provider left running; log:\n{}",
+        read_log(&h.log)
+    );
+    let mut child = h.child;
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait()).await??;
+    assert!(status.success(), "hangar exit status {status}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_non_loopback_bind_without_auth_is_refused() -> Result<()> {
+    let dir = TestDir::new("bind");
+    let cfg = dir.write("h.yaml", "providers: {}\n");
+    let out = tokio::process::Command::new(hangar_bin())
+        .args([
+            "serve", "--http", "--host", "0.0.0.0", "--port", "0", "--config",
+        ])
+        .arg(&cfg)
+        .output()
+        .await?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without authentication"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,429 @@
+//! The hangar over stdio with real example providers: lazy single-flight start, predefined tools,
+//! idle collection, the registry tools, aggregated calls, list_changed, errors a person can act
+//! on, and shutdown that leaves no process behind.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use hangar_tests::*;
+use serde_json::json;
+
+fn config(providers: &[String]) -> String {
+    format!("providers:\n{}", providers.concat())
+}
+
+const ADD_PREDEFINED: &str = r#"tools:
+  - name: add
+    description: Add two numbers (predefined)
+    inputSchema: {type: object, properties: {a: {type: number}, b: {type: number}}, required: [a, b]}
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fifty_concurrent_first_calls_start_exactly_one_process() -> Result<()> {
+    let dir = TestDir::new("single-flight");
+    let token = unique_token("sf");
+    let cfg = dir.write("h.yaml", &config(&[provider_yaml("math", &token, &[], "")]));
+    let h = Hangar::stdio(&cfg).await?;
+    assert_eq!(
+        count_processes(&token),
+        0,
+        "nothing starts before the first call"
+    );
+
+    let calls = (0..50).map(|_| h.call("math__pid", json!({})));
+    let results = futures::future::join_all(calls).await;
+    let mut pids = std::collections::BTreeSet::new();
+    for r in results {
+        let r = r?;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        pids.insert(text(&r));
+    }
+    assert_eq!(pids.len(), 1, "all 50 calls reached one process: {pids:?}");
+    assert_eq!(count_processes(&token), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn predefined_tools_are_offered_before_start_and_replaced_by_the_live_list() -> Result<()> {
+    let dir = TestDir::new("predefined");
+    let token = unique_token("pre");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[provider_yaml("math", &token, &[], ADD_PREDEFINED)]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+
+    let before = h.tool_names().await?;
+    assert!(before.contains(&"math__add".to_string()), "{before:?}");
+    assert!(
+        !before.contains(&"math__echo".to_string()),
+        "live tools are not known yet"
+    );
+    assert!(before.contains(&"registry_list".to_string()));
+    let tools = h
+        .call_ok("registry_tools", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(tools["predefined"], true);
+    assert_eq!(tools["state"], "cold");
+    assert_eq!(
+        count_processes(&token),
+        0,
+        "registry_tools with predefined tools does not start it"
+    );
+
+    let r = h.call("math__add", json!({"a": 2, "b": 3})).await?;
+    assert_eq!(
+        r.structured_content,
+        Some(json!({"result": 5})),
+        "{}",
+        text(&r)
+    );
+    let after = h.tool_names().await?;
+    for t in ["math__add", "math__echo", "math__sleep", "math__fail"] {
+        assert!(after.contains(&t.to_string()), "{t} missing from {after:?}");
+    }
+    assert!(
+        wait_until(Duration::from_secs(5), || h.list_changed_count() >= 1).await,
+        "the client was told the tool list changed"
+    );
+
+    h.call_ok("registry_stop", json!({"provider": "math"}))
+        .await?;
+    let stopped = h.tool_names().await?;
+    assert!(stopped.contains(&"math__add".to_string()));
+    assert!(
+        !stopped.contains(&"math__echo".to_string()),
+        "predefined list restored on stop"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_provider_is_stopped_after_its_ttl() -> Result<()> {
+    let dir = TestDir::new("idle");
+    let token = unique_token("idle");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[provider_yaml("math", &token, &[], "idle_ttl_s: 1")]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("math__add", json!({"a": 1, "b": 1})).await?;
+    let used = Instant::now();
+    assert_eq!(count_processes(&token), 1);
+    assert!(
+        wait_until(Duration::from_secs(5), || count_processes(&token) == 0).await,
+        "idle provider still running; log:\n{}",
+        h.log()
+    );
+    let after = used.elapsed();
+    assert!(
+        after >= Duration::from_millis(900) && after <= Duration::from_millis(2600),
+        "stopped {after:?} after last use with a 1 s TTL"
+    );
+    let list = h.call_ok("registry_list", json!({})).await?;
+    assert_eq!(list["providers"][0]["state"], "cold");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn registry_tools_manage_the_lifecycle() -> Result<()> {
+    let dir = TestDir::new("registry");
+    let t1 = unique_token("reg-a");
+    let t2 = unique_token("reg-b");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            provider_yaml("math", &t1, &[], "description: arithmetic"),
+            provider_yaml("text", &t2, &[], ""),
+        ]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+
+    let list = h.call_ok("registry_list", json!({})).await?;
+    let providers = list["providers"].as_array().cloned().unwrap_or_default();
+    assert_eq!(providers.len(), 2);
+    assert_eq!(providers[0]["provider_id"], "math");
+    assert_eq!(providers[0]["state"], "cold");
+    assert_eq!(providers[0]["mode"], "subprocess");
+    assert_eq!(providers[0]["description"], "arithmetic");
+
+    let started = h
+        .call_ok("registry_start", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(started["state"], "ready");
+    assert!(
+        started["tools"]
+            .as_array()
+            .is_some_and(|t| t.contains(&json!("add")))
+    );
+    let ready = h
+        .call_ok("registry_list", json!({"state_filter": "ready"}))
+        .await?;
+    assert_eq!(ready["providers"].as_array().map(Vec::len), Some(1));
+
+    let invoked = h
+        .call(
+            "registry_invoke",
+            json!({"provider": "math", "tool": "echo", "arguments": {"text": "hello"}}),
+        )
+        .await?;
+    assert_eq!(text(&invoked), "hello");
+
+    let details = h
+        .call_ok("registry_details", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(details["state"], "ready");
+    assert!(details["pid"].as_u64().is_some());
+    assert!(
+        details["protocol_version"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("20"))
+    );
+    assert_eq!(details["health"]["total_invocations"], 1);
+
+    let warm = h
+        .call_ok("registry_warm", json!({"providers": "math, text"}))
+        .await?;
+    assert_eq!(warm["warmed"], json!(["text"]));
+    assert_eq!(warm["already_warm"], json!(["math"]));
+    assert_eq!(count_processes(&t2), 1);
+
+    let status = h.call_ok("registry_status", json!({})).await?;
+    assert_eq!(status["providers"]["ready"], 2);
+    assert_eq!(status["providers"]["total"], 2);
+    let health = h.call_ok("registry_health", json!({})).await?;
+    assert_eq!(health["status"], "healthy");
+
+    let stopped = h
+        .call_ok("registry_stop", json!({"provider": "text"}))
+        .await?;
+    assert_eq!(stopped["stopped"], "text");
+    assert!(wait_until(Duration::from_secs(5), || count_processes(&t2) == 0).await);
+    assert_eq!(count_processes(&t1), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aggregated_names_follow_the_provider_or_its_tool_prefix() -> Result<()> {
+    let dir = TestDir::new("prefix");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            provider_yaml("math", &unique_token("p1"), &[], ""),
+            provider_yaml("other", &unique_token("p2"), &[], "tool_prefix: calc"),
+            provider_yaml(
+                "bare",
+                &unique_token("p3"),
+                &[],
+                "tool_prefix: \"\"\ntools:\n  - name: ping_bare",
+            ),
+        ]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    let r = h.call("calc__add", json!({"a": 1, "b": 2})).await?;
+    assert_eq!(r.structured_content, Some(json!({"result": 3})));
+    let names = h.tool_names().await?;
+    assert!(names.contains(&"math__add".to_string()));
+    assert!(names.contains(&"calc__add".to_string()));
+    assert!(!names.iter().any(|n| n.starts_with("other__")));
+    assert!(
+        names.contains(&"ping_bare".to_string()),
+        "empty prefix: bare name"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_changing_its_tools_is_relayed_as_list_changed() -> Result<()> {
+    let dir = TestDir::new("relay");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[provider_yaml("math", &unique_token("lc"), &[], "")]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("registry_start", json!({"provider": "math"}))
+        .await?;
+    assert!(wait_until(Duration::from_secs(5), || h.list_changed_count() >= 1).await);
+    let before = h.list_changed_count();
+    let r = h.call("math__add_tool", json!({"name": "fresh"})).await?;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert!(
+        wait_until(Duration::from_secs(5), || h.list_changed_count() > before).await,
+        "provider's list_changed relayed"
+    );
+    let names = h.tool_names().await?;
+    assert!(names.contains(&"math__fresh".to_string()), "{names:?}");
+    let r = h.call("math__fresh", json!({"x": 1})).await?;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_say_what_failed_and_what_to_do() -> Result<()> {
+    let dir = TestDir::new("errors");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            provider_yaml("math", &unique_token("e1"), &[], ""),
+            provider_yaml(
+                "broken",
+                &unique_token("e2"),
+                &["--stderr-lines", "2", "--exit-at-start", "7"],
+                "",
+            ),
+        ]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+
+    let r = h
+        .call("registry_invoke", json!({"provider": "mth", "tool": "add"}))
+        .await?;
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).contains("did you mean `math`"), "{}", text(&r));
+    assert_eq!(
+        r.structured_content.as_ref().map(|s| s["type"].clone()),
+        Some(json!("ProviderNotFoundError"))
+    );
+
+    let r = h
+        .call("registry_invoke", json!({"provider": "math", "tool": "ad"}))
+        .await?;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        text(&r).contains("`add`"),
+        "closest tool named: {}",
+        text(&r)
+    );
+
+    let r = h
+        .call(
+            "registry_invoke",
+            json!({"provider": "broken", "tool": "add"}),
+        )
+        .await?;
+    assert_eq!(r.is_error, Some(true));
+    let msg = text(&r);
+    assert!(msg.contains("failed to start"), "{msg}");
+    assert!(msg.contains("status 7"), "exit status in the error: {msg}");
+    assert!(
+        msg.contains("exiting at start with code 7"),
+        "stderr tail in the error: {msg}"
+    );
+    let d = h
+        .call_ok("registry_details", json!({"provider": "broken"}))
+        .await?;
+    assert_eq!(d["state"], "dead");
+
+    let started = Instant::now();
+    let r = h
+        .call(
+            "registry_invoke",
+            json!({"provider": "math", "tool": "sleep", "arguments": {"ms": 5000}, "timeout": 0.5}),
+        )
+        .await?;
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(r.is_error, Some(true));
+    assert!(text(&r).contains("timed out after 0.5s"), "{}", text(&r));
+
+    let r = h
+        .call("math__fail", json!({"message": "tool says no"}))
+        .await?;
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "the provider's own isError passes through"
+    );
+    assert_eq!(text(&r), "tool says no");
+
+    let err = h
+        .call("math__nope", json!({}))
+        .await
+        .expect_err("unknown aggregated tool");
+    assert!(
+        err.to_string().contains("unknown tool `math__nope`"),
+        "{err}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crashed_provider_is_dead_with_its_exit_status_and_restarts_on_the_next_call()
+-> Result<()> {
+    let dir = TestDir::new("crash");
+    let token = unique_token("crash");
+    let cfg = dir.write("h.yaml", &config(&[provider_yaml("math", &token, &[], "")]));
+    let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("math__add", json!({"a": 1, "b": 1})).await?;
+    let r = h.call("math__crash", json!({"code": 9})).await?;
+    assert_eq!(
+        r.is_error,
+        Some(true),
+        "the in-flight call is answered with an error"
+    );
+    let ok = wait_until(Duration::from_secs(5), || count_processes(&token) == 0).await;
+    assert!(ok);
+    let d = h
+        .call_ok("registry_details", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(d["state"], "dead");
+    assert!(
+        d["state_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("status 9")),
+        "{d}"
+    );
+    let r = h.call("math__add", json!({"a": 2, "b": 2})).await?;
+    assert_eq!(r.structured_content, Some(json!({"result": 4})));
+    assert_eq!(count_processes(&token), 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stdin_eof_stops_every_provider() -> Result<()> {
+    let dir = TestDir::new("eof");
+    let token = unique_token("eof");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            provider_yaml("a", &token, &[], ""),
+            provider_yaml("b", &token, &[], ""),
+        ]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("registry_warm", json!({})).await?;
+    assert_eq!(count_processes(&token), 2);
+    let pid = h.pid;
+    let mut client = h.client;
+    client.close().await?;
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 0
+            && !std::path::Path::new(&format!("/proc/{pid}/cmdline")).exists())
+        .await,
+        "providers or hangar left running; log:\n{}",
+        read_log(&h.log)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_every_provider_including_one_that_ignores_sigterm() -> Result<()> {
+    let dir = TestDir::new("sigterm");
+    let token = unique_token("term");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            provider_yaml("a", &token, &[], "shutdown_timeout_s: 2"),
+            provider_yaml("b", &token, &["--stubborn"], "shutdown_timeout_s: 1"),
+        ]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("registry_warm", json!({})).await?;
+    assert_eq!(count_processes(&token), 2);
+    sigterm(h.pid);
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await,
+        "providers left running after SIGTERM; log:\n{}",
+        h.log()
+    );
+    Ok(())
+}
