@@ -8,8 +8,8 @@ use hangar_tests::*;
 fn run(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let out = Command::new(hangar_bin())
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("MCP_HANGAR_CONFIG")
+        .envs(env.iter().copied())
         .output()
         .expect("run mcp-hangar");
     (

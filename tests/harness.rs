@@ -36,7 +36,24 @@ pub fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Makes sure the binaries under test are current. Under `cargo test --workspace` they already
+/// are and this is a no-op; under `cargo test -p hangar-tests` it rebuilds what changed, with the
+/// same features the workspace test build uses, so nothing is compiled twice.
+fn ensure_built() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["test", "--workspace", "--no-run", "--quiet"])
+            .current_dir(workspace_root())
+            .status()
+            .expect("run cargo to build the binaries under test");
+        assert!(status.success(), "building the binaries under test failed");
+    });
+}
+
 fn built(name: &str) -> PathBuf {
+    ensure_built();
     let path = profile_dir().join(name);
     assert!(
         path.exists(),
@@ -89,8 +106,9 @@ impl Drop for TestDir {
 /// A token unique to this test, put on provider command lines so their processes can be counted.
 pub fn unique_token(label: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
+    // Distinct from TestDir names, which end up on the hangar's own command line.
     format!(
-        "{label}-{}-{}",
+        "tok-{label}-{}-{}",
         std::process::id(),
         N.fetch_add(1, Ordering::Relaxed)
     )

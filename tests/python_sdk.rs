@@ -36,9 +36,16 @@ fn assert_session(v: &Value) {
         .iter()
         .filter_map(Value::as_str)
         .collect();
+    assert!(tools.contains(&"registry_list"), "{tools:?}");
+    let after: Vec<&str> = v["tools_after"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
     assert!(
-        tools.contains(&"registry_list") && tools.contains(&"math__add"),
-        "{tools:?}"
+        after.contains(&"math__add") && after.contains(&"math__echo"),
+        "live tools offered once started: {after:?}"
     );
     assert_eq!(v["add"]["structured"], json!({"result": 42}));
     assert_eq!(v["add"]["is_error"], false);

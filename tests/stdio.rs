@@ -220,6 +220,7 @@ async fn aggregated_names_follow_the_provider_or_its_tool_prefix() -> Result<()>
         ]),
     );
     let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("math__add", json!({"a": 1, "b": 2})).await?;
     let r = h.call("calc__add", json!({"a": 1, "b": 2})).await?;
     assert_eq!(r.structured_content, Some(json!({"result": 3})));
     let names = h.tool_names().await?;
@@ -335,12 +336,19 @@ async fn failures_say_what_failed_and_what_to_do() -> Result<()> {
     );
     assert_eq!(text(&r), "tool says no");
 
-    let err = h
-        .call("math__nope", json!({}))
-        .await
-        .expect_err("unknown aggregated tool");
+    let r = h.call("math__nope", json!({})).await?;
+    assert_eq!(r.is_error, Some(true));
     assert!(
-        err.to_string().contains("unknown tool `math__nope`"),
+        text(&r).contains("tool `nope` not found on provider `math`"),
+        "a provider-prefixed name reaches the provider, which lists its tools: {}",
+        text(&r)
+    );
+    let err = h
+        .call("nothing_here", json!({}))
+        .await
+        .expect_err("a name no provider claims is a protocol error");
+    assert!(
+        err.to_string().contains("unknown tool `nothing_here`"),
         "{err}"
     );
     Ok(())
@@ -361,7 +369,7 @@ async fn a_crashed_provider_is_dead_with_its_exit_status_and_restarts_on_the_nex
         "the in-flight call is answered with an error"
     );
     let ok = wait_until(Duration::from_secs(5), || count_processes(&token) == 0).await;
-    assert!(ok);
+    assert!(ok, "crashed provider still counted; log:\n{}", h.log());
     let d = h
         .call_ok("registry_details", json!({"provider": "math"}))
         .await?;

@@ -7,7 +7,6 @@
 //! to), `serve` (wiring it together for the CLI).
 
 pub mod backend;
-#[path = "config_stub.rs"]
 pub mod config;
 pub mod events;
 pub mod gateway;

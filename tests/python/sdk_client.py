@@ -38,10 +38,12 @@ async def main() -> None:
         )
         failed = await client.call_tool("math__fail", {"message": "boom"})
         unknown = await client.call_tool("registry_invoke", {"provider": "mth", "tool": "add"})
+        tools_after = await client.list_tools(cache_mode="bypass")
         out = {
             "protocol_version": client.protocol_version,
             "server_name": client.server_info.name if client.server_info else None,
             "tools": [t.name for t in tools.tools],
+            "tools_after": [t.name for t in tools_after.tools],
             "add": {"structured": added.structured_content, "text": content_text(added), "is_error": added.is_error},
             "list": listed.structured_content,
             "echo": {"text": content_text(invoked), "is_error": invoked.is_error},

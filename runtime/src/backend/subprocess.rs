@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use rmcp::service::{RunningService, serve_client_with_ct};
 use rmcp::RoleClient;
+use rmcp::service::{RunningService, serve_client_with_ct};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::watch;
@@ -46,7 +46,10 @@ const MAX_STDERR_LINE: usize = 4096;
 /// Grace a provider gets to exit on its own after its stdin is closed, before SIGTERM.
 const EOF_GRACE: Duration = Duration::from_millis(500);
 
-pub async fn start(spec: SpawnSpec, on_tools_changed: ToolsChangedHook) -> Result<Connection, StartError> {
+pub async fn start(
+    spec: SpawnSpec,
+    on_tools_changed: ToolsChangedHook,
+) -> Result<Connection, StartError> {
     let started = Instant::now();
     let (program, args) = spec.argv.split_first().ok_or_else(|| StartError {
         message: format!("provider `{}` has an empty `command`", spec.provider),
@@ -153,7 +156,15 @@ pub async fn start(spec: SpawnSpec, on_tools_changed: ToolsChangedHook) -> Resul
                 process,
             })
         }
-        Err(why) => {
+        Err(mut why) => {
+            // A child that died during the handshake usually shows up first as a broken pipe;
+            // its exit status is the useful part.
+            if !why.contains("during startup")
+                && let Ok(how) =
+                    tokio::time::timeout(Duration::from_millis(500), process.exited()).await
+            {
+                why = format!("{how} during startup ({why})");
+            }
             process.shutdown(Duration::from_secs(2)).await;
             // The stderr reader may still be draining the last lines of a crashed child.
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -198,7 +209,10 @@ impl Process {
             groups::signal_group(pgid, Signal::SIGTERM);
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, self.exited()).await.is_err() {
-                tracing::warn!(pgid, "provider ignored SIGTERM for {timeout:?}; sending SIGKILL");
+                tracing::warn!(
+                    pgid,
+                    "provider ignored SIGTERM for {timeout:?}; sending SIGKILL"
+                );
                 groups::signal_group(pgid, Signal::SIGKILL);
                 let _ = tokio::time::timeout(Duration::from_secs(2), self.exited()).await;
             }

@@ -27,7 +27,9 @@ const SECRET_KEY_MARKERS: &[&str] = &[
 /// printing a credential cannot be taken back.
 pub fn key_looks_secret(key: &str) -> bool {
     let lower = key.to_ascii_lowercase();
-    SECRET_KEY_MARKERS.iter().any(|marker| lower.contains(marker))
+    SECRET_KEY_MARKERS
+        .iter()
+        .any(|marker| lower.contains(marker))
 }
 
 /// A string from the config together with whether it must be redacted when shown.

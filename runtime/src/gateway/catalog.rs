@@ -51,7 +51,10 @@ impl Catalog {
         let mut sources: HashMap<String, String> = HashMap::new();
         let mut problems = Vec::new();
         for (tool, which) in management::tools() {
-            sources.insert(tool.name.to_string(), "the hangar's management tools".into());
+            sources.insert(
+                tool.name.to_string(),
+                "the hangar's management tools".into(),
+            );
             routes.insert(tool.name.to_string(), Route::Management(which));
             tools.push(tool);
         }

@@ -282,7 +282,9 @@ pub async fn call(
                 Some(t) if t > 0.0 && t <= MAX_TIMEOUT_S => Some(Duration::from_secs_f64(t)),
                 Some(t) => {
                     return Err(McpError::invalid_params(
-                        format!("`timeout` must be between 0 (exclusive) and {MAX_TIMEOUT_S} seconds, got {t}"),
+                        format!(
+                            "`timeout` must be between 0 (exclusive) and {MAX_TIMEOUT_S} seconds, got {t}"
+                        ),
                         None,
                     ));
                 }

@@ -16,8 +16,8 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter,
-    Tool,
+    ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
+    SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -90,7 +90,11 @@ impl Gateway {
         }
         let old = self.catalog.load();
         let same = old.tools.len() == catalog.tools.len()
-            && old.tools.iter().zip(catalog.tools.iter()).all(|(a, b)| a == b);
+            && old
+                .tools
+                .iter()
+                .zip(catalog.tools.iter())
+                .all(|(a, b)| a == b);
         self.catalog.store(Arc::new(catalog));
         if !same {
             self.notify_list_changed();
@@ -113,10 +117,35 @@ impl Gateway {
         }
     }
 
+    /// A name that is not offered (yet) but carries a provider's prefix goes to that provider:
+    /// a provider without predefined tools offers nothing until it starts, and its first call is
+    /// what starts it. The registry then says whether the tool exists.
+    fn route_by_prefix(&self, name: &str) -> Option<Route> {
+        self.registry
+            .providers()
+            .filter_map(|p| {
+                let spec = p.spec();
+                let prefix = spec.tool_prefix.as_deref().unwrap_or(&spec.id);
+                let tool = name.strip_prefix(prefix)?.strip_prefix("__")?;
+                (!prefix.is_empty() && !tool.is_empty())
+                    .then(|| (prefix.len(), spec.id.clone(), tool))
+            })
+            .max_by_key(|(len, _, _)| *len)
+            .map(|(_, provider, tool)| Route::Provider {
+                provider,
+                tool: tool.to_string(),
+            })
+    }
+
     async fn invoke(&self, call: Invocation) -> CallToolResult {
         match self.registry.invoke(call).await {
-            // The provider's own result, `isError` included, goes back unchanged.
-            Ok(r) => r,
+            // The provider's own result, `isError` included, goes back unchanged — except that a
+            // handshake-era provider's result has no `resultType`, which 2026-07-28 clients
+            // require; rmcp drops it again for older clients.
+            Ok(mut r) => {
+                r.result_type.get_or_insert(ResultType::COMPLETE);
+                r
+            }
             Err(e) => management::error_result(&e),
         }
     }
@@ -177,7 +206,14 @@ impl ServerHandler for HangarServer {
         request: CallToolRequestParams,
         _context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let route = self.gw.catalog.load().routes.get(request.name.as_ref()).cloned();
+        let route = self
+            .gw
+            .catalog
+            .load()
+            .routes
+            .get(request.name.as_ref())
+            .cloned()
+            .or_else(|| self.gw.route_by_prefix(&request.name));
         let result = match route {
             Some(Route::Management(which)) => {
                 management::call(&self.gw, which, &request.name, request.arguments).await?

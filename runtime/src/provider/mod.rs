@@ -153,10 +153,13 @@ mod tests {
     fn each_start_increases_the_generation() {
         let now = Instant::now();
         let mut lc = Lifecycle::new(now);
-        lc.transition(ProviderState::Initializing, None, now).unwrap();
+        lc.transition(ProviderState::Initializing, None, now)
+            .unwrap();
         lc.transition(ProviderState::Ready, None, now).unwrap();
-        lc.transition(ProviderState::Dead, Some("exit 1".into()), now).unwrap();
-        lc.transition(ProviderState::Initializing, None, now).unwrap();
+        lc.transition(ProviderState::Dead, Some("exit 1".into()), now)
+            .unwrap();
+        lc.transition(ProviderState::Initializing, None, now)
+            .unwrap();
         assert_eq!(lc.generation(), 2);
     }
 
@@ -176,13 +179,20 @@ mod tests {
         let t0 = Instant::now();
         let ttl = Duration::from_secs(10);
         let mut lc = Lifecycle::new(t0);
-        assert!(!lc.is_idle(t0 + ttl * 2, ttl), "cold is never idle-collected");
-        lc.transition(ProviderState::Initializing, None, t0).unwrap();
+        assert!(
+            !lc.is_idle(t0 + ttl * 2, ttl),
+            "cold is never idle-collected"
+        );
+        lc.transition(ProviderState::Initializing, None, t0)
+            .unwrap();
         lc.transition(ProviderState::Ready, None, t0).unwrap();
         assert!(!lc.is_idle(t0 + Duration::from_secs(9), ttl));
         assert!(lc.is_idle(t0 + ttl, ttl));
         lc.begin_call(t0 + ttl);
-        assert!(!lc.is_idle(t0 + ttl * 5, ttl), "a call in flight keeps it alive");
+        assert!(
+            !lc.is_idle(t0 + ttl * 5, ttl),
+            "a call in flight keeps it alive"
+        );
         lc.end_call(t0 + ttl * 5, false);
         assert!(!lc.is_idle(t0 + ttl * 5 + Duration::from_secs(1), ttl));
         assert!(lc.is_idle(t0 + ttl * 6, ttl));

@@ -168,7 +168,11 @@ pub fn closest<'a>(wanted: &str, names: impl IntoIterator<Item = &'a str>) -> Ve
         all.sort();
         return all;
     }
-    scored.into_iter().take(5).map(|(_, n)| n.to_string()).collect()
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, n)| n.to_string())
+        .collect()
 }
 
 #[cfg(test)]
@@ -193,7 +197,10 @@ mod tests {
             provider: "mth".into(),
             suggestions: vec!["math".into()],
         };
-        assert_eq!(e.to_string(), "provider `mth` not found; did you mean `math`?");
+        assert_eq!(
+            e.to_string(),
+            "provider `mth` not found; did you mean `math`?"
+        );
         assert_eq!(e.to_json()["type"], "ProviderNotFoundError");
     }
 }

@@ -183,7 +183,10 @@ impl Provider {
 
     /// Returns a connection to a running provider, starting it if needed. Concurrent callers
     /// share one start.
-    pub async fn ensure_started(self: &Arc<Self>, shutting_down: bool) -> Result<Arc<Connection>, InvokeError> {
+    pub async fn ensure_started(
+        self: &Arc<Self>,
+        shutting_down: bool,
+    ) -> Result<Arc<Connection>, InvokeError> {
         let start = {
             let mut inner = self.lock();
             if let Some(conn) = &inner.conn
@@ -309,7 +312,10 @@ impl Provider {
         let reason = if tail.is_empty() {
             how.clone()
         } else {
-            format!("{how}; last stderr: {}", tail.last().cloned().unwrap_or_default())
+            format!(
+                "{how}; last stderr: {}",
+                tail.last().cloned().unwrap_or_default()
+            )
         };
         inner.last_error = Some(LastError {
             message: format!("provider `{}` {how}", self.spec.id),
@@ -412,7 +418,12 @@ impl Registry {
         let providers = config
             .providers
             .iter()
-            .map(|(id, spec)| (id.clone(), Arc::new(Provider::new(spec.clone(), bus.clone()))))
+            .map(|(id, spec)| {
+                (
+                    id.clone(),
+                    Arc::new(Provider::new(spec.clone(), bus.clone())),
+                )
+            })
             .collect();
         Arc::new(Self {
             providers,
@@ -470,9 +481,10 @@ impl Registry {
             tool: call.tool.clone(),
             limit,
         };
-        let conn = tokio::time::timeout_at(deadline, provider.ensure_started(self.is_shutting_down()))
-            .await
-            .map_err(|_| timeout_err())??;
+        let conn =
+            tokio::time::timeout_at(deadline, provider.ensure_started(self.is_shutting_down()))
+                .await
+                .map_err(|_| timeout_err())??;
         {
             let tools = provider.tools();
             if !tools.iter().any(|t| t.name == call.tool) {
@@ -510,7 +522,10 @@ impl Registry {
                 detail: e.to_string(),
             }),
         };
-        let failed = result.as_ref().err().is_some_and(InvokeError::is_provider_failure);
+        let failed = result
+            .as_ref()
+            .err()
+            .is_some_and(InvokeError::is_provider_failure);
         provider.lock().lifecycle.end_call(Instant::now(), failed);
         let duration_ms = started.elapsed().as_millis() as u64;
         self.bus.publish(match &result {

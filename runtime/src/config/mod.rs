@@ -1,0 +1,1489 @@
+//! The hangar's config file: load it, check it, and explain every problem with a file, line,
+//! column and key path.
+//!
+//! The format is the original mcp-hangar's, unchanged: providers under `mcp_servers:` (2.x) or
+//! `providers:` (0.1.x), with `${VAR}` / `${VAR:-default}` interpolation. Loading goes
+//!
+//! ```text
+//! text ──yaml_serde + serde_path_to_error──▶ schema::RawTop   (shape, types, ranges, unknown keys)
+//!      ──resolve (+ locate::SourceMap)─────▶ Config           (defaults, ${VAR}, secrets, cross-checks)
+//!      ──load only: SUPPORTED_MODES────────▶ Config the runtime can run
+//! ```
+//!
+//! Deliberately absent:
+//! - No silent drops. An unknown key is an error with a suggestion; a top-level section of the
+//!   original that this build does not implement is accepted with a warning naming it.
+//! - No clear-text secrets in `Debug`, `Display`, errors or the normalised output. Values that
+//!   came from `${...}`, and values under secret-looking keys, are `MaybeSecret`s that print
+//!   as `***`; reading them takes an explicit `expose()`.
+//! - No process environment in `parse`: variables come through a parameter, so tests never
+//!   touch the real environment. Only `load` reads it.
+//! - No YAML merge keys (`<<: *anchor`): yaml_serde does not expand them while deserialising,
+//!   and expanding them through `yaml_serde::Value` would lose every line number. They are
+//!   reported as an error that says so. Plain anchors and aliases work.
+
+mod error;
+mod interpolate;
+mod locate;
+mod normalize;
+mod resolve;
+mod schema;
+mod secret;
+mod spec;
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+
+pub use self::error::{ConfigError, ConfigErrorKind};
+pub use self::locate::SourceLocation;
+pub use self::secret::{EnvValue, MaybeSecret, REDACTED};
+pub use self::spec::{
+    BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources, ContainerSpec,
+    GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, MemberDefinition,
+    ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
+    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
+};
+
+use self::locate::{KeyPath, SourceMap};
+
+/// The modes this build can run. `load` refuses a config with any other mode; `parse` accepts
+/// every mode of the format so the whole file is still checked. Extend this as backends land.
+pub const SUPPORTED_MODES: &[ProviderMode] = &[ProviderMode::Subprocess];
+
+/// A loaded config file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Config {
+    /// The file it was read from (as given).
+    pub path: PathBuf,
+    /// Top-level providers and groups, in file order. Inline group members live inside their
+    /// group (`all_providers` lists them too).
+    pub providers: IndexMap<String, ProviderSpec>,
+    /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// The normalised config: every key with its effective value, secrets as `***`, providers
+    /// in file order. Safe to print.
+    pub fn to_redacted_yaml(&self) -> String {
+        normalize::to_redacted_yaml(self)
+    }
+
+    /// A provider by id: top-level, or an inline member of a group.
+    pub fn provider(&self, id: &str) -> Option<&ProviderSpec> {
+        self.all_providers().find(|spec| spec.id == id)
+    }
+
+    /// Every provider: each top-level one, followed by its inline group members.
+    pub fn all_providers(&self) -> impl Iterator<Item = &ProviderSpec> {
+        self.providers.values().flat_map(|spec| {
+            let members = spec.group.iter().flat_map(|group| {
+                group
+                    .members
+                    .iter()
+                    .filter_map(|member| match &member.definition {
+                        MemberDefinition::Inline(inline) => Some(inline.as_ref()),
+                        MemberDefinition::Reference => None,
+                    })
+            });
+            std::iter::once(spec).chain(members)
+        })
+    }
+}
+
+/// Reads `path`, resolves `${VAR}` from the process environment, and checks that every
+/// provider's mode is one this build runs (`SUPPORTED_MODES`).
+///
+/// # Errors
+///
+/// A `ConfigError` naming the file, line, column and key path of the first problem: the file
+/// cannot be read, is not YAML, has an unknown key or a wrong value, refers to an unset
+/// variable, repeats an id, or uses a mode this build does not run.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_with_env(path, &process_env)
+}
+
+/// `load` with variables from `env` instead of the process environment.
+///
+/// # Errors
+///
+/// As `load`.
+pub fn load_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, &err))?;
+    load_text(&text, path, env)
+}
+
+/// Parses and checks config `text` (read from `path`, which is used in messages). Accepts every
+/// mode of the format; `load` additionally refuses modes this build cannot run.
+///
+/// # Errors
+///
+/// As `load`, except that no file is read and every mode is accepted.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    parse_with_map(text, path, env).map(|(config, _, _)| config)
+}
+
+fn process_env(name: &str) -> Option<String> {
+    // A value that is not UTF-8 cannot be put in a command line or header as text; treat it as
+    // unset so the error names the variable instead of passing on mangled bytes.
+    std::env::var_os(name).and_then(|value| value.into_string().ok())
+}
+
+fn load_text(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let (config, map, section) = parse_with_map(text, path, env)?;
+    check_supported(&config, &map, section)?;
+    Ok(config)
+}
+
+fn parse_with_map(
+    text: &str,
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, SourceMap, &'static str), ConfigError> {
+    let de = yaml_serde::Deserializer::from_str(text);
+    let raw: schema::RawTop = serde_path_to_error::deserialize(de)
+        .map_err(|err| error::from_deserialize(path, text, &err))?;
+    let map = SourceMap::build(text);
+    let resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
+    let config = Config {
+        path: path.to_path_buf(),
+        providers: resolved.providers,
+        warnings: resolved.warnings,
+    };
+    Ok((config, map, resolved.section))
+}
+
+/// Refuses the first provider (or inline member) whose mode is not in `SUPPORTED_MODES`.
+fn check_supported(config: &Config, map: &SourceMap, section: &str) -> Result<(), ConfigError> {
+    let supported = SUPPORTED_MODES
+        .iter()
+        .map(|mode| mode.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let base = KeyPath::root().key(section);
+    for (id, spec) in &config.providers {
+        check_spec(config, map, &base.key(id.as_str()), spec, &supported)?;
+    }
+    Ok(())
+}
+
+fn check_spec(
+    config: &Config,
+    map: &SourceMap,
+    path: &KeyPath,
+    spec: &ProviderSpec,
+    supported: &str,
+) -> Result<(), ConfigError> {
+    if !SUPPORTED_MODES.contains(&spec.mode) {
+        let mode_path = path.key("mode");
+        return Err(ConfigError::at(
+            &config.path,
+            map.nearest_key(&mode_path),
+            path,
+            ConfigErrorKind::Unsupported,
+            format!(
+                "provider `{}`: mode `{}` is not supported by this build yet (supported: \
+                 {supported})",
+                spec.id, spec.mode
+            ),
+        ));
+    }
+    if let Some(group) = &spec.group {
+        for (i, member) in group.members.iter().enumerate() {
+            if let MemberDefinition::Inline(inline) = &member.definition {
+                let member_path = path.key("members").index(i);
+                check_spec(config, map, &member_path, inline, supported)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use super::*;
+
+    const FILE: &str = "hangar.yaml";
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| map.get(name).cloned()
+    }
+
+    fn ok(text: &str) -> Config {
+        match parse(text, Path::new(FILE), &no_env) {
+            Ok(config) => config,
+            Err(err) => panic!("expected the config to load, got: {err}"),
+        }
+    }
+
+    fn err(text: &str) -> ConfigError {
+        match parse(text, Path::new(FILE), &no_env) {
+            Ok(config) => panic!("expected an error, got: {config:?}"),
+            Err(err) => err,
+        }
+    }
+
+    fn provider<'c>(config: &'c Config, id: &str) -> &'c ProviderSpec {
+        match config.providers.get(id) {
+            Some(spec) => spec,
+            None => panic!("no provider `{id}` in {:?}", config.providers.keys()),
+        }
+    }
+
+    // --- formats and defaults ------------------------------------------------------------
+
+    #[test]
+    fn both_formats_load_to_the_same_providers() {
+        let body = "  math:\n    command: [python, -m, math]\n    idle_ttl_s: 180\n";
+        let old = ok(&format!("providers:\n{body}"));
+        let new = ok(&format!("mcp_servers:\n{body}"));
+        assert_eq!(old.providers, new.providers);
+        assert_eq!(provider(&old, "math").argv(), ["python", "-m", "math"]);
+        assert_eq!(provider(&old, "math").idle_ttl, Duration::from_secs(180));
+    }
+
+    #[test]
+    fn defaults_are_applied_to_every_unset_key() {
+        let config = ok("mcp_servers:\n  math:\n    command: [python]\n");
+        let math = provider(&config, "math");
+        assert_eq!(math.mode, ProviderMode::Subprocess);
+        assert_eq!(math.mode.as_str(), "subprocess");
+        assert_eq!(math.idle_ttl, Duration::from_secs(300));
+        assert_eq!(math.health_check_interval, Duration::from_secs(60));
+        assert_eq!(math.max_consecutive_failures, 3);
+        assert_eq!(math.shutdown_timeout, Duration::from_secs(5));
+        assert_eq!(math.call_timeout, None);
+        assert_eq!(math.max_concurrency, None);
+        assert!(!math.auto_start);
+        assert_eq!(math.tool_prefix, None);
+        assert!(math.tools.is_empty() && math.tool_filter.is_none());
+        assert!(math.env.is_empty() && math.cwd.is_none());
+        assert!(math.container.is_none() && math.remote.is_none() && math.group.is_none());
+        assert_eq!(math.defined_at, Some(SourceLocation { line: 2, column: 3 }));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn every_setting_can_be_written() {
+        let config = ok("\
+mcp_servers:
+  math:
+    command: [python, -m, math]
+    args: [--verbose]
+    cwd: /srv/math
+    description: Adds numbers
+    idle_ttl_s: 60
+    health_check_interval_s: 15
+    max_consecutive_failures: 5
+    shutdown_timeout_s: 2.5
+    call_timeout_s: 30
+    max_concurrency: 4
+    auto_start: yes
+    tool_prefix: m_
+    circuit_breaker: {failure_threshold: 4}
+    recovery: {base_delay_s: 0.5, max_delay_s: 30, max_retries: 7}
+    rate_limit: {requests_per_second: 2.5}
+");
+        let math = provider(&config, "math");
+        assert_eq!(math.argv(), ["python", "-m", "math", "--verbose"]);
+        assert_eq!(math.cwd.as_deref(), Some(Path::new("/srv/math")));
+        assert_eq!(math.description.as_deref(), Some("Adds numbers"));
+        assert_eq!(math.idle_ttl, Duration::from_secs(60));
+        assert_eq!(math.health_check_interval, Duration::from_secs(15));
+        assert_eq!(math.max_consecutive_failures, 5);
+        assert_eq!(math.shutdown_timeout, Duration::from_millis(2500));
+        assert_eq!(math.call_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(math.max_concurrency, Some(4));
+        assert!(
+            math.auto_start,
+            "YAML 1.1 `yes` is true, as in the original"
+        );
+        assert_eq!(math.effective_tool_prefix(), Some("m_"));
+        let cb = math.circuit_breaker.unwrap_or_default();
+        assert_eq!(
+            (cb.failure_threshold, cb.reset_timeout),
+            (4, Duration::from_secs(60))
+        );
+        let recovery = math.recovery.unwrap_or_default();
+        assert_eq!(recovery.base_delay, Duration::from_millis(500));
+        assert_eq!(recovery.max_retries, 7);
+        let rate = math.rate_limit.map(|r| (r.requests_per_second, r.burst));
+        assert_eq!(rate, Some((2.5, 3)));
+    }
+
+    #[test]
+    fn env_values_keep_the_text_written() {
+        let config = ok("\
+mcp_servers:
+  math:
+    command: [python]
+    env: {PORT: 8080, DEBUG: false, VERSION: 1.0, EMPTY: , NAME: plain}
+");
+        assert_eq!(
+            provider(&config, "math").env_pairs(),
+            [
+                ("PORT".into(), "8080".into()),
+                ("DEBUG".into(), "false".into()),
+                ("VERSION".into(), "1.0".into()),
+                ("EMPTY".into(), String::new()),
+                ("NAME".into(), "plain".into()),
+            ]
+        );
+    }
+
+    // --- errors a person can act on ----------------------------------------------------------
+
+    #[test]
+    fn a_typo_names_line_column_key_path_and_the_key_meant() {
+        let e = err("providers:\n  math:\n    mode: subprocess\n    comand: [python]\n");
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+        assert_eq!((e.line, e.column), (Some(4), Some(5)));
+        assert_eq!(e.key_path, "providers.math");
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "hangar.yaml:4:5: providers.math: unknown key `comand`; did you mean \
+                 `command`? (valid keys: mode, command, args,"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_that_resembles_nothing_gets_no_suggestion() {
+        let e = err("mcp_servers:\n  math:\n    command: [x]\n    banana: 1\n");
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+        assert!(!e.message.contains("did you mean"), "{e}");
+        assert!(e.message.contains("(valid keys: mode, command"), "{e}");
+    }
+
+    #[test]
+    fn unknown_keys_inside_nested_blocks_are_errors_too() {
+        let e = err("\
+mcp_servers:
+  api:
+    mode: remote
+    endpoint: https://x.example/mcp
+    tls: {verfy: false}
+");
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+        assert_eq!(e.key_path, "mcp_servers.api.tls");
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("did you mean `verify`?"), "{e}");
+    }
+
+    #[test]
+    fn a_wrong_type_names_line_column_and_what_was_expected() {
+        let e = err("providers:\n  math:\n    command: [python]\n    idle_ttl_s: soon\n");
+        assert_eq!(
+            e.to_string(),
+            "hangar.yaml:4:17: providers.math.idle_ttl_s: invalid type: string \"soon\", \
+             expected an integer (seconds)"
+        );
+        let e = err(
+            "mcp_servers:\n  g:\n    mode: group\n    members:\n      - {id: a, command: [x], weight: 101}\n",
+        );
+        assert_eq!(e.key_path, "mcp_servers.g.members[0].weight");
+        assert!(
+            e.message.contains("expected an integer from 1 to 100"),
+            "{e}"
+        );
+        assert_eq!(e.line, Some(5));
+    }
+
+    #[test]
+    fn an_unknown_mode_suggests_the_one_meant() {
+        let e = err("mcp_servers:\n  math:\n    mode: dockr\n");
+        assert_eq!(e.key_path, "mcp_servers.math.mode");
+        assert_eq!((e.line, e.column), (Some(3), Some(11)));
+        assert!(
+            e.message
+                .starts_with("unknown value `dockr`; did you mean `docker`?"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_names_its_line() {
+        let e = err("mcp_servers:\n  math:\n    command: [python\n  other: {}\n");
+        assert_eq!(e.kind, ConfigErrorKind::Syntax);
+        assert_eq!(e.line, Some(4));
+        assert!(e.to_string().starts_with("hangar.yaml:4:"), "{e}");
+        assert!(e.message.contains("flow sequence"), "{e}");
+        let e = err("mcp_servers:\n  math:\n   command: [x]\n    mode: subprocess\n");
+        assert_eq!(e.kind, ConfigErrorKind::Syntax);
+        assert_eq!(e.line, Some(4));
+    }
+
+    #[test]
+    fn a_tab_indented_or_multi_document_file_says_so() {
+        let e = err("mcp_servers:\n  a:\n\tcommand: [x]\n");
+        assert_eq!((e.kind, e.line), (ConfigErrorKind::Syntax, Some(3)));
+        assert!(
+            e.message
+                .ends_with("(YAML cannot be indented with tabs; use spaces)"),
+            "{e}"
+        );
+        let e = err("mcp_servers:\n  a: {command: [x]}\n---\nlogging: {}\n");
+        assert_eq!(e.kind, ConfigErrorKind::Syntax);
+        assert!(e.message.contains("more than one YAML document"), "{e}");
+    }
+
+    #[test]
+    fn wrong_shapes_are_described_in_words_not_type_names() {
+        let cases = [
+            (
+                "mcp_servers:\n  a: python\n",
+                "mcp_servers.a: invalid type: string \"python\", expected a map of provider settings",
+            ),
+            (
+                "mcp_servers:\n  a: {command: [x], mode: [x]}\n",
+                "mcp_servers.a.mode: invalid type: sequence, expected a mode (one of: subprocess, \
+                 container, docker, podman, remote, http, group)",
+            ),
+            (
+                "mcp_servers:\n  a: {command: [x], auth: x}\n",
+                "mcp_servers.a.auth: invalid type: string \"x\", expected a map of settings",
+            ),
+            (
+                "mcp_servers:\n  a: {command: [x], idle_ttl_s: -5}\n",
+                "mcp_servers.a.idle_ttl_s: invalid value: integer `-5`, expected a number of \
+                 seconds from 0 to 315360000 (ten years)",
+            ),
+            (
+                "mcp_servers:\n  a: {command: [x], volumes: /data}\n",
+                "mcp_servers.a.volumes: invalid type: string \"/data\", expected a list",
+            ),
+            (
+                "mcp_servers:\n  g:\n    mode: group\n    members:\n      - command: [x]\n",
+                "mcp_servers.g.members[0]: missing required key `id`",
+            ),
+        ];
+        for (text, expected) in cases {
+            let e = err(text);
+            let shown = e.to_string();
+            assert!(
+                shown.ends_with(expected),
+                "{shown}\n  does not end with\n{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_command_written_as_one_string_is_refused_with_the_list_to_write() {
+        let e = err("mcp_servers:\n  math:\n    command: python -m server\n");
+        assert_eq!(e.key_path, "mcp_servers.math.command");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("`[python, -m, server]`"), "{e}");
+    }
+
+    #[test]
+    fn a_subprocess_without_a_command_is_refused() {
+        let e = err("mcp_servers:\n  math:\n    idle_ttl_s: 5\n");
+        assert_eq!(e.kind, ConfigErrorKind::Invalid);
+        assert_eq!((e.line, e.key_path.as_str()), (Some(2), "mcp_servers.math"));
+        assert!(e.message.contains("has no command"), "{e}");
+        let e = err("mcp_servers:\n  math:\n    command: []\n");
+        assert_eq!(
+            (e.line, e.key_path.as_str()),
+            (Some(3), "mcp_servers.math.command")
+        );
+    }
+
+    #[test]
+    fn an_invalid_provider_id_is_refused_at_the_id() {
+        let e = err("mcp_servers:\n  math:\n    command: [x]\n  9lives:\n    command: [x]\n");
+        assert_eq!((e.line, e.column), (Some(4), Some(3)));
+        assert_eq!(e.key_path, "mcp_servers");
+        assert!(
+            e.message
+                .starts_with("invalid provider id `9lives`: it must start with a letter")
+        );
+        let e = err(
+            "mcp_servers:\n  g:\n    mode: group\n    members:\n      - id: has.dot\n        command: [x]\n",
+        );
+        assert_eq!(e.key_path, "mcp_servers.g.members[0].id");
+        assert_eq!((e.line, e.column), (Some(5), Some(13)));
+    }
+
+    #[test]
+    fn a_provider_id_written_twice_names_both_lines() {
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n  a:\n    command: [y]\n");
+        assert_eq!(e.kind, ConfigErrorKind::Duplicate);
+        assert_eq!(
+            e.to_string(),
+            "hangar.yaml:4:3: mcp_servers: duplicate provider id `a` (first defined at line 2)"
+        );
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    env: {A: 1, A: 2}\n");
+        assert_eq!(e.key_path, "mcp_servers.a.env");
+        assert!(e.message.starts_with("duplicate key `A`"), "{e}");
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    idle_ttl_s: 1\n    idle_ttl_s: 2\n");
+        assert_eq!((e.line, e.column), (Some(5), Some(5)));
+        assert!(
+            e.message
+                .contains("`idle_ttl_s` is written twice (first at line 4)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn duplicate_member_ids_across_groups_and_the_top_level_name_both() {
+        let e = err("\
+mcp_servers:
+  g:
+    mode: group
+    members:
+      - {id: m, command: [x]}
+  h:
+    mode: group
+    members:
+      - {id: m, command: [y]}
+");
+        assert_eq!(e.kind, ConfigErrorKind::Duplicate);
+        assert_eq!(e.key_path, "mcp_servers.h.members[0].id");
+        assert_eq!(e.line, Some(9));
+        assert!(
+            e.message.contains("mcp_servers.g.members[0] (line 5)"),
+            "{e}"
+        );
+
+        let e = err("\
+mcp_servers:
+  m:
+    command: [x]
+  g:
+    mode: group
+    members:
+      - {id: m, command: [y]}
+");
+        assert_eq!(e.line, Some(7));
+        assert!(
+            e.message
+                .contains("group `g`, and under `mcp_servers` at line 2"),
+            "{e}"
+        );
+
+        let e = err(
+            "mcp_servers:\n  g:\n    mode: group\n    members:\n      - {id: a, command: [x]}\n      - {id: a, command: [y]}\n",
+        );
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("listed twice in group `g`"), "{e}");
+    }
+
+    #[test]
+    fn both_provider_sections_at_once_is_an_error() {
+        let e = err("providers:\n  a: {command: [x]}\nmcp_servers:\n  b: {command: [y]}\n");
+        assert_eq!(e.kind, ConfigErrorKind::Duplicate);
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("keep one"), "{e}");
+    }
+
+    #[test]
+    fn a_file_without_providers_says_what_is_missing() {
+        assert!(
+            err("")
+                .message
+                .contains("expected an `mcp_servers:` section")
+        );
+        assert!(
+            err("logging: {level: INFO}\n")
+                .message
+                .contains("no `mcp_servers:` section")
+        );
+        // A discovery-only deployment of the original has no static providers.
+        let config = ok("discovery:\n  enabled: true\n");
+        assert!(config.providers.is_empty());
+        assert_eq!(config.warnings.len(), 1);
+        // An explicitly empty section is fine.
+        assert!(ok("mcp_servers: {}\n").providers.is_empty());
+    }
+
+    #[test]
+    fn a_bad_tool_prefix_is_refused() {
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    tool_prefix: \"my prefix\"\n");
+        assert_eq!(e.key_path, "mcp_servers.a.tool_prefix");
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("invalid tool prefix `my prefix`"), "{e}");
+        let config = ok("mcp_servers:\n  a:\n    command: [x]\n    tool_prefix: \"\"\n");
+        assert_eq!(provider(&config, "a").tool_prefix.as_deref(), Some(""));
+        assert_eq!(provider(&config, "a").effective_tool_prefix(), None);
+    }
+
+    #[test]
+    fn yaml_merge_keys_are_refused_with_a_reason() {
+        let e = err("base: &b {idle_ttl_s: 5}\n");
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+        let e = err("mcp_servers:\n  a:\n    <<: {command: [x]}\n");
+        assert!(e.message.contains("merge keys"), "{e}");
+    }
+
+    #[test]
+    fn a_config_file_that_cannot_be_read_names_the_file() {
+        let e = match load(Path::new("/nonexistent/hangar.yaml")) {
+            Ok(_) => panic!("loaded a file that does not exist"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, ConfigErrorKind::Io);
+        assert_eq!(e.location(), None);
+        assert!(
+            e.to_string()
+                .starts_with("/nonexistent/hangar.yaml: cannot read"),
+            "{e}"
+        );
+    }
+
+    // --- interpolation and secrets -----------------------------------------------------------
+
+    const INTERPOLATED: &str = "\
+mcp_servers:
+  math:
+    command: [\"${PYTHON:-python3}\", -m, server, --price=$$5, \"--token=${TOKEN}\"]
+    cwd: ${HOME}/math
+    env:
+      PLAIN: hello
+      FROM_ENV: ${GREETING}
+      DEFAULTED: ${UNSET:-fallback}
+      API_KEY: literal-key
+      ESCAPED: $${NOT_A_VAR}
+";
+
+    #[test]
+    fn variables_defaults_and_double_dollar_are_resolved() {
+        let env = env_of(&[("TOKEN", "t0k3n"), ("HOME", "/home/me"), ("GREETING", "hi")]);
+        let config = match parse(INTERPOLATED, Path::new(FILE), &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let math = provider(&config, "math");
+        assert_eq!(
+            math.argv(),
+            ["python3", "-m", "server", "--price=$5", "--token=t0k3n"]
+        );
+        assert_eq!(math.cwd.as_deref(), Some(Path::new("/home/me/math")));
+        let env: Vec<(String, String)> = math.env_pairs();
+        assert_eq!(
+            env,
+            [
+                ("PLAIN".into(), "hello".into()),
+                ("FROM_ENV".into(), "hi".into()),
+                ("DEFAULTED".into(), "fallback".into()),
+                ("API_KEY".into(), "literal-key".into()),
+                ("ESCAPED".into(), "${NOT_A_VAR}".into()),
+            ]
+        );
+        let secret: Vec<bool> = math.env.values().map(EnvValue::is_secret).collect();
+        assert_eq!(secret, [false, true, true, true, false]);
+        let secret_args: Vec<bool> = math.command.iter().map(MaybeSecret::is_secret).collect();
+        assert_eq!(secret_args, [true, false, false, false, true]);
+    }
+
+    #[test]
+    fn a_missing_variable_names_file_line_key_path_and_variable() {
+        let e = err(INTERPOLATED);
+        assert_eq!(e.kind, ConfigErrorKind::Interpolation);
+        assert_eq!(
+            e.to_string(),
+            "hangar.yaml:3:62: mcp_servers.math.command[4]: environment variable `TOKEN` is not \
+             set; set it, or write `${TOKEN:-default}` to fall back to a default"
+        );
+        let e = err(
+            "mcp_servers:\n  api:\n    mode: remote\n    endpoint: https://x/mcp\n    auth: {type: bearer, bearer_token: \"${API_TOKEN}\"}\n",
+        );
+        assert_eq!(e.key_path, "mcp_servers.api.auth.bearer_token");
+        assert_eq!(e.line, Some(5));
+        assert!(e.message.contains("`API_TOKEN` is not set"), "{e}");
+    }
+
+    #[test]
+    fn variables_in_sections_we_ignore_are_not_required() {
+        let config = ok(
+            "observability:\n  langfuse:\n    secret_key: ${LANGFUSE_SECRET_KEY}\nmcp_servers:\n  a: {command: [x]}\n",
+        );
+        assert_eq!(config.providers.len(), 1);
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_normalised_output_debug_and_display() {
+        let env = env_of(&[("TOKEN", "t0k3n"), ("HOME", "/home/me"), ("GREETING", "hi")]);
+        let text = [
+            INTERPOLATED,
+            "  api:",
+            "    mode: remote",
+            "    endpoint: https://api.example.com/mcp",
+            "    auth: {type: bearer, token: \"${TOKEN}\"}",
+            "    http:",
+            "      headers: {Authorization: Bearer s3cr3t-header, X-Trace: on}",
+        ]
+        .join("\n");
+        let config = match parse(&text, Path::new(FILE), &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let yaml = config.to_redacted_yaml();
+        let debug = format!("{config:?}");
+        for clear in ["t0k3n", "/home/me", "hi\"", "literal-key", "s3cr3t-header"] {
+            assert!(!yaml.contains(clear), "`{clear}` leaked into:\n{yaml}");
+            assert!(
+                !debug.contains(clear),
+                "`{clear}` leaked into Debug: {debug}"
+            );
+        }
+        assert!(yaml.contains("API_KEY: '***'"), "{yaml}");
+        assert!(
+            yaml.contains("X-Trace: on"),
+            "non-secret headers stay readable:\n{yaml}"
+        );
+        assert!(
+            yaml.contains("ESCAPED: $${NOT_A_VAR}"),
+            "a literal `$` stays escaped:\n{yaml}"
+        );
+        assert!(yaml.contains("PLAIN: hello"), "{yaml}");
+        let api = provider(&config, "api");
+        let remote = api.remote.as_ref().map(|r| (&r.auth, &r.http.headers));
+        match remote {
+            Some((RemoteAuth::Bearer { token }, headers)) => {
+                assert_eq!(token.expose(), "t0k3n");
+                assert_eq!(token.to_string(), "***");
+                assert!(
+                    headers
+                        .get("Authorization")
+                        .is_some_and(MaybeSecret::is_secret)
+                );
+            }
+            other => panic!("unexpected remote settings {other:?}"),
+        }
+    }
+
+    // --- modes -----------------------------------------------------------------------------
+
+    #[test]
+    fn load_refuses_a_mode_this_build_cannot_run_naming_provider_mode_and_line() {
+        let text = "\
+mcp_servers:
+  math:
+    command: [python]
+  db:
+    image: postgres-mcp
+    mode: docker
+";
+        // `parse` checks the whole format, whatever the mode …
+        let parsed = ok(text);
+        assert_eq!(provider(&parsed, "db").mode, ProviderMode::Container);
+        // … `load` refuses what this build cannot run.
+        let e = match load_text(text, Path::new(FILE), &no_env) {
+            Ok(_) => panic!("a container provider was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
+        assert_eq!((e.line, e.column), (Some(6), Some(5)));
+        assert!(
+            e.to_string().ends_with(
+                "provider `db`: mode `container` is not supported by this build yet \
+                 (supported: subprocess)"
+            ),
+            "{e}"
+        );
+        assert!(
+            load_text(
+                "mcp_servers:\n  math:\n    command: [x]\n",
+                Path::new(FILE),
+                &no_env
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn group_keys_on_a_single_provider_are_warnings_too() {
+        let config = ok("mcp_servers:\n  math:\n    command: [x]\n    members: []\n");
+        assert_eq!(config.warnings.len(), 1);
+        assert!(config.warnings[0].starts_with("hangar.yaml:4: mcp_servers.math.members:"));
+    }
+
+    #[test]
+    fn keys_that_do_not_apply_to_the_mode_are_warnings() {
+        let config = ok(
+            "mcp_servers:\n  math:\n    command: [x]\n    image: nope\n    endpoint: https://x\n",
+        );
+        assert_eq!(
+            config.warnings,
+            [
+                "hangar.yaml:4: mcp_servers.math.image: `image` has no effect on a `subprocess` provider and is ignored",
+                "hangar.yaml:5: mcp_servers.math.endpoint: `endpoint` has no effect on a `subprocess` provider and is ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn sections_of_the_original_we_do_not_implement_are_warnings_with_their_line() {
+        let config = ok("\
+logging:
+  level: INFO
+mcp_servers:
+  a: {command: [x]}
+relay_tasks_enabled: true
+");
+        assert_eq!(
+            config.warnings,
+            [
+                "hangar.yaml:1: top-level section `logging` is not implemented by this version of mcp-hangar and is ignored",
+                "hangar.yaml:5: top-level section `relay_tasks_enabled` is not implemented by this version of mcp-hangar and is ignored",
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unknown_top_level_key_is_an_error_with_a_suggestion() {
+        let e = err("mcp_server:\n  a: {command: [x]}\n");
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+        assert_eq!((e.line, e.column), (Some(1), Some(1)));
+        assert!(
+            e.to_string().starts_with(
+                "hangar.yaml:1:1: unknown key `mcp_server`; did you mean `mcp_servers`?"
+            ),
+            "{e}"
+        );
+        let e = err("mcp_servers:\n  a: {command: [x]}\nloging: {}\n");
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("did you mean `logging`?"), "{e}");
+    }
+
+    #[test]
+    fn container_and_remote_requirements_are_explained() {
+        let cases = [
+            (
+                "mcp_servers:\n  db:\n    mode: container\n",
+                (2, "mcp_servers.db"),
+                "container provider `db` needs an `image:`",
+            ),
+            (
+                "mcp_servers:\n  db:\n    mode: podman\n    image: x\n    volumes: [/data]\n",
+                (5, "mcp_servers.db.volumes[0]"),
+                "volume `/data` is not `host_path:container_path[:ro|rw]`",
+            ),
+            (
+                "mcp_servers:\n  db:\n    mode: docker\n    image: x\n    volumes: [\"/a:/b:rx\"]\n",
+                (5, "mcp_servers.db.volumes[0]"),
+                "mode `rx` is not `ro` or `rw`",
+            ),
+            (
+                "mcp_servers:\n  db:\n    mode: docker\n    image: x\n    resources: {memory: lots}\n",
+                (5, "mcp_servers.db.resources.memory"),
+                "expected a memory size such as \"512m\" or \"1g\"",
+            ),
+            (
+                "mcp_servers:\n  api:\n    mode: remote\n",
+                (2, "mcp_servers.api"),
+                "remote provider `api` needs an `endpoint:`",
+            ),
+            (
+                "mcp_servers:\n  api:\n    mode: http\n    endpoint: api.example.com/mcp\n",
+                (4, "mcp_servers.api.endpoint"),
+                "endpoint `api.example.com/mcp` is not an http:// or https:// URL",
+            ),
+            (
+                "mcp_servers:\n  api:\n    mode: remote\n    endpoint: https://x/mcp\n    auth:\n      token: abc\n",
+                (5, "mcp_servers.api.auth"),
+                "credentials without a `type:`",
+            ),
+            (
+                "mcp_servers:\n  api:\n    mode: remote\n    endpoint: https://x/mcp\n    auth:\n      type: basic\n      username: me\n",
+                (5, "mcp_servers.api.auth"),
+                "`type: basic` needs `password:`",
+            ),
+            (
+                "mcp_servers:\n  api:\n    mode: remote\n    endpoint: https://x/mcp\n    tls: {client_cert: /c.pem}\n",
+                (5, "mcp_servers.api.tls"),
+                "`client_cert` and `client_key` go together",
+            ),
+        ];
+        for (text, (line, key_path), expected) in cases {
+            let e = err(text);
+            assert_eq!((e.line, e.key_path.as_str()), (Some(line), key_path), "{e}");
+            assert!(
+                e.message.contains(expected),
+                "{e}\n  does not mention\n{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_secret_endpoint_is_not_printed_in_its_error() {
+        let env = env_of(&[("URL", "ftp://user:pw@host")]);
+        let text = "mcp_servers:\n  api:\n    mode: remote\n    endpoint: ${URL}\n";
+        let e = match parse(text, Path::new(FILE), &env) {
+            Ok(_) => panic!("an ftp endpoint was accepted"),
+            Err(e) => e,
+        };
+        assert!(!e.to_string().contains("pw@host"), "{e}");
+        assert!(e.message.contains("value not shown"), "{e}");
+    }
+
+    // --- files of the original, unchanged ----------------------------------------------------
+
+    #[test]
+    fn files_shaped_like_the_originals_load_unchanged() {
+        // 0.1.x `config.yaml.example`.
+        let v01 = ok("\
+providers:
+  math:
+    mode: subprocess
+    command: [python, -m, examples.provider_math.server]
+    idle_ttl_s: 180
+    tools:
+      - name: add
+        description: \"Add two numbers\"
+        inputSchema:
+          type: object
+          properties:
+            a: { type: number }
+            b: { type: number }
+          required: [a, b]
+logging:
+  level: INFO  # DEBUG, INFO, WARNING, ERROR
+  json_format: false
+");
+        assert_eq!(provider(&v01, "math").tools[0].name, "add");
+        assert_eq!(v01.warnings.len(), 1);
+
+        // 2.x quickstart: a docker provider with a capability declaration.
+        let quickstart = ok("\
+logging:
+  level: INFO
+  json_format: true
+mcp_servers:
+  openai-proxy:
+    mode: docker
+    image: my-org/openai-mcp:latest
+    command: [\"python\", \"-m\", \"openai_mcp_server\"]
+    idle_ttl_s: 300
+    capabilities:
+      network:
+        egress:
+          - host: api.openai.com
+            port: 443
+            protocol: https
+        dns_allowed: true
+      enforcement_mode: alert
+");
+        let proxy = provider(&quickstart, "openai-proxy");
+        assert_eq!(proxy.mode, ProviderMode::Container);
+        assert_eq!(proxy.argv(), ["python", "-m", "openai_mcp_server"]);
+
+        // 2.x task relay example: a remote upstream and a bare boolean section.
+        let relay = ok("\
+logging:
+  level: INFO
+relay_tasks_enabled: true
+mcp_servers:
+  task-upstream:
+    mode: remote
+    endpoint: http://task-upstream:8080/mcp
+    idle_ttl_s: 600
+");
+        assert_eq!(relay.warnings.len(), 2);
+
+        // 2.x HA acceptance config: only sections we ignore, and an empty server map.
+        let ha = ok("\
+persistence:
+  backend: postgresql
+  postgresql: {host: postgres, port: 5432, user: hangar, password: hangar, database: hangar}
+coordination: {lease_ttl_s: 10, renew_interval_s: 3, renew_deadline_s: 6}
+discovery:
+  enabled: false
+mcp_servers: {}
+");
+        assert!(ha.providers.is_empty());
+        assert_eq!(ha.warnings.len(), 3);
+    }
+
+    #[test]
+    fn load_reads_a_file_from_disk() {
+        let dir = std::env::temp_dir().join(format!("hangar-config-test-{}", std::process::id()));
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(
+                dir.join("hangar.yaml"),
+                "mcp_servers:\n  a: {command: [x]}\n",
+            )
+        });
+        assert!(written.is_ok(), "{written:?}");
+        let loaded = load(&dir.join("hangar.yaml"));
+        let _ = std::fs::remove_dir_all(&dir);
+        match loaded {
+            Ok(config) => {
+                assert_eq!(config.path, dir.join("hangar.yaml"));
+                assert_eq!(provider(&config, "a").argv(), ["x"]);
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    // --- tools -------------------------------------------------------------------------------
+
+    #[test]
+    fn tools_as_a_list_are_schemas_and_as_a_map_are_a_filter() {
+        let config = ok("\
+mcp_servers:
+  listed:
+    command: [x]
+    tools:
+      - name: add
+        description: Add two numbers
+        inputSchema: {type: object, properties: {a: {type: number}}}
+      - name: sub
+        input_schema: {type: object, required: [a]}
+        output_schema: {type: object}
+      - name: noop
+  filtered:
+    command: [x]
+    tools:
+      allow_list: [\"read_*\"]
+      deny_list: [delete_all]
+      approval_list: [\"deploy_*\"]
+");
+        let listed = provider(&config, "listed");
+        assert_eq!(listed.tools.len(), 3);
+        assert!(listed.tool_filter.is_none());
+        let add = &listed.tools[0];
+        assert_eq!(add.description.as_deref(), Some("Add two numbers"));
+        assert_eq!(add.input_schema["properties"]["a"]["type"], "number");
+        let sub = &listed.tools[1];
+        assert_eq!(sub.input_schema["required"][0], "a");
+        assert_eq!(
+            sub.output_schema.as_ref().map(|o| o["type"].clone()),
+            Some("object".into())
+        );
+        let noop = &listed.tools[2];
+        assert_eq!(
+            serde_json::Value::Object(noop.input_schema.clone()),
+            serde_json::json!({"type": "object"})
+        );
+        assert!(noop.output_schema.is_none());
+
+        let filtered = provider(&config, "filtered");
+        assert!(filtered.tools.is_empty());
+        let filter = filtered.tool_filter.as_ref();
+        assert_eq!(
+            filter.map(|f| f.allow_list.clone()),
+            Some(vec!["read_*".to_owned()])
+        );
+        assert_eq!(
+            filter.map(|f| f.approval_timeout),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            config.warnings,
+            [
+                "hangar.yaml:16: mcp_servers.filtered.tools.deny_list: both `allow_list` and `deny_list` are set; only `allow_list` is applied"
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_schema_problems_are_errors_with_their_line() {
+        let e = err(
+            "mcp_servers:\n  a:\n    command: [x]\n    tools:\n      - name: t\n        inputSchema: [1, 2]\n",
+        );
+        assert_eq!(e.key_path, "mcp_servers.a.tools[0].inputSchema");
+        assert_eq!(e.line, Some(6));
+        assert!(e.message.contains("expected a JSON Schema object"), "{e}");
+        let e = err(
+            "mcp_servers:\n  a:\n    command: [x]\n    tools:\n      - name: t\n        inputSchema: {}\n        input_schema: {}\n",
+        );
+        assert_eq!(e.kind, ConfigErrorKind::Duplicate);
+        let e = err(
+            "mcp_servers:\n  a:\n    command: [x]\n    tools:\n      - name: t\n      - name: t\n",
+        );
+        assert_eq!((e.kind, e.line), (ConfigErrorKind::Duplicate, Some(6)));
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    tools:\n      allow: [t]\n");
+        assert!(e.message.contains("did you mean `allow_list`?"), "{e}");
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    tools: add\n");
+        assert!(e.message.contains("a list of tool schemas"), "{e}");
+    }
+
+    // --- groups ------------------------------------------------------------------------------
+
+    #[test]
+    fn group_members_are_inline_specs_or_references_to_top_level_providers() {
+        let config = ok("\
+mcp_servers:
+  math:
+    command: [python, -m, math]
+  pool:
+    mode: group
+    strategy: priority
+    members:
+      - id: math
+        priority: 2
+        tools: {deny_list: [divide]}
+      - id: math-b
+        command: [python, -m, math, --b]
+        weight: 5
+");
+        let pool = provider(&config, "pool");
+        assert!(
+            pool.auto_start,
+            "groups start their members unless told not to, as in the original"
+        );
+        let group = pool
+            .group
+            .as_ref()
+            .map(|g| (g.strategy, g.min_healthy, g.members.len()));
+        assert_eq!(group, Some((GroupStrategy::Priority, 1, 2)));
+        let members = pool
+            .group
+            .as_ref()
+            .map(|g| g.members.clone())
+            .unwrap_or_default();
+        assert_eq!(members[0].definition, MemberDefinition::Reference);
+        assert_eq!((members[0].weight, members[0].priority), (1, 2));
+        assert!(members[0].tool_filter.is_some());
+        match &members[1].definition {
+            MemberDefinition::Inline(spec) => {
+                assert_eq!(spec.argv(), ["python", "-m", "math", "--b"]);
+                assert_eq!(
+                    spec.defined_at,
+                    Some(SourceLocation {
+                        line: 11,
+                        column: 13
+                    })
+                );
+            }
+            MemberDefinition::Reference => panic!("math-b is defined inline"),
+        }
+        let all: Vec<&str> = config.all_providers().map(|p| p.id.as_str()).collect();
+        assert_eq!(all, ["math", "pool", "math-b"]);
+        assert_eq!(
+            config.provider("math-b").map(|p| p.mode),
+            Some(ProviderMode::Subprocess)
+        );
+        assert!(config.provider("nobody").is_none());
+    }
+
+    #[test]
+    fn group_mistakes_are_explained() {
+        let e = err("mcp_servers:\n  g:\n    mode: group\n");
+        assert!(e.message.contains("group `g` has no members"), "{e}");
+        let e = err("mcp_servers:\n  g:\n    mode: group\n    members:\n      - id: ghost\n");
+        assert_eq!(e.line, Some(5));
+        assert!(
+            e.message.contains("names no provider under `mcp_servers`"),
+            "{e}"
+        );
+        let e = err("mcp_servers:\n  g:\n    mode: group\n    members:\n      - {id: g}\n");
+        assert!(e.message.contains("groups cannot contain groups"), "{e}");
+        let config = ok(
+            "mcp_servers:\n  g:\n    mode: group\n    min_healthy: 3\n    members:\n      - {id: a, command: [x]}\n",
+        );
+        assert!(
+            config.warnings[0].contains("can never be healthy"),
+            "{:?}",
+            config.warnings
+        );
+    }
+
+    // --- the whole format --------------------------------------------------------------------
+
+    const ORIGINAL_FULL: &str = include_str!("testdata/original_full.yaml");
+
+    fn original_env() -> impl Fn(&str) -> Option<String> + use<> {
+        env_of(&[
+            ("MCP_SEARCH_TOKEN", "search-token"),
+            ("TRANSLATE_API_KEY", "translate-key"),
+            ("INTERNAL_PASSWORD", "internal-pw"),
+        ])
+    }
+
+    #[test]
+    fn the_full_original_example_parses_with_every_option() {
+        let config = match parse(ORIGINAL_FULL, Path::new("original.yaml"), &original_env()) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let ids: Vec<&str> = config.providers.keys().map(String::as_str).collect();
+        assert_eq!(
+            ids,
+            [
+                "math",
+                "sqlite",
+                "fetch",
+                "remote-search",
+                "remote-translate",
+                "internal",
+                "restricted",
+                "math-cluster"
+            ]
+        );
+        assert_eq!(config.warnings.len(), 6, "{:#?}", config.warnings);
+        assert!(config.warnings[0].starts_with("original.yaml:5: top-level section `execution`"));
+
+        let math = provider(&config, "math");
+        assert_eq!(math.idle_ttl, Duration::from_secs(180));
+        assert_eq!(math.max_concurrency, Some(10));
+        assert_eq!(math.tools.len(), 2);
+        assert!(
+            math.env
+                .get("OPENAI_API_KEY")
+                .is_some_and(EnvValue::is_secret)
+        );
+        assert!(math.env.get("LOG_LEVEL").is_some_and(|v| !v.is_secret()));
+
+        let sqlite = provider(&config, "sqlite");
+        let c = sqlite.container.as_ref();
+        assert_eq!(sqlite.mode, ProviderMode::Container);
+        assert_eq!(
+            c.and_then(|c| c.image.as_ref()).map(MaybeSecret::expose),
+            Some("localhost/mcp-sqlite:latest")
+        );
+        let volumes = c.map(|c| c.volumes.clone()).unwrap_or_default();
+        assert_eq!(volumes.len(), 2);
+        assert_eq!(
+            (
+                volumes[0].host.expose(),
+                volumes[0].container.expose(),
+                volumes[0].read_only
+            ),
+            ("/srv/data", "/data", false)
+        );
+        assert!(volumes[0].host.is_secret(), "it came from ${{DATA_DIR:-…}}");
+        assert!(volumes[1].read_only);
+        assert_eq!(c.map(|c| c.network.clone()), Some(ContainerNetwork::Bridge));
+        assert_eq!(c.map(|c| c.read_only), Some(true));
+        assert_eq!(
+            c.map(|c| (c.resources.memory_bytes, c.resources.cpus)),
+            Some((256 << 20, 0.5))
+        );
+        assert_eq!(
+            c.and_then(|c| c.user.as_ref()).map(MaybeSecret::expose),
+            Some("current")
+        );
+
+        let fetch = provider(&config, "fetch");
+        let build = fetch.container.as_ref().and_then(|c| c.build.clone());
+        assert_eq!(
+            build.as_ref().map(|b| b.dockerfile.expose()),
+            Some("Dockerfile.fetch")
+        );
+        assert_eq!(
+            build.and_then(|b| b.tag),
+            Some("localhost/mcp-fetch:dev".into())
+        );
+        assert_eq!(
+            fetch
+                .capabilities
+                .as_ref()
+                .map(|c| c["network"]["egress"][0]["port"].clone()),
+            Some(443.into())
+        );
+
+        let search = provider(&config, "remote-search");
+        let r = search.remote.as_ref();
+        assert_eq!(r.map(|r| r.transport), Some(RemoteTransport::Sse));
+        assert!(
+            matches!(r.map(|r| &r.auth), Some(RemoteAuth::Bearer { token }) if token.expose() == "search-token")
+        );
+
+        let translate = provider(&config, "remote-translate");
+        assert_eq!(translate.mode, ProviderMode::Remote);
+        let r = translate.remote.as_ref();
+        assert_eq!(
+            r.map(|r| r.transport),
+            Some(RemoteTransport::StreamableHttp)
+        );
+        assert!(matches!(
+            r.map(|r| &r.auth),
+            Some(RemoteAuth::ApiKey { header, key }) if header.expose() == "X-Translate-Key" && key.expose() == "translate-key"
+        ));
+        assert_eq!(
+            r.and_then(|r| r.tls.ca_cert.as_ref())
+                .map(MaybeSecret::expose),
+            Some("/etc/ssl/certs/company-ca.pem")
+        );
+        assert_eq!(
+            r.map(|r| (r.http.connect_timeout, r.http.timeout, r.http.max_retries)),
+            Some((Duration::from_secs(5), Duration::from_secs(60), 5))
+        );
+        assert!(
+            r.and_then(|r| r.http.headers.get("Authorization"))
+                .is_some_and(MaybeSecret::is_secret)
+        );
+        assert!(
+            r.and_then(|r| r.http.headers.get("X-Tenant"))
+                .is_some_and(|v| !v.is_secret())
+        );
+
+        let internal = provider(&config, "internal").remote.as_ref();
+        assert_eq!(
+            internal.map(|r| r.endpoint.expose()),
+            Some("https://internal.example.com/mcp")
+        );
+        assert_eq!(internal.map(|r| r.tls.verify), Some(false));
+        assert!(
+            matches!(internal.map(|r| &r.auth), Some(RemoteAuth::Basic { username, password }) if username.expose() == "svc-hangar" && password.expose() == "internal-pw")
+        );
+
+        let restricted = provider(&config, "restricted");
+        assert_eq!(
+            restricted.argv().last().map(String::as_str),
+            Some("--budget=$5")
+        );
+        let filter = restricted.tool_filter.clone();
+        assert_eq!(
+            filter.as_ref().map(|f| f.approval_timeout),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            filter.map(|f| f.approval_list),
+            Some(vec!["deploy_*".to_owned()])
+        );
+        assert!(
+            restricted.tool_access.is_some()
+                && restricted.tool_projection.is_some()
+                && restricted.access.is_some()
+        );
+
+        let cluster = provider(&config, "math-cluster");
+        let group = cluster.group.as_ref();
+        assert_eq!(
+            group.map(|g| g.strategy),
+            Some(GroupStrategy::WeightedRoundRobin)
+        );
+        assert_eq!(
+            cluster.circuit_breaker.map(|cb| cb.failure_threshold),
+            Some(10)
+        );
+        assert_eq!(
+            cluster.canary.as_ref().map(|c| c["split_pct"].clone()),
+            Some(10.into())
+        );
+        let members = group.map(|g| g.members.clone()).unwrap_or_default();
+        let shape: Vec<(&str, u32, u32, bool)> = members
+            .iter()
+            .map(|m| {
+                (
+                    m.id.as_str(),
+                    m.weight,
+                    m.priority,
+                    m.definition == MemberDefinition::Reference,
+                )
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("math-1", 3, 1, false),
+                ("math-2", 1, 2, false),
+                ("math", 2, 3, true)
+            ]
+        );
+
+        // Secrets from the environment never reach the normalised output.
+        let yaml = config.to_redacted_yaml();
+        for clear in [
+            "search-token",
+            "translate-key",
+            "internal-pw",
+            "sk-literal-in-file",
+            "literal-token",
+        ] {
+            assert!(!yaml.contains(clear), "`{clear}` leaked:\n{yaml}");
+        }
+    }
+
+    #[test]
+    fn load_refuses_the_full_example_only_for_its_unsupported_modes() {
+        let e = match load_text(ORIGINAL_FULL, Path::new("original.yaml"), &original_env()) {
+            Ok(_) => panic!("container, remote and group providers were accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
+        assert_eq!(e.key_path, "mcp_servers.sqlite");
+        assert_eq!(e.line, Some(38));
+        assert!(
+            e.message
+                .contains("provider `sqlite`: mode `container` is not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_normalised_output_loads_back_to_the_same_config() {
+        // Without secrets, normalising is lossless: the output is itself a valid config.
+        let text = ORIGINAL_FULL
+            .replace("${MCP_SEARCH_TOKEN}", "a")
+            .replace("${TRANSLATE_API_KEY}", "b")
+            .replace("${INTERNAL_PASSWORD}", "c")
+            .replace(
+                "${INTERNAL_URL:-https://internal.example.com/mcp}",
+                "https://internal.example.com/mcp",
+            )
+            .replace("${DATA_DIR:-/srv/data}", "/srv/data");
+        let first = match parse(&text, Path::new(FILE), &no_env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let yaml = first.to_redacted_yaml();
+        let second = match parse(&yaml, Path::new(FILE), &no_env) {
+            Ok(config) => config,
+            Err(e) => panic!("normalised output does not load: {e}\n{yaml}"),
+        };
+        let strip = |config: &Config| -> Vec<ProviderSpec> {
+            config
+                .all_providers()
+                .map(|spec| {
+                    let mut spec = spec.clone();
+                    spec.defined_at = None;
+                    // Values under secret-looking keys are `***` in the output by design.
+                    spec.env.retain(|_, v| !v.is_secret());
+                    spec.remote = None;
+                    if let Some(group) = spec.group.as_mut() {
+                        for member in &mut group.members {
+                            if let MemberDefinition::Inline(inline) = &mut member.definition {
+                                inline.defined_at = None;
+                            }
+                        }
+                    }
+                    spec
+                })
+                .collect()
+        };
+        assert_eq!(strip(&first), strip(&second));
+        assert!(yaml.starts_with("# Normalised by mcp-hangar"), "{yaml}");
+        assert!(
+            yaml.contains("idle_ttl_s: 300"),
+            "defaults are shown:\n{yaml}"
+        );
+        // Remote settings carry `***` for secret-named fields; the rest round-trips.
+        let remote = |config: &Config| {
+            config
+                .providers
+                .get("internal")
+                .and_then(|p| p.remote.clone())
+                .map(|r| (r.endpoint, r.tls, r.transport))
+        };
+        assert_eq!(remote(&first), remote(&second));
+    }
+}

@@ -1,0 +1,373 @@
+//! The normalised config: every key with its effective value, secrets as `***`, providers in
+//! file order and keys in one fixed order. It is written in the 2.x format with the same key
+//! names the loader reads, so (secrets aside) it loads back to the same config — the tests
+//! hold it to that.
+
+use std::time::Duration;
+
+use yaml_serde::{Mapping, Value};
+
+use super::Config;
+use super::secret::{MaybeSecret, REDACTED};
+use super::spec::{
+    ContainerSpec, GroupMember, GroupSpec, MemberDefinition, ProviderMode, ProviderSpec,
+    RemoteAuth, RemoteSpec, ToolFilter, ToolSpec,
+};
+
+const HEADER: &str = "# Normalised by mcp-hangar: every key with its effective value; secrets \
+                      are shown as \"***\".\n";
+
+/// A small builder so each block below reads as the YAML it produces.
+struct Block(Mapping);
+
+impl Block {
+    fn new() -> Self {
+        Self(Mapping::new())
+    }
+
+    fn put(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.0.insert(Value::from(key), value.into());
+        self
+    }
+
+    fn done(&mut self) -> Value {
+        Value::Mapping(std::mem::take(&mut self.0))
+    }
+}
+
+/// A value that went through `${VAR}` interpolation: `***` when secret, otherwise with `$`
+/// written as `$$`, so loading the output again yields the same text instead of interpolating
+/// it a second time.
+fn text(value: &MaybeSecret) -> Value {
+    if value.is_secret() {
+        Value::from(REDACTED)
+    } else {
+        Value::from(escape_dollars(value.expose()))
+    }
+}
+
+fn escape_dollars(text: &str) -> String {
+    text.replace('$', "$$")
+}
+
+fn opt_text(value: Option<&MaybeSecret>) -> Value {
+    value.map_or(Value::Null, text)
+}
+
+fn opt_string(value: Option<&str>) -> Value {
+    value.map_or(Value::Null, Value::from)
+}
+
+fn list(values: &[MaybeSecret]) -> Value {
+    Value::Sequence(values.iter().map(text).collect())
+}
+
+fn strings(values: &[String]) -> Value {
+    Value::Sequence(values.iter().map(|v| Value::from(v.as_str())).collect())
+}
+
+fn text_map<'a>(entries: impl Iterator<Item = (&'a String, &'a MaybeSecret)>) -> Value {
+    let mut map = Mapping::new();
+    for (key, value) in entries {
+        map.insert(Value::from(key.as_str()), text(value));
+    }
+    Value::Mapping(map)
+}
+
+/// Whole seconds as an integer, fractions as a float.
+fn seconds(duration: Duration) -> Value {
+    if duration.subsec_nanos() == 0 {
+        Value::from(duration.as_secs())
+    } else {
+        Value::from(duration.as_secs_f64())
+    }
+}
+
+fn json(value: &serde_json::Value) -> Value {
+    match value {
+        serde_json::Value::Null => Value::Null,
+        serde_json::Value::Bool(b) => Value::Bool(*b),
+        serde_json::Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Value::from(u),
+            (None, Some(i), _) => Value::from(i),
+            (None, None, Some(f)) => Value::from(f),
+            (None, None, None) => Value::Null,
+        },
+        serde_json::Value::String(s) => Value::from(s.as_str()),
+        serde_json::Value::Array(items) => Value::Sequence(items.iter().map(json).collect()),
+        serde_json::Value::Object(map) => json_object(map),
+    }
+}
+
+fn json_object(map: &serde_json::Map<String, serde_json::Value>) -> Value {
+    let mut out = Mapping::new();
+    for (key, value) in map {
+        out.insert(Value::from(key.as_str()), json(value));
+    }
+    Value::Mapping(out)
+}
+
+fn tools(spec: &ProviderSpec) -> Value {
+    match &spec.tool_filter {
+        Some(filter) => tool_filter(filter),
+        None => Value::Sequence(spec.tools.iter().map(tool).collect()),
+    }
+}
+
+fn tool(tool: &ToolSpec) -> Value {
+    Block::new()
+        .put("name", tool.name.as_str())
+        .put("description", opt_string(tool.description.as_deref()))
+        .put("inputSchema", json_object(&tool.input_schema))
+        .put(
+            "outputSchema",
+            tool.output_schema.as_ref().map_or(Value::Null, json_object),
+        )
+        .done()
+}
+
+fn tool_filter(filter: &ToolFilter) -> Value {
+    Block::new()
+        .put("allow_list", strings(&filter.allow_list))
+        .put("deny_list", strings(&filter.deny_list))
+        .put("approval_list", strings(&filter.approval_list))
+        .put(
+            "approval_timeout_seconds",
+            filter.approval_timeout.as_secs(),
+        )
+        .put(
+            "approval_channel",
+            opt_string(filter.approval_channel.as_deref()),
+        )
+        .done()
+}
+
+fn container(block: &mut Block, container: &ContainerSpec) {
+    block.put("image", opt_text(container.image.as_ref()));
+    block.put(
+        "build",
+        container.build.as_ref().map_or(Value::Null, |build| {
+            Block::new()
+                .put("context", text(&build.context))
+                .put("dockerfile", text(&build.dockerfile))
+                .put("tag", opt_string(build.tag.as_deref()))
+                .done()
+        }),
+    );
+    block.put(
+        "volumes",
+        Value::Sequence(
+            container
+                .volumes
+                .iter()
+                .map(|volume| {
+                    if volume.host.is_secret() || volume.container.is_secret() {
+                        Value::from(REDACTED)
+                    } else {
+                        let mode = if volume.read_only { "ro" } else { "rw" };
+                        Value::from(escape_dollars(&format!(
+                            "{}:{}:{mode}",
+                            volume.host.expose(),
+                            volume.container.expose()
+                        )))
+                    }
+                })
+                .collect(),
+        ),
+    );
+    block.put("network", container.network.as_str());
+    block.put("read_only", container.read_only);
+    block.put(
+        "resources",
+        Block::new()
+            .put("memory", container.resources.memory.as_str())
+            .put("cpu", container.resources.cpus)
+            .done(),
+    );
+    block.put("user", opt_text(container.user.as_ref()));
+}
+
+fn remote(block: &mut Block, remote: &RemoteSpec) {
+    block.put("endpoint", text(&remote.endpoint));
+    block.put("transport", remote.transport.as_str());
+    let mut auth = Block::new();
+    match &remote.auth {
+        RemoteAuth::None => auth.put("type", "none"),
+        RemoteAuth::Bearer { token } => auth.put("type", "bearer").put("token", text(token)),
+        RemoteAuth::Basic { username, password } => auth
+            .put("type", "basic")
+            .put("username", text(username))
+            .put("password", text(password)),
+        RemoteAuth::ApiKey { header, key } => auth
+            .put("type", "api_key")
+            .put("header", text(header))
+            .put("key", text(key)),
+    };
+    block.put("auth", auth.done());
+    block.put(
+        "tls",
+        Block::new()
+            .put("verify", remote.tls.verify)
+            .put("ca_cert", opt_text(remote.tls.ca_cert.as_ref()))
+            .put("client_cert", opt_text(remote.tls.client_cert.as_ref()))
+            .put("client_key", opt_text(remote.tls.client_key.as_ref()))
+            .done(),
+    );
+    let http = &remote.http;
+    block.put(
+        "http",
+        Block::new()
+            .put("headers", text_map(http.headers.iter()))
+            .put("timeout_s", seconds(http.timeout))
+            .put("connect_timeout_s", seconds(http.connect_timeout))
+            .put("max_retries", http.max_retries)
+            .put("retry_backoff_factor", http.retry_backoff_factor)
+            .put("keep_alive", http.keep_alive)
+            .done(),
+    );
+}
+
+fn group(block: &mut Block, group: &GroupSpec) {
+    block.put("strategy", group.strategy.as_str());
+    block.put("min_healthy", group.min_healthy);
+    block.put(
+        "health",
+        Block::new()
+            .put("unhealthy_threshold", group.health.unhealthy_threshold)
+            .put("healthy_threshold", group.health.healthy_threshold)
+            .done(),
+    );
+    block.put("failback_delay_s", seconds(group.failback_delay));
+    block.put(
+        "members",
+        Value::Sequence(group.members.iter().map(member).collect()),
+    );
+}
+
+fn member(member: &GroupMember) -> Value {
+    let mut block = Block::new();
+    block
+        .put("id", member.id.as_str())
+        .put("weight", member.weight)
+        .put("priority", member.priority);
+    match &member.definition {
+        MemberDefinition::Inline(spec) => provider_keys(&mut block, spec),
+        MemberDefinition::Reference => {
+            if let Some(filter) = &member.tool_filter {
+                block.put("tools", tool_filter(filter));
+            }
+        }
+    }
+    block.done()
+}
+
+/// The keys of one provider, in the order of the format reference.
+fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
+    block.put("mode", spec.mode.as_str());
+    block.put("description", opt_string(spec.description.as_deref()));
+    if matches!(
+        spec.mode,
+        ProviderMode::Subprocess | ProviderMode::Container
+    ) {
+        block.put("command", list(&spec.command));
+        block.put("args", list(&spec.args));
+    }
+    if spec.mode == ProviderMode::Subprocess {
+        let cwd = spec
+            .cwd
+            .as_ref()
+            .map(|cwd| MaybeSecret::new(cwd.to_string_lossy(), spec.cwd_secret));
+        block.put("cwd", opt_text(cwd.as_ref()));
+    }
+    if matches!(
+        spec.mode,
+        ProviderMode::Subprocess | ProviderMode::Container
+    ) {
+        block.put("env", text_map(spec.env.iter()));
+    }
+    block.put("idle_ttl_s", seconds(spec.idle_ttl));
+    block.put(
+        "health_check_interval_s",
+        seconds(spec.health_check_interval),
+    );
+    block.put("max_consecutive_failures", spec.max_consecutive_failures);
+    block.put("shutdown_timeout_s", seconds(spec.shutdown_timeout));
+    block.put(
+        "call_timeout_s",
+        spec.call_timeout.map_or(Value::Null, seconds),
+    );
+    block.put(
+        "max_concurrency",
+        spec.max_concurrency.map_or(Value::Null, Value::from),
+    );
+    block.put("auto_start", spec.auto_start);
+    block.put("tool_prefix", opt_string(spec.tool_prefix.as_deref()));
+    block.put("tools", tools(spec));
+    if let Some(c) = &spec.container {
+        container(block, c);
+    }
+    if let Some(r) = &spec.remote {
+        remote(block, r);
+    }
+    if let Some(g) = &spec.group {
+        group(block, g);
+    }
+    block.put(
+        "circuit_breaker",
+        spec.circuit_breaker.map_or(Value::Null, |cb| {
+            Block::new()
+                .put("failure_threshold", cb.failure_threshold)
+                .put("reset_timeout_s", seconds(cb.reset_timeout))
+                .done()
+        }),
+    );
+    block.put(
+        "recovery",
+        spec.recovery.map_or(Value::Null, |r| {
+            Block::new()
+                .put("base_delay_s", seconds(r.base_delay))
+                .put("max_delay_s", seconds(r.max_delay))
+                .put("max_retries", r.max_retries)
+                .done()
+        }),
+    );
+    block.put(
+        "rate_limit",
+        spec.rate_limit.map_or(Value::Null, |rl| {
+            Block::new()
+                .put("requests_per_second", rl.requests_per_second)
+                .put("burst", rl.burst)
+                .done()
+        }),
+    );
+    // Open-shaped blocks appear only when written: they have no defaults to show.
+    for (key, value) in [
+        ("capabilities", &spec.capabilities),
+        ("access", &spec.access),
+        ("tool_access", &spec.tool_access),
+        ("tool_projection", &spec.tool_projection),
+        ("canary", &spec.canary),
+    ] {
+        if let Some(value) = value {
+            block.put(key, json(value));
+        }
+    }
+}
+
+pub(super) fn to_redacted_yaml(config: &Config) -> String {
+    let mut servers = Mapping::new();
+    for (id, spec) in &config.providers {
+        let mut block = Block::new();
+        provider_keys(&mut block, spec);
+        servers.insert(Value::from(id.as_str()), block.done());
+    }
+    let document = Block::new()
+        .put("mcp_servers", Value::Mapping(servers))
+        .done();
+    match yaml_serde::to_string(&document) {
+        Ok(body) => format!("{HEADER}{body}"),
+        // Emitting a tree of plain strings, numbers and maps does not fail; if it ever does,
+        // say so in the output instead of printing something partial.
+        Err(err) => format!("{HEADER}# the normalised config could not be rendered: {err}\n"),
+    }
+}
