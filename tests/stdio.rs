@@ -435,3 +435,57 @@ async fn sigterm_stops_every_provider_including_one_that_ignores_sigterm() -> Re
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_2026_client_gets_list_changed_on_its_subscription_and_paged_tools_are_all_listed()
+-> Result<()> {
+    use rmcp::model::{ProtocolVersion, SubscriptionFilter};
+    use rmcp::service::{ServerNotification, serve_client_with_lifecycle};
+    use rmcp::{ClientLifecycleMode, transport::TokioChildProcess};
+
+    let dir = TestDir::new("listen");
+    // The provider pages its tools/list two at a time: the hangar must follow every cursor.
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "providers:\n{}",
+            provider_yaml("math", &unique_token("listen"), &["--page-size", "2"], "")
+        ),
+    );
+    let mut cmd = tokio::process::Command::new(hangar_bin());
+    cmd.arg("serve").arg("--config").arg(&cfg);
+    let (transport, _) = TokioChildProcess::builder(cmd)
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let client = serve_client_with_lifecycle(
+        TestClient::default(),
+        transport,
+        ClientLifecycleMode::Discover {
+            preferred_versions: vec![ProtocolVersion::V_2026_07_28],
+        },
+    )
+    .await?;
+    let mut sub = client
+        .peer()
+        .listen(SubscriptionFilter::builder().tools_list_changed().build())
+        .await?;
+    let r = call(&client, "math__echo", json!({"text": "x"})).await?;
+    assert_eq!(text(&r), "x");
+    let note = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("a notification within 5 s")?;
+    assert!(
+        matches!(
+            note,
+            Some(ServerNotification::ToolListChangedNotification(_))
+        ),
+        "{note:?}"
+    );
+    let tools = call(&client, "registry_tools", json!({"provider": "math"})).await?;
+    let listed = tools
+        .structured_content
+        .as_ref()
+        .and_then(|s| s["tools"].as_array().map(Vec::len));
+    assert_eq!(listed, Some(9), "all pages of the provider's tools/list");
+    Ok(())
+}

@@ -94,7 +94,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     let outcome = match opts.listen {
         Listen::Stdio => {
             let server = HangarServer::new(gateway.clone())
-                .serve(rmcp::transport::stdio())
+                .serve(rmcp::transport::stdio_pipes())
                 .await;
             match server {
                 Ok(running) => {

@@ -20,7 +20,6 @@ use rmcp::transport::TokioChildProcess;
 use serde_json::json;
 use tokio::process::Command;
 
-const ROUNDS: usize = 10;
 const CALLS_PER_ROUND: usize = 500;
 const STARTS: usize = 15;
 const LAZY_PROVIDERS: usize = 100;
@@ -130,8 +129,13 @@ async fn main() -> Result<()> {
         call_once(&direct, "echo").await?;
         call_once(&through, "math__echo").await?;
     }
+    // More rounds (HANGAR_BENCH_ROUNDS) give a profiler time to attach.
+    let rounds: usize = std::env::var("HANGAR_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let (mut d, mut h) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         for _ in 0..CALLS_PER_ROUND {
             d.push(call_once(&direct, "echo").await?);
         }
