@@ -439,8 +439,8 @@ async fn sigterm_stops_every_provider_including_one_that_ignores_sigterm() -> Re
 #[tokio::test(flavor = "multi_thread")]
 async fn a_2026_client_gets_list_changed_on_its_subscription_and_paged_tools_are_all_listed()
 -> Result<()> {
-    use rmcp::model::{ProtocolVersion, SubscriptionFilter};
-    use rmcp::service::{ServerNotification, serve_client_with_lifecycle};
+    use rmcp::model::{ProtocolVersion, ServerNotification, SubscriptionFilter};
+    use rmcp::service::serve_client_with_lifecycle;
     use rmcp::{ClientLifecycleMode, transport::TokioChildProcess};
 
     let dir = TestDir::new("listen");
