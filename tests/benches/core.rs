@@ -1,7 +1,9 @@
 //! Core figures of the hangar, printed side by side with the direct path in one run:
 //!
 //! - warm `tools/call` latency, the same client calling the same example provider directly and
-//!   through the hangar over stdio (p50, p99, and what the hangar adds);
+//!   through the hangar over stdio (p50, p99, and what the hangar adds), and — as the floor any
+//!   stdio gateway pays on this machine — through a relay that only copies lines between two
+//!   pipes with blocking reads (no parsing, no async runtime);
 //! - time from process start to answering `tools/list` with 100 configured lazy providers;
 //! - RSS of that idle process.
 //!
@@ -101,8 +103,50 @@ fn lazy_config(dir: &TestDir, provider: &Path) -> PathBuf {
     dir.write("lazy.yaml", &yaml)
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// The floor: copies each line from stdin to the child and the child's answer back. MCP over
+/// stdio is one JSON-RPC message per line and the benchmark is strictly request/response, so
+/// this forwards it correctly while doing nothing a real gateway must do.
+fn relay(argv: &[String]) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let (program, args) = argv.split_first().context("relay needs a command")?;
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut to_child = child.stdin.take().context("child stdin")?;
+    let mut from_child = BufReader::new(child.stdout.take().context("child stdout")?);
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    let mut line = String::new();
+    for request in stdin.lock().lines() {
+        let request = request?;
+        writeln!(to_child, "{request}")?;
+        to_child.flush()?;
+        // Notifications (no "id") get no answer.
+        if !request.contains("\"id\"") {
+            continue;
+        }
+        line.clear();
+        if from_child.read_line(&mut line)? == 0 {
+            break;
+        }
+        stdout.write_all(line.as_bytes())?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--relay") {
+        return relay(&argv[2..]);
+    }
+    tokio::runtime::Runtime::new()?.block_on(bench())
+}
+
+async fn bench() -> Result<()> {
     let bin = build_release()?;
     let hangar = bin.join("mcp-hangar");
     let provider = bin.join("example-provider");
@@ -120,6 +164,11 @@ async fn main() -> Result<()> {
     let mut pc = Command::new(&provider);
     pc.args(["--name", "bench-direct"]);
     let direct = connect(pc).await.context("direct provider")?;
+    let mut rc = Command::new(std::env::current_exe()?);
+    rc.arg("--relay")
+        .arg(&provider)
+        .args(["--name", "bench-relay"]);
+    let relayed = connect(rc).await.context("relay")?;
     let mut hc = Command::new(&hangar);
     hc.args(["serve", "--config"])
         .arg(&cfg)
@@ -127,6 +176,7 @@ async fn main() -> Result<()> {
     let through = connect(hc).await.context("hangar")?;
     for _ in 0..200 {
         call_once(&direct, "echo").await?;
+        call_once(&relayed, "echo").await?;
         call_once(&through, "math__echo").await?;
     }
     // More rounds (HANGAR_BENCH_ROUNDS) give a profiler time to attach.
@@ -134,46 +184,48 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(10);
-    let (mut d, mut h) = (Vec::new(), Vec::new());
+    let (mut d, mut r, mut h) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         for _ in 0..CALLS_PER_ROUND {
             d.push(call_once(&direct, "echo").await?);
         }
         for _ in 0..CALLS_PER_ROUND {
+            r.push(call_once(&relayed, "echo").await?);
+        }
+        for _ in 0..CALLS_PER_ROUND {
             h.push(call_once(&through, "math__echo").await?);
         }
     }
-    d.sort();
-    h.sort();
-    let (d50, d99, h50, h99) = (
-        percentile(&d, 0.5),
-        percentile(&d, 0.99),
-        percentile(&h, 0.5),
-        percentile(&h, 0.99),
-    );
+    for v in [&mut d, &mut r, &mut h] {
+        v.sort();
+    }
+    let row = |name: &str, v: &[Duration]| {
+        println!(
+            "  {:<34} {:>10.1} {:>10.1}",
+            name,
+            us(percentile(v, 0.5)),
+            us(percentile(v, 0.99))
+        )
+    };
+    let added = |name: &str, v: &[Duration]| {
+        println!(
+            "  {:<34} {:>10.1} {:>10.1}",
+            name,
+            us(percentile(v, 0.5)) - us(percentile(&d, 0.5)),
+            us(percentile(v, 0.99)) - us(percentile(&d, 0.99))
+        )
+    };
     println!(
         "warm tools/call latency, {} calls each (echo, stdio):",
         d.len()
     );
-    println!("  {:<28} {:>10} {:>10}", "", "p50 µs", "p99 µs");
-    println!(
-        "  {:<28} {:>10.1} {:>10.1}",
-        "direct to provider",
-        us(d50),
-        us(d99)
-    );
-    println!(
-        "  {:<28} {:>10.1} {:>10.1}",
-        "through mcp-hangar (stdio)",
-        us(h50),
-        us(h99)
-    );
-    println!(
-        "  {:<28} {:>10.1} {:>10.1}",
-        "added by the hangar",
-        us(h50) - us(d50),
-        us(h99) - us(d99)
-    );
+    println!("  {:<34} {:>10} {:>10}", "", "p50 µs", "p99 µs");
+    row("direct to provider", &d);
+    row("through a bare line relay (floor)", &r);
+    row("through mcp-hangar (stdio)", &h);
+    added("added by the bare relay", &r);
+    added("added by the hangar", &h);
+    drop(relayed);
     drop(direct);
     drop(through);
 
