@@ -158,6 +158,44 @@ pub async fn wait_until(timeout: Duration, mut check: impl FnMut() -> bool) -> b
     }
 }
 
+/// A provider whose start is wrapped in `sh`: each start appends a timestamp (seconds since the
+/// epoch) to `<dir>/<id>.starts`, and the start fails with status 3 while `<dir>/<id>.down`
+/// exists. Lets a test make a provider unstartable and see when the hangar tried.
+pub fn flaky_provider_yaml(
+    dir: &TestDir,
+    id: &str,
+    token: &str,
+    extra_args: &[&str],
+    extra_yaml: &str,
+) -> String {
+    let base = dir.path().join(id);
+    let script = format!(
+        "date +%s.%N >> '{b}.starts'; if [ -e '{b}.down' ]; then echo 'down by test' >&2; exit 3; fi; exec '{p}' --name {token} {args}",
+        b = base.display(),
+        p = provider_bin().display(),
+        args = extra_args.join(" ")
+    );
+    let mut s = format!(
+        "  {id}:\n    command: [sh, -c, {}]\n",
+        serde_json::to_string(&script).unwrap_or_default()
+    );
+    for line in extra_yaml.lines().filter(|l| !l.trim().is_empty()) {
+        s.push_str("    ");
+        s.push_str(line);
+        s.push('\n');
+    }
+    s
+}
+
+/// The start times written by a [`flaky_provider_yaml`] provider.
+pub fn start_times(dir: &TestDir, id: &str) -> Vec<f64> {
+    std::fs::read_to_string(dir.path().join(format!("{id}.starts")))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
 /// A provider entry for a config: the example provider with `--name <token>` and extra flags.
 pub fn provider_yaml(id: &str, token: &str, extra_args: &[&str], extra_yaml: &str) -> String {
     let mut args = vec![
@@ -175,10 +213,11 @@ pub fn provider_yaml(id: &str, token: &str, extra_args: &[&str], extra_yaml: &st
     s
 }
 
-/// Counts `notifications/tools/list_changed` the hangar sends.
+/// Counts `notifications/tools/list_changed` the hangar sends and keeps the progress messages.
 #[derive(Clone, Default)]
 pub struct TestClient {
     pub list_changed: Arc<AtomicUsize>,
+    pub progress: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ClientHandler for TestClient {
@@ -192,6 +231,17 @@ impl ClientHandler for TestClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.list_changed.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(params.message.unwrap_or_default());
     }
 }
 

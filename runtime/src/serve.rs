@@ -71,6 +71,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     let gateway = Gateway::new(registry.clone())
         .map_err(|problems| format!("{}: {}", opts.config.display(), problems.join("\n")))?;
     registry.spawn_idle_collector();
+    crate::recovery::spawn(&registry);
     for p in registry.providers().filter(|p| p.spec().auto_start) {
         let p = p.clone();
         tokio::spawn(async move {

@@ -64,6 +64,11 @@ struct Cli {
     #[arg(long, value_name = "N")]
     page_size: Option<NonZeroUsize>,
 
+    /// Every Nth tools/call (counting all tools) makes the process exit with status 3 without
+    /// answering.
+    #[arg(long, value_name = "N")]
+    crash_every: Option<NonZeroU64>,
+
     /// Ignore SIGTERM and stay alive after stdin EOF: a provider that only SIGKILL stops, for
     /// testing a gateway's shutdown escalation.
     #[arg(long)]
@@ -146,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             name: cli.name,
             page_size: cli.page_size,
             fail_every: cli.fail_every,
+            crash_every: cli.crash_every,
             extra_tools: cli.extra_tools,
         },
         stdin_closed.clone(),

@@ -47,6 +47,8 @@ pub struct Settings {
     pub page_size: Option<NonZeroUsize>,
     /// Every Nth `tools/call` answers `injected failure <k>` instead of running the tool.
     pub fail_every: Option<NonZeroU64>,
+    /// Every Nth tools/call makes the process exit (status 3) without answering.
+    pub crash_every: Option<NonZeroU64>,
     /// How many generated `tool_<i>` echo tools to offer besides the built-in ones.
     pub extra_tools: usize,
 }
@@ -206,7 +208,11 @@ impl Provider {
     async fn pause(&self, duration: Duration, request: &CancellationToken) -> Result<(), String> {
         tokio::select! {
             () = tokio::time::sleep(duration) => Ok(()),
-            () = request.cancelled() => Err("cancelled by the client".to_owned()),
+            () = request.cancelled() => {
+                // On stderr so a gateway's log shows the cancellation arrived.
+                crate::stderr_line(format_args!("example-provider: request cancelled by the client"));
+                Err("cancelled by the client".to_owned())
+            }
             () = self.inner.stdin_closed.cancelled() => Err("stdin closed".to_owned()),
         }
     }
@@ -418,6 +424,14 @@ impl ServerHandler for Provider {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let ordinal = self.inner.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(every) = self.inner.settings.crash_every
+            && ordinal.is_multiple_of(every.get())
+        {
+            crate::stderr_line(format_args!(
+                "example-provider: crashing on call {ordinal} (--crash-every)"
+            ));
+            std::process::exit(3);
+        }
         if let Some(every) = self.inner.settings.fail_every
             && ordinal.is_multiple_of(every.get())
         {

@@ -5,7 +5,7 @@ mod client;
 mod groups;
 pub mod subprocess;
 
-pub use client::ProviderClient;
+pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient};
 pub use groups::kill_all_process_groups;
 
 use std::collections::VecDeque;
@@ -71,6 +71,8 @@ pub struct Connection {
     pub server_name: String,
     pub pid: Option<u32>,
     pub stderr: StderrTail,
+    /// Routes the provider's progress notifications to the callers waiting for them.
+    pub progress: ProgressRoutes,
     process: subprocess::Process,
 }
 

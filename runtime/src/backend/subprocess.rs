@@ -17,7 +17,7 @@ use tokio::process::{Child, ChildStderr, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{ProviderClient, ToolsChangedHook};
+use super::client::{ProgressRoutes, ProviderClient, ToolsChangedHook};
 use super::{Connection, START_TIMEOUT, StartError, StderrTail, groups};
 
 /// What to run.
@@ -95,10 +95,11 @@ pub async fn start(
         _ => unreachable!("stdin and stdout are piped above"),
     };
     let (exit_tx, exit_rx) = watch::channel(None);
-    tokio::spawn(watch_exit(child, pgid, exit_tx));
-
     let session_ct = CancellationToken::new();
-    let handler = ProviderClient::new(spec.provider.clone(), on_tools_changed);
+    tokio::spawn(watch_exit(child, pgid, exit_tx, session_ct.clone()));
+
+    let progress = ProgressRoutes::default();
+    let handler = ProviderClient::new(spec.provider.clone(), on_tools_changed, progress.clone());
     let process = Process {
         pgid,
         exit: exit_rx,
@@ -153,6 +154,7 @@ pub async fn start(
                 server_name,
                 pid,
                 stderr,
+                progress,
                 process,
             })
         }
@@ -227,11 +229,25 @@ impl Process {
     }
 }
 
-async fn watch_exit(mut child: Child, pgid: Option<i32>, tx: watch::Sender<Option<String>>) {
+/// How long after the process exits its MCP session is ended: long enough to read an answer it
+/// wrote just before exiting, short enough that calls still in flight fail at once.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
+
+async fn watch_exit(
+    mut child: Child,
+    pgid: Option<i32>,
+    tx: watch::Sender<Option<String>>,
+    session: CancellationToken,
+) {
     let how = match child.wait().await {
         Ok(status) => describe(status),
         Err(e) => format!("could not be waited for: {e}"),
     };
+    // A grandchild holding the pipe open would otherwise keep in-flight calls waiting.
+    tokio::spawn(async move {
+        tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+        session.cancel();
+    });
     if let Some(pgid) = pgid {
         // Children of a provider that exited on its own would otherwise outlive it.
         groups::signal_group(pgid, Signal::SIGKILL);

@@ -199,6 +199,14 @@ const WORDING: &[(&str, &str)] = &[
         "expected struct RawTool",
         "expected a tool (a map with `name:`)",
     ),
+    (
+        "expected struct RawPlugin",
+        "expected a plugin (a map with `kind:` and `path:`)",
+    ),
+    (
+        "expected struct RawPreopen",
+        "expected a preopen (a map with `host:` and `guest:`)",
+    ),
     ("expected a sequence", "expected a list"),
     (
         "deserializing from YAML containing more than one document is not supported",
@@ -293,6 +301,7 @@ pub(super) fn from_deserialize(
         let map = SourceMap::build(text);
         let noun = match parent.segments() {
             [Seg::Key(section)] if SERVER_SECTIONS.contains(&section.as_str()) => "provider id",
+            [Seg::Key(section)] if section == "plugins" => "plugin name",
             _ => "key",
         };
         let mut text = format!("duplicate {noun} `{last_key}`");
@@ -301,7 +310,9 @@ pub(super) fn from_deserialize(
         }
         return ConfigError::at(file, at, &parent, ConfigErrorKind::Duplicate, text);
     }
-    if message.starts_with(&format!("invalid provider id `{last_key}`")) {
+    if message.starts_with(&format!("invalid provider id `{last_key}`"))
+        || message.starts_with(&format!("invalid plugin name `{last_key}`:"))
+    {
         return ConfigError::at(file, at, &parent, ConfigErrorKind::Invalid, message);
     }
     if message.starts_with(super::schema::BOTH_SECTIONS) {

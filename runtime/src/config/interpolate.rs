@@ -1,7 +1,9 @@
 //! `${VAR}`, `${VAR:-default}` and `$$` in config strings.
 //!
 //! Substitution runs once, on the typed value, only for the keys that are documented to take it
-//! (command, args, cwd, env, endpoint, image, volumes, user, build, auth, tls, http headers).
+//! (command, args, cwd, env, endpoint, image, volumes, user, build, auth, tls, http headers, and
+//! every string inside a plugin's `config:`). A plugin's `path` and `preopens` are not among
+//! them: they are shown in full in the normalised output, and a substituted value would be `***`.
 //! The original interpolated the whole document; doing it per key keeps a `${...}` in a
 //! description or a tool schema literal, and means a section we ignore cannot fail the load
 //! for a variable it alone needs. A substituted value is never scanned again, so a secret that

@@ -1,8 +1,10 @@
 //! The hangar's config file: load it, check it, and explain every problem with a file, line,
 //! column and key path.
 //!
-//! The format is the original mcp-hangar's, unchanged: providers under `mcp_servers:` (2.x) or
-//! `providers:` (0.1.x), with `${VAR}` / `${VAR:-default}` interpolation. Loading goes
+//! The format is the original mcp-hangar's: providers under `mcp_servers:` (2.x) or
+//! `providers:` (0.1.x), with `${VAR}` / `${VAR:-default}` interpolation, plus the hangar-wide
+//! `rate_limit:` and two sections of this build: `limits:` (on call arguments) and `plugins:`
+//! (WebAssembly validators, load-balancing policies and discovery). Loading goes
 //!
 //! ```text
 //! text ──yaml_serde + serde_path_to_error──▶ schema::RawTop   (shape, types, ranges, unknown keys)
@@ -40,16 +42,18 @@ pub use self::locate::SourceLocation;
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED};
 pub use self::spec::{
     BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources, ContainerSpec,
-    GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, MemberDefinition,
-    ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
-    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
+    GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits, MemberDefinition,
+    OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen, ProviderMode,
+    ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec,
+    ToolFilter, ToolSpec, VolumeMount,
 };
 
 use self::locate::{KeyPath, SourceMap};
 
-/// The modes this build can run. `load` refuses a config with any other mode; `parse` accepts
-/// every mode of the format so the whole file is still checked. Extend this as backends land.
-pub const SUPPORTED_MODES: &[ProviderMode] = &[ProviderMode::Subprocess];
+/// The modes this build can run. `load` refuses a config with any other mode (for a group:
+/// any member whose mode is another); `parse` accepts every mode of the format so the whole
+/// file is still checked. Extend this as backends land.
+pub const SUPPORTED_MODES: &[ProviderMode] = &[ProviderMode::Subprocess, ProviderMode::Group];
 
 /// A loaded config file.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,8 +61,14 @@ pub struct Config {
     /// The file it was read from (as given).
     pub path: PathBuf,
     /// Top-level providers and groups, in file order. Inline group members live inside their
-    /// group (`all_providers` lists them too).
+    /// group (`all_providers` lists them too; `group_members` pairs each member with its spec).
     pub providers: IndexMap<String, ProviderSpec>,
+    /// `rate_limit:` for the whole hangar, on top of each provider's; `None`: no global limit.
+    pub rate_limit: Option<RateLimitSpec>,
+    /// `limits:` on call arguments; the defaults when the section is absent.
+    pub limits: Limits,
+    /// `plugins:`, by name, in file order.
+    pub plugins: IndexMap<String, PluginSpec>,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -73,6 +83,26 @@ impl Config {
     /// A provider by id: top-level, or an inline member of a group.
     pub fn provider(&self, id: &str) -> Option<&ProviderSpec> {
         self.all_providers().find(|spec| spec.id == id)
+    }
+
+    /// The members of group `group_id`, in order, each with the spec it runs: its own for an
+    /// inline member, the top-level provider of the same id for a reference. Empty when
+    /// `group_id` is not a top-level group. (A reference to a provider missing from
+    /// `providers` cannot come from a file; in a `Config` built in code it is left out.)
+    pub fn group_members(&self, group_id: &str) -> Vec<(&GroupMember, &ProviderSpec)> {
+        let Some(group) = self.providers.get(group_id).and_then(|s| s.group.as_ref()) else {
+            return Vec::new();
+        };
+        group
+            .members
+            .iter()
+            .filter_map(|member| match &member.definition {
+                MemberDefinition::Inline(spec) => Some((member, spec.as_ref())),
+                MemberDefinition::Reference => {
+                    self.providers.get(&member.id).map(|spec| (member, spec))
+                }
+            })
+            .collect()
     }
 
     /// Every provider: each top-level one, followed by its inline group members.
@@ -160,51 +190,73 @@ fn parse_with_map(
     let config = Config {
         path: path.to_path_buf(),
         providers: resolved.providers,
+        rate_limit: resolved.rate_limit,
+        limits: resolved.limits,
+        plugins: resolved.plugins,
         warnings: resolved.warnings,
     };
     Ok((config, map, resolved.section))
 }
 
-/// Refuses the first provider (or inline member) whose mode is not in `SUPPORTED_MODES`.
+/// Refuses the first provider, or group member, whose mode is not in `SUPPORTED_MODES`.
 fn check_supported(config: &Config, map: &SourceMap, section: &str) -> Result<(), ConfigError> {
     let supported = SUPPORTED_MODES
         .iter()
         .map(|mode| mode.as_str())
         .collect::<Vec<_>>()
         .join(", ");
-    let base = KeyPath::root().key(section);
-    for (id, spec) in &config.providers {
-        check_spec(config, map, &base.key(id.as_str()), spec, &supported)?;
-    }
-    Ok(())
-}
-
-fn check_spec(
-    config: &Config,
-    map: &SourceMap,
-    path: &KeyPath,
-    spec: &ProviderSpec,
-    supported: &str,
-) -> Result<(), ConfigError> {
-    if !SUPPORTED_MODES.contains(&spec.mode) {
-        let mode_path = path.key("mode");
-        return Err(ConfigError::at(
+    let unsupported = |path: &KeyPath, at: SourceLocation, message: String| {
+        ConfigError::at(
             &config.path,
-            map.nearest_key(&mode_path),
+            at,
             path,
             ConfigErrorKind::Unsupported,
-            format!(
-                "provider `{}`: mode `{}` is not supported by this build yet (supported: \
-                 {supported})",
-                spec.id, spec.mode
-            ),
-        ));
-    }
-    if let Some(group) = &spec.group {
+            format!("{message} is not supported by this build yet (supported: {supported})"),
+        )
+    };
+    let base = KeyPath::root().key(section);
+    for (id, spec) in &config.providers {
+        let path = base.key(id.as_str());
+        if !SUPPORTED_MODES.contains(&spec.mode) {
+            return Err(unsupported(
+                &path,
+                map.nearest_key(&path.key("mode")),
+                format!("provider `{id}`: mode `{}`", spec.mode),
+            ));
+        }
+        let Some(group) = &spec.group else {
+            continue;
+        };
         for (i, member) in group.members.iter().enumerate() {
-            if let MemberDefinition::Inline(inline) = &member.definition {
-                let member_path = path.key("members").index(i);
-                check_spec(config, map, &member_path, inline, supported)?;
+            let member_path = path.key("members").index(i);
+            let m = &member.id;
+            match &member.definition {
+                MemberDefinition::Inline(inline) if !SUPPORTED_MODES.contains(&inline.mode) => {
+                    return Err(unsupported(
+                        &member_path,
+                        map.nearest_key(&member_path.key("mode")),
+                        format!("member `{m}` of group `{id}`: mode `{}`", inline.mode),
+                    ));
+                }
+                MemberDefinition::Reference => {
+                    let target = config.providers.get(m);
+                    if let Some(target) = target.filter(|t| !SUPPORTED_MODES.contains(&t.mode)) {
+                        let line = target
+                            .defined_at
+                            .map(|at| format!(" (line {})", at.line))
+                            .unwrap_or_default();
+                        return Err(unsupported(
+                            &member_path,
+                            map.nearest_value(&member_path.key("id")),
+                            format!(
+                                "member `{m}` of group `{id}` is the provider `{m}`{line}, whose \
+                                 mode `{}`",
+                                target.mode
+                            ),
+                        ));
+                    }
+                }
+                MemberDefinition::Inline(_) => {}
             }
         }
     }
@@ -322,12 +374,13 @@ mcp_servers:
             "YAML 1.1 `yes` is true, as in the original"
         );
         assert_eq!(math.effective_tool_prefix(), Some("m_"));
-        let cb = math.circuit_breaker.unwrap_or_default();
+        let cb = math.circuit_breaker;
         assert_eq!(
             (cb.failure_threshold, cb.reset_timeout),
-            (4, Duration::from_secs(60))
+            (4, Duration::from_secs(30)),
+            "the unwritten key takes a provider's default"
         );
-        let recovery = math.recovery.unwrap_or_default();
+        let recovery = math.recovery;
         assert_eq!(recovery.base_delay, Duration::from_millis(500));
         assert_eq!(recovery.max_retries, 7);
         let rate = math.rate_limit.map(|r| (r.requests_per_second, r.burst));
@@ -802,7 +855,7 @@ mcp_servers:
         assert!(
             e.to_string().ends_with(
                 "provider `db`: mode `container` is not supported by this build yet \
-                 (supported: subprocess)"
+                 (supported: subprocess, group)"
             ),
             "{e}"
         );
@@ -1151,7 +1204,7 @@ mcp_servers:
         let group = pool
             .group
             .as_ref()
-            .map(|g| (g.strategy, g.min_healthy, g.members.len()));
+            .map(|g| (g.strategy.clone(), g.min_healthy, g.members.len()));
         assert_eq!(group, Some((GroupStrategy::Priority, 1, 2)));
         let members = pool
             .group
@@ -1237,8 +1290,14 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        assert_eq!(config.warnings.len(), 6, "{:#?}", config.warnings);
+        // `rate_limit:` is read now; the other five top-level sections are still ignored.
+        assert_eq!(config.warnings.len(), 5, "{:#?}", config.warnings);
         assert!(config.warnings[0].starts_with("original.yaml:5: top-level section `execution`"));
+        assert!(!config.warnings.iter().any(|w| w.contains("rate_limit")));
+        assert_eq!(
+            config.rate_limit.map(|r| (r.requests_per_second, r.burst)),
+            Some((10.0, 20))
+        );
 
         let math = provider(&config, "math");
         assert_eq!(math.idle_ttl, Duration::from_secs(180));
@@ -1368,13 +1427,10 @@ mcp_servers:
         let cluster = provider(&config, "math-cluster");
         let group = cluster.group.as_ref();
         assert_eq!(
-            group.map(|g| g.strategy),
+            group.map(|g| g.strategy.clone()),
             Some(GroupStrategy::WeightedRoundRobin)
         );
-        assert_eq!(
-            cluster.circuit_breaker.map(|cb| cb.failure_threshold),
-            Some(10)
-        );
+        assert_eq!(cluster.circuit_breaker.failure_threshold, 10);
         assert_eq!(
             cluster.canary.as_ref().map(|c| c["split_pct"].clone()),
             Some(10.into())
@@ -1485,5 +1541,820 @@ mcp_servers:
                 .map(|r| (r.endpoint, r.tls, r.transport))
         };
         assert_eq!(remote(&first), remote(&second));
+    }
+
+    // --- hangar-wide settings: rate_limit, limits -------------------------------------------
+
+    #[test]
+    fn the_global_rate_limit_is_read_in_either_spelling_without_a_warning() {
+        let config = ok("rate_limit: {rps: 10, burst: 20}\nmcp_servers:\n  a: {command: [x]}\n");
+        assert_eq!(
+            config.rate_limit,
+            Some(RateLimitSpec {
+                requests_per_second: 10.0,
+                burst: 20
+            })
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let config = ok("rate_limit:\n  requests_per_second: 2.5\nmcp_servers: {}\n");
+        assert_eq!(
+            config.rate_limit.map(|r| (r.requests_per_second, r.burst)),
+            Some((2.5, 3)),
+            "burst defaults to the rate rounded up"
+        );
+        assert_eq!(ok("mcp_servers: {}\n").rate_limit, None);
+    }
+
+    #[test]
+    fn global_rate_limit_mistakes_name_line_column_and_key() {
+        let e = err("mcp_servers: {}\nrate_limit:\n  rps: 0\n");
+        assert_eq!((e.line, e.column), (Some(3), Some(8)));
+        assert_eq!(e.key_path, "rate_limit.rps");
+        assert!(
+            e.message.contains("expected a number greater than 0"),
+            "{e}"
+        );
+        let e = err("mcp_servers: {}\nrate_limit: {rps: 1, brust: 2}\n");
+        assert_eq!((e.kind, e.line), (ConfigErrorKind::UnknownKey, Some(2)));
+        assert_eq!(e.key_path, "rate_limit");
+        assert!(e.message.contains("did you mean `burst`?"), "{e}");
+        let e = err("mcp_servers: {}\nrate_limit: {burst: 2}\n");
+        assert!(
+            e.message
+                .contains("missing required key `requests_per_second`"),
+            "{e}"
+        );
+        let e = err("rate_limit: {rps: 1}\nmcp_servers: {}\nrate_limit: {rps: 2}\n");
+        assert_eq!((e.kind, e.line), (ConfigErrorKind::Duplicate, Some(3)));
+        assert!(
+            e.message
+                .contains("duplicate key `rate_limit` (first defined at line 1)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn argument_limits_default_when_absent_and_take_what_is_written() {
+        let limits = ok("mcp_servers: {}\n").limits;
+        assert_eq!(
+            (limits.max_argument_bytes, limits.max_argument_depth),
+            (1_048_576, 32)
+        );
+        assert_eq!(limits, Limits::default());
+        let config = ok("limits: {max_argument_bytes: 2000}\nmcp_servers: {}\n");
+        assert_eq!(
+            (
+                config.limits.max_argument_bytes,
+                config.limits.max_argument_depth
+            ),
+            (2000, 32)
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let limits = ok("limits:\n  max_argument_depth: 8\nmcp_servers: {}\n").limits;
+        assert_eq!(
+            (limits.max_argument_bytes, limits.max_argument_depth),
+            (1_048_576, 8)
+        );
+    }
+
+    #[test]
+    fn argument_limits_below_one_or_deeper_than_json_allows_are_refused_at_the_value() {
+        let e = err("mcp_servers: {}\nlimits:\n  max_argument_bytes: 0\n");
+        assert_eq!((e.line, e.column), (Some(3), Some(23)));
+        assert_eq!(e.key_path, "limits.max_argument_bytes");
+        assert!(e.message.contains("a whole number from 1 to"), "{e}");
+        let e = err("mcp_servers: {}\nlimits: {max_argument_depth: 0}\n");
+        assert_eq!(e.key_path, "limits.max_argument_depth");
+        assert!(e.message.contains("a nesting depth from 1 to 128"), "{e}");
+        let e = err("mcp_servers: {}\nlimits: {max_argument_depth: 129}\n");
+        assert!(e.message.contains("a nesting depth from 1 to 128"), "{e}");
+        let e = err("mcp_servers: {}\nlimits: {max_argument_byte: 10}\n");
+        assert_eq!(e.kind, ConfigErrorKind::UnknownKey);
+        assert!(
+            e.message.contains("did you mean `max_argument_bytes`?"),
+            "{e}"
+        );
+        let e = err("mcp_servers: {}\nlimits: {max_argument_bytes: 1m}\n");
+        assert!(e.message.contains("invalid type: string \"1m\""), "{e}");
+    }
+
+    // --- circuit breaker, recovery and queue defaults ---------------------------------------
+
+    #[test]
+    fn circuit_breaker_and_recovery_are_always_resolved_with_the_modes_defaults() {
+        let config = ok("\
+mcp_servers:
+  single:
+    command: [x]
+  partial:
+    command: [x]
+    circuit_breaker: {reset_timeout_s: 5}
+    recovery: {max_retries: 0}
+  pool:
+    mode: group
+    members:
+      - {id: inline, command: [y]}
+  partial-pool:
+    mode: group
+    circuit_breaker: {failure_threshold: 3}
+    members: [{id: single}]
+");
+        let cb = |spec: Option<&ProviderSpec>| {
+            spec.map(|s| {
+                (
+                    s.circuit_breaker.failure_threshold,
+                    s.circuit_breaker.reset_timeout,
+                )
+            })
+        };
+        let secs = Duration::from_secs;
+        assert_eq!(cb(config.provider("single")), Some((5, secs(30))));
+        assert_eq!(cb(config.provider("partial")), Some((5, secs(5))));
+        assert_eq!(cb(config.provider("pool")), Some((10, secs(60))));
+        assert_eq!(cb(config.provider("partial-pool")), Some((3, secs(60))));
+        assert_eq!(
+            cb(config.provider("inline")),
+            Some((5, secs(30))),
+            "an inline member is a provider, not a group"
+        );
+        assert_eq!(
+            provider(&config, "single").recovery,
+            RecoverySpec {
+                base_delay: secs(1),
+                max_delay: secs(60),
+                max_retries: 5
+            }
+        );
+        assert_eq!(
+            provider(&config, "partial").recovery,
+            RecoverySpec {
+                base_delay: secs(1),
+                max_delay: secs(60),
+                max_retries: 0
+            }
+        );
+        assert_eq!(provider(&config, "single").rate_limit, None);
+        assert_eq!(
+            ProviderSpec::new("g", ProviderMode::Group).circuit_breaker,
+            CircuitBreakerSpec::GROUP_DEFAULT
+        );
+        assert_eq!(
+            ProviderSpec::subprocess("p", &["x"]).circuit_breaker,
+            CircuitBreakerSpec::PROVIDER_DEFAULT
+        );
+        let yaml = config.to_redacted_yaml();
+        assert!(
+            yaml.contains(
+                "circuit_breaker:\n      failure_threshold: 5\n      reset_timeout_s: 30"
+            ),
+            "defaults are shown:\n{yaml}"
+        );
+    }
+
+    #[test]
+    fn max_queue_defaults_to_100_and_zero_means_refuse_at_once() {
+        let config = ok("\
+mcp_servers:
+  default:
+    command: [x]
+    max_concurrency: 2
+  refuse:
+    command: [x]
+    max_concurrency: 2
+    max_queue: 0
+  alone:
+    command: [x]
+    max_queue: 7
+");
+        assert_eq!(provider(&config, "default").max_queue, 100);
+        assert_eq!(provider(&config, "refuse").max_queue, 0);
+        assert_eq!(provider(&config, "alone").max_queue, 7);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    max_queue: -1\n");
+        assert_eq!(
+            (e.line, e.key_path.as_str()),
+            (Some(4), "mcp_servers.a.max_queue")
+        );
+        assert!(e.message.contains("a whole number from 0 to"), "{e}");
+    }
+
+    // --- groups run --------------------------------------------------------------------------
+
+    const SUBPROCESS_GROUP: &str = "\
+mcp_servers:
+  math:
+    command: [python, -m, math]
+  pool:
+    mode: group
+    strategy: weighted_round_robin
+    members:
+      - id: math
+        weight: 3
+      - id: math-b
+        command: [python, -m, math, --b]
+        priority: 2
+";
+
+    #[test]
+    fn load_runs_a_group_of_subprocess_members_and_pairs_each_member_with_its_spec() {
+        let config = match load_text(SUBPROCESS_GROUP, Path::new(FILE), &no_env) {
+            Ok(config) => config,
+            Err(e) => panic!("a group of subprocess providers was refused: {e}"),
+        };
+        let members: Vec<(&str, u32, u32, Vec<String>)> = config
+            .group_members("pool")
+            .into_iter()
+            .map(|(member, spec)| {
+                (
+                    member.id.as_str(),
+                    member.weight,
+                    member.priority,
+                    spec.argv(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            members,
+            [
+                (
+                    "math",
+                    3,
+                    1,
+                    vec!["python".into(), "-m".into(), "math".into()]
+                ),
+                (
+                    "math-b",
+                    1,
+                    2,
+                    vec!["python".into(), "-m".into(), "math".into(), "--b".into()]
+                ),
+            ]
+        );
+        let by_reference = config.group_members("pool")[0].1;
+        assert!(
+            std::ptr::eq(by_reference, provider(&config, "math")),
+            "a reference resolves to the top-level provider itself"
+        );
+        assert!(config.group_members("math").is_empty(), "not a group");
+        assert!(config.group_members("nobody").is_empty());
+        assert_eq!(
+            config.providers.keys().collect::<Vec<_>>(),
+            ["math", "pool"],
+            "top-level entries only, groups included"
+        );
+    }
+
+    #[test]
+    fn load_refuses_a_group_whose_member_runs_in_an_unsupported_mode() {
+        let inline = "\
+mcp_servers:
+  pool:
+    mode: group
+    members:
+      - {id: a, command: [x]}
+      - id: db
+        mode: container
+        image: postgres-mcp
+";
+        assert!(parse(inline, Path::new(FILE), &no_env).is_ok());
+        let e = match load_text(inline, Path::new(FILE), &no_env) {
+            Ok(_) => panic!("a container member was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
+        assert_eq!((e.line, e.column), (Some(7), Some(9)));
+        assert_eq!(e.key_path, "mcp_servers.pool.members[1]");
+        assert!(
+            e.message.starts_with(
+                "member `db` of group `pool`: mode `container` is not supported by this build \
+                 yet (supported: subprocess, group)"
+            ),
+            "{e}"
+        );
+
+        // The group comes first, so its reference is what is reported, with the line of the
+        // provider it names.
+        let reference = "\
+mcp_servers:
+  pool:
+    mode: group
+    members:
+      - id: api
+  api:
+    mode: remote
+    endpoint: https://api.example.com/mcp
+";
+        let e = match load_text(reference, Path::new(FILE), &no_env) {
+            Ok(_) => panic!("a remote member was accepted"),
+            Err(e) => e,
+        };
+        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
+        assert_eq!((e.line, e.column), (Some(5), Some(13)));
+        assert!(
+            e.message.starts_with(
+                "member `api` of group `pool` is the provider `api` (line 6), whose mode \
+                 `remote` is not supported"
+            ),
+            "{e}"
+        );
+    }
+
+    // --- plugins -----------------------------------------------------------------------------
+
+    fn parse_at(text: &str, file: &str) -> Config {
+        match parse(text, Path::new(file), &no_env) {
+            Ok(config) => config,
+            Err(e) => panic!("expected the config to load, got: {e}"),
+        }
+    }
+
+    fn plugin<'c>(config: &'c Config, name: &str) -> &'c PluginSpec {
+        match config.plugins.get(name) {
+            Some(spec) => spec,
+            None => panic!("no plugin `{name}` in {:?}", config.plugins.keys()),
+        }
+    }
+
+    #[test]
+    fn plugins_are_read_with_every_setting_and_paths_taken_from_the_config_directory() {
+        let config = parse_at(
+            "\
+plugins:
+  discover:
+    kind: discovery
+    path: plugins/discover.wasm
+    config: {namespace: mcp, interval_s: 30}
+    timeout_ms: 250
+    memory_mb: 128
+    fuel: 1000000
+    on_error: fail_closed
+    grants: [kubernetes, docker, kubernetes]
+    preopens:
+      - {host: seeds, guest: /seeds}
+      - {host: /srv/shared, guest: shared}
+mcp_servers: {}
+",
+            "/etc/hangar/hangar.yaml",
+        );
+        let p = plugin(&config, "discover");
+        assert_eq!(p.name, "discover");
+        assert_eq!(p.kind, PluginKind::Discovery);
+        assert_eq!(p.path, Path::new("/etc/hangar/plugins/discover.wasm"));
+        assert_eq!(
+            p.config.expose(),
+            &serde_json::json!({"namespace": "mcp", "interval_s": 30})
+        );
+        assert_eq!(p.timeout, Duration::from_millis(250));
+        assert_eq!((p.memory_mb, p.memory_bytes()), (128, 128 << 20));
+        assert_eq!(p.fuel, Some(1_000_000));
+        assert_eq!(p.on_error, OnError::FailClosed);
+        assert_eq!(
+            p.grants,
+            [PluginGrant::Kubernetes, PluginGrant::Docker],
+            "repeats are dropped, order kept"
+        );
+        assert_eq!(
+            p.preopens,
+            [
+                Preopen {
+                    host: "/etc/hangar/seeds".into(),
+                    guest: "/seeds".into()
+                },
+                Preopen {
+                    host: "/srv/shared".into(),
+                    guest: "shared".into()
+                },
+            ]
+        );
+        assert_eq!(p.defined_at, Some(SourceLocation { line: 2, column: 3 }));
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn plugin_defaults_depend_on_the_kind() {
+        let config = parse_at(
+            "\
+plugins:
+  check: {kind: validator, path: /opt/check.wasm}
+  sticky: {kind: lb_policy, path: /opt/sticky.wasm}
+  find: {kind: discovery, path: /opt/find.wasm}
+mcp_servers: {}
+",
+            "/etc/hangar/hangar.yaml",
+        );
+        let on_error: Vec<OnError> = config.plugins.values().map(|p| p.on_error).collect();
+        assert_eq!(
+            on_error,
+            [OnError::FailClosed, OnError::FailOpen, OnError::FailOpen]
+        );
+        let check = plugin(&config, "check");
+        assert_eq!(check.path, Path::new("/opt/check.wasm"));
+        assert_eq!(check.timeout, Duration::from_millis(50));
+        assert_eq!(check.memory_mb, 64);
+        assert_eq!(check.fuel, None);
+        assert!(check.grants.is_empty() && check.preopens.is_empty());
+        assert_eq!(check.config.expose(), &serde_json::json!({}));
+    }
+
+    #[test]
+    fn a_relative_plugin_path_is_absolute_even_when_the_config_path_is_relative() {
+        let config = parse_at(
+            "plugins:\n  v: {kind: validator, path: plugins/v.wasm}\nmcp_servers: {}\n",
+            FILE,
+        );
+        let path = &plugin(&config, "v").path;
+        assert!(path.is_absolute(), "{}", path.display());
+        assert_eq!(
+            std::path::absolute("plugins/v.wasm").ok().as_ref(),
+            Some(path)
+        );
+    }
+
+    #[test]
+    fn plugin_config_strings_are_interpolated_and_secret_leaves_are_never_shown() {
+        let text = "\
+plugins:
+  guard:
+    kind: validator
+    path: /opt/guard.wasm
+    config:
+      endpoint: https://${HOST}/check
+      api_token: literal-tok
+      nested: {credentials: [abc, 12345], level: 3}
+      auth: {user: bob, realm: 7}
+      price: $$5
+mcp_servers: {}
+";
+        let env = env_of(&[("HOST", "policy.internal")]);
+        let config = match parse(text, Path::new(FILE), &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let guard = &plugin(&config, "guard").config;
+        assert_eq!(
+            guard.expose(),
+            &serde_json::json!({
+                "endpoint": "https://policy.internal/check",
+                "api_token": "literal-tok",
+                "nested": {"credentials": ["abc", 12345], "level": 3},
+                "auth": {"user": "bob", "realm": 7},
+                "price": "$5",
+            })
+        );
+        let mut secret = guard.secret_pointers().to_vec();
+        secret.sort();
+        assert_eq!(
+            secret,
+            [
+                "/api_token",
+                "/auth/realm",
+                "/auth/user",
+                "/endpoint",
+                "/nested/credentials/0",
+                "/nested/credentials/1"
+            ]
+        );
+        assert_eq!(
+            guard.redacted(),
+            serde_json::json!({
+                "endpoint": "***",
+                "api_token": "***",
+                "nested": {"credentials": ["***", "***"], "level": 3},
+                "auth": {"user": "***", "realm": "***"},
+                "price": "$5",
+            })
+        );
+        let yaml = config.to_redacted_yaml();
+        let debug = format!("{config:?}");
+        for clear in ["policy.internal", "literal-tok", "abc", "12345", "bob"] {
+            assert!(!yaml.contains(clear), "`{clear}` leaked into:\n{yaml}");
+            assert!(
+                !debug.contains(clear),
+                "`{clear}` leaked into Debug: {debug}"
+            );
+        }
+        assert!(
+            yaml.contains("price: $$5"),
+            "a literal `$` stays escaped:\n{yaml}"
+        );
+
+        let e = err(
+            "plugins:\n  guard:\n    kind: validator\n    path: g.wasm\n    config:\n      hosts: [a, \"${MISSING}\"]\nmcp_servers: {}\n",
+        );
+        assert_eq!(e.kind, ConfigErrorKind::Interpolation);
+        assert_eq!((e.line, e.column), (Some(6), Some(18)));
+        assert_eq!(e.key_path, "plugins.guard.config.hosts[1]");
+        assert!(e.message.contains("`MISSING` is not set"), "{e}");
+    }
+
+    #[test]
+    fn plugin_mistakes_are_errors_with_line_and_key_path() {
+        let head = "mcp_servers: {}\nplugins:\n";
+        let cases = [
+            (
+                "  v: {kind: validator, path: v.wasm, grants: [dockr]}\n",
+                (3, "plugins.v.grants[0]"),
+                "unknown value `dockr`; did you mean `docker`? (expected one of: docker, kubernetes)",
+            ),
+            (
+                "  v: {kind: validatr, path: v.wasm}\n",
+                (3, "plugins.v.kind"),
+                "did you mean `validator`?",
+            ),
+            (
+                "  v: {kind: validator, path: v.wasm, on_error: fail_shut}\n",
+                (3, "plugins.v.on_error"),
+                "expected one of: fail_open, fail_closed",
+            ),
+            (
+                "  v: {kind: validator, path: v.wasm, timout_ms: 5}\n",
+                (3, "plugins.v"),
+                "unknown key `timout_ms`; did you mean `timeout_ms`?",
+            ),
+            (
+                "  v: {kind: validator, path: v.wasm, timeout_ms: 0}\n",
+                (3, "plugins.v.timeout_ms"),
+                "a whole number from 1 to",
+            ),
+            (
+                "  v: {kind: validator, path: v.wasm, memory_mb: 8192}\n",
+                (3, "plugins.v.memory_mb"),
+                "a number of MiB from 1 to 4096",
+            ),
+            (
+                "  v: {kind: validator, path: v.wasm, fuel: 0}\n",
+                (3, "plugins.v.fuel"),
+                "a whole number from 1 to",
+            ),
+            (
+                "  v: {path: v.wasm}\n",
+                (3, "plugins.v"),
+                "missing required key `kind`",
+            ),
+            (
+                "  v: {kind: validator, path: \"\"}\n",
+                (3, "plugins.v.path"),
+                "plugin `v` has an empty `path`",
+            ),
+            (
+                "  v: v.wasm\n",
+                (3, "plugins.v"),
+                "expected a plugin (a map with `kind:` and `path:`)",
+            ),
+            (
+                "  v:\n    kind: validator\n    path: v.wasm\n    preopens:\n      - {host: a, guest: /data, read_only: false}\n",
+                (7, "plugins.v.preopens[0]"),
+                "unknown key `read_only`",
+            ),
+            (
+                "  v:\n    kind: validator\n    path: v.wasm\n    preopens:\n      - {host: a, guest: /data}\n      - {host: b, guest: /data}\n",
+                (8, "plugins.v.preopens[1].guest"),
+                "guest directory `/data` is preopened twice (also preopens[0])",
+            ),
+            (
+                "  v.1: {kind: validator, path: v.wasm}\n",
+                (3, "plugins"),
+                "invalid plugin name `v.1`: only letters, digits, `_` and `-` are allowed",
+            ),
+            (
+                "  v: {kind: validator, path: a.wasm}\n  v: {kind: validator, path: b.wasm}\n",
+                (4, "plugins"),
+                "duplicate plugin name `v` (first defined at line 3)",
+            ),
+        ];
+        for (body, (line, key_path), expected) in cases {
+            let e = err(&format!("{head}{body}"));
+            assert_eq!((e.line, e.key_path.as_str()), (Some(line), key_path), "{e}");
+            assert!(
+                e.message.contains(expected),
+                "{e}\n  does not mention\n{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_plugins_section_is_read_not_ignored() {
+        let config = ok("plugins: {}\nmcp_servers:\n  a: {command: [x]}\n");
+        assert!(config.plugins.is_empty());
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn a_discovery_plugin_alone_is_a_whole_config_but_other_plugins_are_not() {
+        let config = ok("plugins:\n  find: {kind: discovery, path: /opt/find.wasm}\n");
+        assert!(config.providers.is_empty());
+        assert_eq!(config.plugins.len(), 1);
+        let e = err("plugins:\n  check: {kind: validator, path: /opt/check.wasm}\n");
+        assert!(e.message.contains("no `mcp_servers:` section"), "{e}");
+    }
+
+    // --- what names a plugin: validators, strategy ------------------------------------------
+
+    const TWO_PLUGINS: &str = "\
+plugins:
+  check: {kind: validator, path: /opt/check.wasm}
+  sticky: {kind: lb_policy, path: /opt/sticky.wasm}
+";
+
+    #[test]
+    fn providers_and_inline_members_name_their_validator_plugins() {
+        let config = ok(&format!(
+            "{TWO_PLUGINS}  audit: {{kind: validator, path: /opt/audit.wasm}}
+mcp_servers:
+  a:
+    command: [x]
+    validators: [audit, check]
+  b:
+    command: [x]
+  pool:
+    mode: group
+    members:
+      - {{id: m, command: [y], validators: [check]}}
+"
+        ));
+        assert_eq!(provider(&config, "a").validators, ["audit", "check"]);
+        assert!(provider(&config, "b").validators.is_empty());
+        assert_eq!(
+            config.provider("m").map(|m| m.validators.clone()),
+            Some(vec!["check".to_owned()])
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
+    fn a_validator_that_is_missing_repeated_or_of_another_kind_is_refused_with_the_choices() {
+        let e = err(&format!(
+            "{TWO_PLUGINS}mcp_servers:\n  a:\n    command: [x]\n    validators: [check, sticky]\n"
+        ));
+        assert_eq!(e.kind, ConfigErrorKind::Invalid);
+        assert_eq!((e.line, e.column), (Some(7), Some(25)));
+        assert_eq!(e.key_path, "mcp_servers.a.validators[1]");
+        assert_eq!(
+            e.message,
+            "provider `a`: validator `sticky` is a plugin of kind `lb_policy` (line 3); it must \
+             be of kind `validator` (plugins of kind `validator`: `check`)"
+        );
+        let e = err(&format!(
+            "{TWO_PLUGINS}mcp_servers:\n  a:\n    command: [x]\n    validators: [chek]\n"
+        ));
+        assert_eq!(e.line, Some(7));
+        assert!(
+            e.message.contains(
+                "validator `chek` names no plugin under `plugins:` (plugins of kind \
+                 `validator`: `check`)"
+            ),
+            "{e}"
+        );
+        let e = err("mcp_servers:\n  a:\n    command: [x]\n    validators: [check]\n");
+        assert!(
+            e.message
+                .contains("(no plugins of kind `validator` are defined under `plugins:`)"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{TWO_PLUGINS}mcp_servers:\n  a:\n    command: [x]\n    validators: [check, check]\n"
+        ));
+        assert_eq!((e.kind, e.line), (ConfigErrorKind::Duplicate, Some(7)));
+        assert!(
+            e.message.contains("listed twice (also validators[0])"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_group_strategy_can_name_an_lb_policy_plugin() {
+        let config = ok(&format!(
+            "{TWO_PLUGINS}mcp_servers:\n  g:\n    mode: group\n    strategy: plugin:sticky\n    members: [{{id: a, command: [x]}}]\n"
+        ));
+        let strategy = provider(&config, "g")
+            .group
+            .as_ref()
+            .map(|g| g.strategy.clone());
+        assert_eq!(strategy, Some(GroupStrategy::Plugin("sticky".into())));
+        let strategy = strategy.unwrap_or(GroupStrategy::RoundRobin);
+        assert_eq!(strategy.as_str(), "plugin:sticky");
+        assert_eq!(strategy.to_string(), "plugin:sticky");
+        assert_eq!(strategy.plugin(), Some("sticky"));
+        assert_eq!(GroupStrategy::Priority.as_str(), "priority");
+        assert_eq!(GroupStrategy::Priority.plugin(), None);
+    }
+
+    #[test]
+    fn a_strategy_plugin_that_is_missing_or_not_an_lb_policy_is_refused_with_the_choices() {
+        let group = |strategy: &str| {
+            format!(
+                "{TWO_PLUGINS}mcp_servers:\n  g:\n    mode: group\n    strategy: {strategy}\n    members: [{{id: a, command: [x]}}]\n"
+            )
+        };
+        let e = err(&group("plugin:check"));
+        assert_eq!((e.line, e.column), (Some(7), Some(15)));
+        assert_eq!(e.key_path, "mcp_servers.g.strategy");
+        assert_eq!(
+            e.message,
+            "group `g`: strategy `plugin:check` is a plugin of kind `validator` (line 2); it \
+             must be of kind `lb_policy` (plugins of kind `lb_policy`: `sticky`)"
+        );
+        let e = err(&group("plugin:stiky"));
+        assert!(
+            e.message.contains(
+                "names no plugin under `plugins:` (plugins of kind `lb_policy`: `sticky`)"
+            ),
+            "{e}"
+        );
+        let e = err(&group("plugin"));
+        assert!(e.message.contains("did you mean `plugin:<name>`?"), "{e}");
+        let e = err(&group("plugin:9"));
+        assert_eq!(e.line, Some(7));
+        assert!(e.message.contains("invalid plugin name `9`"), "{e}");
+        let e = err(&group("round_robbin"));
+        assert!(e.message.contains("did you mean `round_robin`?"), "{e}");
+    }
+
+    // --- the new sections in the normalised output ------------------------------------------
+
+    const NEW_SECTIONS: &str = "\
+rate_limit: {rps: 50}
+limits: {max_argument_bytes: 65536, max_argument_depth: 16}
+plugins:
+  check:
+    kind: validator
+    path: plugins/check.wasm
+    config: {deny: [\"rm -rf\"], price: $$5, limits: {max: 3}}
+    fuel: 5000
+    grants: [docker]
+    preopens: [{host: rules, guest: /rules}]
+  sticky: {kind: lb_policy, path: /opt/sticky.wasm, on_error: fail_closed}
+mcp_servers:
+  math:
+    command: [python, -m, math]
+    max_concurrency: 4
+    max_queue: 0
+    validators: [check]
+    circuit_breaker: {failure_threshold: 2}
+  pool:
+    mode: group
+    strategy: plugin:sticky
+    recovery: {max_retries: 1}
+    members:
+      - id: math
+      - {id: math-b, command: [python], validators: [check]}
+";
+
+    /// Everything but the source positions, which differ between a file and its normal form.
+    fn without_positions(config: &Config) -> (Vec<ProviderSpec>, Vec<PluginSpec>) {
+        let providers = config
+            .all_providers()
+            .map(|spec| {
+                let mut spec = spec.clone();
+                spec.defined_at = None;
+                if let Some(group) = spec.group.as_mut() {
+                    for member in &mut group.members {
+                        if let MemberDefinition::Inline(inline) = &mut member.definition {
+                            inline.defined_at = None;
+                        }
+                    }
+                }
+                spec
+            })
+            .collect();
+        let plugins = config
+            .plugins
+            .values()
+            .map(|p| {
+                let mut p = p.clone();
+                p.defined_at = None;
+                p
+            })
+            .collect();
+        (providers, plugins)
+    }
+
+    #[test]
+    fn the_new_sections_round_trip_through_the_normalised_output_from_any_directory() {
+        let first = parse_at(NEW_SECTIONS, "/etc/hangar/hangar.yaml");
+        let yaml = first.to_redacted_yaml();
+        for shown in [
+            "rate_limit:\n  requests_per_second: 50.0\n  burst: 50\n",
+            "limits:\n  max_argument_bytes: 65536\n  max_argument_depth: 16\n",
+            "path: /etc/hangar/plugins/check.wasm",
+            "host: /etc/hangar/rules",
+            "on_error: fail_closed",
+            "price: $$5",
+            "max_queue: 0",
+            "validators:\n    - check",
+            "strategy: plugin:sticky",
+        ] {
+            assert!(yaml.contains(shown), "`{shown}` is not in:\n{yaml}");
+        }
+        // Loaded from elsewhere: the paths are absolute, so nothing moves.
+        let second = parse_at(&yaml, "/somewhere/else/normalised.yaml");
+        assert_eq!(second.rate_limit, first.rate_limit);
+        assert_eq!(second.limits, first.limits);
+        assert_eq!(without_positions(&second), without_positions(&first));
+        assert!(second.warnings.is_empty(), "{:?}", second.warnings);
+        assert!(
+            load_text(&yaml, Path::new(FILE), &no_env).is_ok(),
+            "the normal form of a runnable file is runnable"
+        );
     }
 }

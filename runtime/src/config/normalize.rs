@@ -1,7 +1,8 @@
-//! The normalised config: every key with its effective value, secrets as `***`, providers in
-//! file order and keys in one fixed order. It is written in the 2.x format with the same key
-//! names the loader reads, so (secrets aside) it loads back to the same config — the tests
-//! hold it to that.
+//! The normalised config: every key with its effective value, secrets as `***`, providers and
+//! plugins in file order and keys in one fixed order. It is written in the 2.x format with the
+//! same key names the loader reads, so (secrets aside) it loads back to the same config — the
+//! tests hold it to that. Plugin paths are written resolved (absolute), so the output loads
+//! back the same from any directory.
 
 use std::time::Duration;
 
@@ -10,8 +11,8 @@ use yaml_serde::{Mapping, Value};
 use super::Config;
 use super::secret::{MaybeSecret, REDACTED};
 use super::spec::{
-    ContainerSpec, GroupMember, GroupSpec, MemberDefinition, ProviderMode, ProviderSpec,
-    RemoteAuth, RemoteSpec, ToolFilter, ToolSpec,
+    ContainerSpec, GroupMember, GroupSpec, Limits, MemberDefinition, PluginSpec, ProviderMode,
+    ProviderSpec, RateLimitSpec, RemoteAuth, RemoteSpec, ToolFilter, ToolSpec,
 };
 
 const HEADER: &str = "# Normalised by mcp-hangar: every key with its effective value; secrets \
@@ -83,7 +84,21 @@ fn seconds(duration: Duration) -> Value {
     }
 }
 
+/// A block kept verbatim (not interpolated on load).
 fn json(value: &serde_json::Value) -> Value {
+    json_with(value, &|s| Value::from(s))
+}
+
+fn json_object(map: &serde_json::Map<String, serde_json::Value>) -> Value {
+    json_object_with(map, &|s| Value::from(s))
+}
+
+/// A block whose strings are interpolated on load: `$` is written `$$`, like `text`.
+fn interpolated_json(value: &serde_json::Value) -> Value {
+    json_with(value, &|s| Value::from(escape_dollars(s)))
+}
+
+fn json_with(value: &serde_json::Value, string: &dyn Fn(&str) -> Value) -> Value {
     match value {
         serde_json::Value::Null => Value::Null,
         serde_json::Value::Bool(b) => Value::Bool(*b),
@@ -93,16 +108,21 @@ fn json(value: &serde_json::Value) -> Value {
             (None, None, Some(f)) => Value::from(f),
             (None, None, None) => Value::Null,
         },
-        serde_json::Value::String(s) => Value::from(s.as_str()),
-        serde_json::Value::Array(items) => Value::Sequence(items.iter().map(json).collect()),
-        serde_json::Value::Object(map) => json_object(map),
+        serde_json::Value::String(s) => string(s),
+        serde_json::Value::Array(items) => {
+            Value::Sequence(items.iter().map(|item| json_with(item, string)).collect())
+        }
+        serde_json::Value::Object(map) => json_object_with(map, string),
     }
 }
 
-fn json_object(map: &serde_json::Map<String, serde_json::Value>) -> Value {
+fn json_object_with(
+    map: &serde_json::Map<String, serde_json::Value>,
+    string: &dyn Fn(&str) -> Value,
+) -> Value {
     let mut out = Mapping::new();
     for (key, value) in map {
-        out.insert(Value::from(key.as_str()), json(value));
+        out.insert(Value::from(key.as_str()), json_with(value, string));
     }
     Value::Mapping(out)
 }
@@ -228,7 +248,7 @@ fn remote(block: &mut Block, remote: &RemoteSpec) {
 }
 
 fn group(block: &mut Block, group: &GroupSpec) {
-    block.put("strategy", group.strategy.as_str());
+    block.put("strategy", group.strategy.as_str().as_ref());
     block.put("min_healthy", group.min_healthy);
     block.put(
         "health",
@@ -300,9 +320,11 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
         "max_concurrency",
         spec.max_concurrency.map_or(Value::Null, Value::from),
     );
+    block.put("max_queue", spec.max_queue);
     block.put("auto_start", spec.auto_start);
     block.put("tool_prefix", opt_string(spec.tool_prefix.as_deref()));
     block.put("tools", tools(spec));
+    block.put("validators", strings(&spec.validators));
     if let Some(c) = &spec.container {
         container(block, c);
     }
@@ -312,34 +334,24 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
     if let Some(g) = &spec.group {
         group(block, g);
     }
+    let cb = spec.circuit_breaker;
     block.put(
         "circuit_breaker",
-        spec.circuit_breaker.map_or(Value::Null, |cb| {
-            Block::new()
-                .put("failure_threshold", cb.failure_threshold)
-                .put("reset_timeout_s", seconds(cb.reset_timeout))
-                .done()
-        }),
+        Block::new()
+            .put("failure_threshold", cb.failure_threshold)
+            .put("reset_timeout_s", seconds(cb.reset_timeout))
+            .done(),
     );
+    let recovery = spec.recovery;
     block.put(
         "recovery",
-        spec.recovery.map_or(Value::Null, |r| {
-            Block::new()
-                .put("base_delay_s", seconds(r.base_delay))
-                .put("max_delay_s", seconds(r.max_delay))
-                .put("max_retries", r.max_retries)
-                .done()
-        }),
+        Block::new()
+            .put("base_delay_s", seconds(recovery.base_delay))
+            .put("max_delay_s", seconds(recovery.max_delay))
+            .put("max_retries", recovery.max_retries)
+            .done(),
     );
-    block.put(
-        "rate_limit",
-        spec.rate_limit.map_or(Value::Null, |rl| {
-            Block::new()
-                .put("requests_per_second", rl.requests_per_second)
-                .put("burst", rl.burst)
-                .done()
-        }),
-    );
+    block.put("rate_limit", rate_limit(spec.rate_limit.as_ref()));
     // Open-shaped blocks appear only when written: they have no defaults to show.
     for (key, value) in [
         ("capabilities", &spec.capabilities),
@@ -354,7 +366,74 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
     }
 }
 
+fn rate_limit(rate_limit: Option<&RateLimitSpec>) -> Value {
+    rate_limit.map_or(Value::Null, |rl| {
+        Block::new()
+            .put("requests_per_second", rl.requests_per_second)
+            .put("burst", rl.burst)
+            .done()
+    })
+}
+
+fn limits(limits: &Limits) -> Value {
+    Block::new()
+        .put(
+            "max_argument_bytes",
+            u64::try_from(limits.max_argument_bytes).unwrap_or(u64::MAX),
+        )
+        .put(
+            "max_argument_depth",
+            u64::try_from(limits.max_argument_depth).unwrap_or(u64::MAX),
+        )
+        .done()
+}
+
+fn plugin(plugin: &PluginSpec) -> Value {
+    Block::new()
+        .put("kind", plugin.kind.as_str())
+        // Paths are never interpolated, so they are written as they are.
+        .put("path", plugin.path.to_string_lossy().as_ref())
+        .put("config", interpolated_json(&plugin.config.redacted()))
+        .put(
+            "timeout_ms",
+            u64::try_from(plugin.timeout.as_millis()).unwrap_or(u64::MAX),
+        )
+        .put("memory_mb", plugin.memory_mb)
+        .put("fuel", plugin.fuel.map_or(Value::Null, Value::from))
+        .put("on_error", plugin.on_error.as_str())
+        .put(
+            "grants",
+            Value::Sequence(
+                plugin
+                    .grants
+                    .iter()
+                    .map(|g| Value::from(g.as_str()))
+                    .collect(),
+            ),
+        )
+        .put(
+            "preopens",
+            Value::Sequence(
+                plugin
+                    .preopens
+                    .iter()
+                    .map(|p| {
+                        Block::new()
+                            .put("host", p.host.to_string_lossy().as_ref())
+                            .put("guest", p.guest.as_str())
+                            .done()
+                    })
+                    .collect(),
+            ),
+        )
+        .done()
+}
+
 pub(super) fn to_redacted_yaml(config: &Config) -> String {
+    let mut plugins = Mapping::new();
+    for (name, spec) in &config.plugins {
+        plugins.insert(Value::from(name.as_str()), plugin(spec));
+    }
     let mut servers = Mapping::new();
     for (id, spec) in &config.providers {
         let mut block = Block::new();
@@ -362,6 +441,9 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
         servers.insert(Value::from(id.as_str()), block.done());
     }
     let document = Block::new()
+        .put("rate_limit", rate_limit(config.rate_limit.as_ref()))
+        .put("limits", limits(&config.limits))
+        .put("plugins", Value::Mapping(plugins))
         .put("mcp_servers", Value::Mapping(servers))
         .done();
     match yaml_serde::to_string(&document) {

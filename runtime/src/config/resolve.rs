@@ -12,18 +12,21 @@ use super::error::{ConfigError, ConfigErrorKind};
 use super::interpolate::interpolate;
 use super::locate::{KeyPath, SourceLocation, SourceMap};
 use super::schema::{
-    self, RawAuth, RawAuthType, RawHttp, RawMode, RawSpec, RawStrategy, RawTls, RawToolFilter,
-    RawTools, RawTransport,
+    self, RawAuth, RawAuthType, RawGrant, RawHttp, RawLimits, RawMode, RawOnError, RawPlugin,
+    RawPluginKind, RawRateLimit, RawSpec, RawStrategy, RawTls, RawToolFilter, RawTools,
+    RawTransport,
 };
 use super::secret::{MaybeSecret, key_looks_secret};
 use super::spec::{
     BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources, ContainerSpec,
     DEFAULT_API_KEY_HEADER, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_FAILBACK_DELAY,
-    DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_IDLE_TTL, DEFAULT_MAX_CONSECUTIVE_FAILURES,
-    DEFAULT_MEMBER_PRIORITY, DEFAULT_MEMBER_WEIGHT, DEFAULT_MIN_HEALTHY, DEFAULT_SHUTDOWN_TIMEOUT,
-    GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, MemberDefinition,
-    ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
-    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
+    DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_IDLE_TTL, DEFAULT_MAX_ARGUMENT_BYTES,
+    DEFAULT_MAX_ARGUMENT_DEPTH, DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_MAX_QUEUE,
+    DEFAULT_MEMBER_PRIORITY, DEFAULT_MEMBER_WEIGHT, DEFAULT_MIN_HEALTHY, DEFAULT_PLUGIN_MEMORY_MB,
+    DEFAULT_PLUGIN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, GroupMember, GroupSpec, GroupStrategy,
+    HealthThresholds, HttpSpec, Limits, MemberDefinition, OnError, PluginConfig, PluginGrant,
+    PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec,
+    RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
 };
 
 /// Keys that mean something for every mode.
@@ -36,9 +39,11 @@ const COMMON_KEYS: &[&str] = &[
     "shutdown_timeout_s",
     "call_timeout_s",
     "max_concurrency",
+    "max_queue",
     "auto_start",
     "tool_prefix",
     "tools",
+    "validators",
     "circuit_breaker",
     "recovery",
     "rate_limit",
@@ -100,6 +105,9 @@ fn secs(value: f64) -> Duration {
 /// What `resolve` produces.
 pub(super) struct Resolved {
     pub providers: IndexMap<String, ProviderSpec>,
+    pub rate_limit: Option<RateLimitSpec>,
+    pub limits: Limits,
+    pub plugins: IndexMap<String, PluginSpec>,
     pub warnings: Vec<String>,
     /// The provider section as written (`mcp_servers` or `providers`).
     pub section: &'static str,
@@ -232,22 +240,35 @@ impl<'a> Resolver<'a> {
             ));
         }
 
+        let rate_limit = raw.rate_limit.as_ref().map(rate_limit);
+        let limits = raw
+            .limits
+            .as_ref()
+            .map_or_else(Limits::default, resolve_limits);
+        let plugins = self.plugins(raw.plugins)?;
+
         let Some((section, raw_providers)) = raw.servers else {
-            // A discovery-only deployment of the original has no static section; everything
-            // else without one is a mistake (the wrong file, or a misspelt section).
-            if raw.ignored.contains(&"discovery") {
+            // A discovery-only deployment (the original's `discovery:` section, or a discovery
+            // plugin) has no static section; everything else without one is a mistake (the
+            // wrong file, or a misspelt section).
+            let discovers = raw.ignored.contains(&"discovery")
+                || plugins.values().any(|p| p.kind == PluginKind::Discovery);
+            if discovers {
                 return Ok(Resolved {
                     providers: IndexMap::new(),
+                    rate_limit,
+                    limits,
+                    plugins,
                     warnings: self.warnings,
                     section: "mcp_servers",
                 });
             }
-            let message = if raw.ignored.is_empty() {
-                "the file has no settings; expected an `mcp_servers:` section mapping provider \
-                 ids to their settings"
-            } else {
+            let message = if raw.any_section {
                 "no `mcp_servers:` section (0.1.x files call it `providers:`); add one mapping \
                  provider ids to their settings"
+            } else {
+                "the file has no settings; expected an `mcp_servers:` section mapping provider \
+                 ids to their settings"
             };
             return Err(ConfigError::at(
                 self.file,
@@ -268,6 +289,7 @@ impl<'a> Resolver<'a> {
             base: &base,
             top_modes: &top_modes,
             inline_members: &inline_members,
+            plugins: &plugins,
         };
         let mut providers = IndexMap::new();
         for (id, spec) in raw_providers {
@@ -278,6 +300,9 @@ impl<'a> Resolver<'a> {
         }
         Ok(Resolved {
             providers,
+            rate_limit,
+            limits,
+            plugins,
             warnings: self.warnings,
             section,
         })
@@ -333,6 +358,10 @@ impl<'a> Resolver<'a> {
             .as_ref()
             .map(|v| to_u32(v.get()))
             .filter(|limit| *limit > 0);
+        spec.max_queue = raw
+            .max_queue
+            .as_ref()
+            .map_or(DEFAULT_MAX_QUEUE, |v| to_u32(v.get()));
         // The original starts a group's members when the group is created unless told not to;
         // single providers start on first use.
         spec.auto_start = raw
@@ -346,6 +375,9 @@ impl<'a> Resolver<'a> {
                 spec.tool_filter = Some(self.tool_filter(&path.key("tools"), filter)?);
             }
             None => {}
+        }
+        if let Some(names) = &raw.validators {
+            spec.validators = self.validators(&path.key("validators"), id, names, ctx)?;
         }
 
         if matches!(mode, ProviderMode::Subprocess | ProviderMode::Container) {
@@ -394,19 +426,20 @@ impl<'a> Resolver<'a> {
             }
         }
 
-        spec.circuit_breaker = raw.circuit_breaker.as_ref().map(|cb| {
-            let default = CircuitBreakerSpec::default();
-            CircuitBreakerSpec {
-                failure_threshold: cb
-                    .failure_threshold
-                    .as_ref()
-                    .map_or(default.failure_threshold, |v| to_u32(v.get())),
-                reset_timeout: cb
-                    .reset_timeout_s
-                    .as_ref()
-                    .map_or(default.reset_timeout, |v| secs(v.get())),
-            }
-        });
+        let cb_default = CircuitBreakerSpec::default_for(mode);
+        spec.circuit_breaker =
+            raw.circuit_breaker
+                .as_ref()
+                .map_or(cb_default, |cb| CircuitBreakerSpec {
+                    failure_threshold: cb
+                        .failure_threshold
+                        .as_ref()
+                        .map_or(cb_default.failure_threshold, |v| to_u32(v.get())),
+                    reset_timeout: cb
+                        .reset_timeout_s
+                        .as_ref()
+                        .map_or(cb_default.reset_timeout, |v| secs(v.get())),
+                });
         if let Some(recovery) = &raw.recovery {
             let default = RecoverySpec::default();
             let resolved = RecoverySpec {
@@ -429,18 +462,9 @@ impl<'a> Resolver<'a> {
                     "`max_delay_s` is shorter than `base_delay_s`; the backoff could never grow",
                 ));
             }
-            spec.recovery = Some(resolved);
+            spec.recovery = resolved;
         }
-        spec.rate_limit = raw.rate_limit.as_ref().map(|rl| {
-            let rps = rl.requests_per_second.get();
-            RateLimitSpec {
-                requests_per_second: rps,
-                burst: rl
-                    .burst
-                    .as_ref()
-                    .map_or_else(|| ceil_u32(rps).max(1), |b| to_u32(b.get())),
-            }
-        });
+        spec.rate_limit = raw.rate_limit.as_ref().map(rate_limit);
         spec.capabilities = raw.capabilities.clone();
         spec.access = raw.access.clone();
         spec.tool_access = raw.tool_access.clone();
@@ -916,12 +940,22 @@ impl<'a> Resolver<'a> {
                 }
             });
         Ok(GroupSpec {
-            strategy: match raw.strategy {
+            strategy: match &raw.strategy {
                 None | Some(RawStrategy::RoundRobin) => GroupStrategy::RoundRobin,
                 Some(RawStrategy::WeightedRoundRobin) => GroupStrategy::WeightedRoundRobin,
                 Some(RawStrategy::LeastConnections) => GroupStrategy::LeastConnections,
                 Some(RawStrategy::Random) => GroupStrategy::Random,
                 Some(RawStrategy::Priority) => GroupStrategy::Priority,
+                Some(RawStrategy::Plugin(name)) => {
+                    self.plugin_of_kind(
+                        &path.key("strategy"),
+                        &format!("group `{id}`: strategy `plugin:{name}`"),
+                        name,
+                        PluginKind::LbPolicy,
+                        ctx.plugins,
+                    )?;
+                    GroupStrategy::Plugin(name.clone())
+                }
             },
             min_healthy,
             members,
@@ -1046,6 +1080,255 @@ impl<'a> Resolver<'a> {
     }
 }
 
+/// Plugins, and the provider keys that name them.
+impl Resolver<'_> {
+    fn plugins(
+        &self,
+        raw: IndexMap<String, RawPlugin>,
+    ) -> Result<IndexMap<String, PluginSpec>, ConfigError> {
+        let base = KeyPath::root().key("plugins");
+        let mut out = IndexMap::with_capacity(raw.len());
+        for (name, plugin) in raw {
+            let spec = self.plugin(&base.key(name.as_str()), &name, plugin)?;
+            out.insert(name, spec);
+        }
+        Ok(out)
+    }
+
+    fn plugin(
+        &self,
+        path: &KeyPath,
+        name: &str,
+        raw: RawPlugin,
+    ) -> Result<PluginSpec, ConfigError> {
+        let kind = match raw.kind {
+            RawPluginKind::Validator => PluginKind::Validator,
+            RawPluginKind::LbPolicy => PluginKind::LbPolicy,
+            RawPluginKind::Discovery => PluginKind::Discovery,
+        };
+        // `path` and `preopens` are deliberately not interpolated: they decide which code runs
+        // and which host files it reads, so the normalised output shows them in full instead
+        // of as `***`. A relative path is taken from the config file's directory instead.
+        if raw.path.trim().is_empty() {
+            return Err(self.invalid(
+                &path.key("path"),
+                format!("plugin `{name}` has an empty `path`; give the .wasm file to load"),
+            ));
+        }
+        let mut preopens: Vec<Preopen> = Vec::new();
+        for (i, preopen) in raw.preopens.iter().flatten().enumerate() {
+            let preopen_path = path.key("preopens").index(i);
+            if preopen.host.trim().is_empty() {
+                return Err(self.invalid(
+                    &preopen_path.key("host"),
+                    "`host` is empty; give the directory on this machine to expose",
+                ));
+            }
+            if preopen.guest.trim().is_empty() {
+                return Err(self.invalid(
+                    &preopen_path.key("guest"),
+                    "`guest` is empty; give the directory name the plugin sees",
+                ));
+            }
+            if let Some(first) = preopens.iter().position(|p| p.guest == preopen.guest) {
+                return Err(self.error_at_value(
+                    &preopen_path.key("guest"),
+                    ConfigErrorKind::Duplicate,
+                    format!(
+                        "guest directory `{}` is preopened twice (also preopens[{first}]); a \
+                         plugin can see only one directory there",
+                        preopen.guest
+                    ),
+                ));
+            }
+            preopens.push(Preopen {
+                host: self.beside_config(&preopen.host),
+                guest: preopen.guest.clone(),
+            });
+        }
+        let mut grants = Vec::new();
+        for grant in raw.grants.iter().flatten() {
+            let grant = match grant {
+                RawGrant::Docker => PluginGrant::Docker,
+                RawGrant::Kubernetes => PluginGrant::Kubernetes,
+            };
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
+        let config = match raw.config {
+            Some(value) => self.plugin_config(&path.key("config"), value)?,
+            None => PluginConfig::default(),
+        };
+        Ok(PluginSpec {
+            name: name.to_owned(),
+            kind,
+            defined_at: self.map.key(path, 0),
+            path: self.beside_config(&raw.path),
+            config,
+            timeout: raw
+                .timeout_ms
+                .as_ref()
+                .map_or(DEFAULT_PLUGIN_TIMEOUT, |v| Duration::from_millis(v.get())),
+            memory_mb: raw
+                .memory_mb
+                .as_ref()
+                .map_or(DEFAULT_PLUGIN_MEMORY_MB, |v| to_u32(v.get())),
+            fuel: raw.fuel.as_ref().map(schema::Int::get),
+            on_error: match raw.on_error {
+                None => kind.default_on_error(),
+                Some(RawOnError::FailOpen) => OnError::FailOpen,
+                Some(RawOnError::FailClosed) => OnError::FailClosed,
+            },
+            grants,
+            preopens,
+        })
+    }
+
+    /// `written` taken from the config file's directory, made absolute without touching the
+    /// file system (the file need not exist yet). `..` is kept: removing it by hand would be
+    /// wrong when the directory before it is a symlink.
+    fn beside_config(&self, written: &str) -> PathBuf {
+        let dir = self.file.parent().unwrap_or_else(|| Path::new(""));
+        let joined = dir.join(written);
+        // `absolute` fails only when the current directory cannot be read (it was removed);
+        // the joined path is then the best there is, and the plugin host reports it.
+        std::path::absolute(&joined).unwrap_or(joined)
+    }
+
+    /// `config:` of a plugin: every string leaf is interpolated. A leaf is secret when a
+    /// `${...}` was substituted in it, or when any key above it (within `config`) looks secret
+    /// — plugin configs carry tokens as freely as `env:` does.
+    fn plugin_config(
+        &self,
+        path: &KeyPath,
+        raw: serde_json::Value,
+    ) -> Result<PluginConfig, ConfigError> {
+        let mut secrets = Vec::new();
+        let value = self.config_leaves(path, "", raw, false, &mut secrets)?;
+        Ok(PluginConfig::new(value, secrets))
+    }
+
+    fn config_leaves(
+        &self,
+        path: &KeyPath,
+        pointer: &str,
+        value: serde_json::Value,
+        under_secret_key: bool,
+        secrets: &mut Vec<String>,
+    ) -> Result<serde_json::Value, ConfigError> {
+        use serde_json::Value;
+        Ok(match value {
+            Value::String(raw) => {
+                let text = self.text(path, &raw, under_secret_key)?;
+                if text.is_secret() {
+                    secrets.push(pointer.to_owned());
+                }
+                Value::String(text.expose().to_owned())
+            }
+            Value::Array(items) => Value::Array(
+                items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        let pointer = format!("{pointer}/{i}");
+                        self.config_leaves(
+                            &path.index(i),
+                            &pointer,
+                            item,
+                            under_secret_key,
+                            secrets,
+                        )
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(map) => {
+                let mut out = serde_json::Map::with_capacity(map.len());
+                for (key, item) in map {
+                    let pointer = format!("{pointer}/{}", pointer_token(&key));
+                    let secret = under_secret_key || key_looks_secret(&key);
+                    let item = self.config_leaves(
+                        &path.key(key.as_str()),
+                        &pointer,
+                        item,
+                        secret,
+                        secrets,
+                    )?;
+                    out.insert(key, item);
+                }
+                Value::Object(out)
+            }
+            Value::Null => Value::Null,
+            scalar @ (Value::Bool(_) | Value::Number(_)) => {
+                if under_secret_key {
+                    secrets.push(pointer.to_owned());
+                }
+                scalar
+            }
+        })
+    }
+
+    /// `validators:` of a provider: each names a `validator` plugin, once.
+    fn validators(
+        &self,
+        path: &KeyPath,
+        id: &str,
+        names: &[String],
+        ctx: &SpecContext<'_>,
+    ) -> Result<Vec<String>, ConfigError> {
+        let mut out: Vec<String> = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let entry = path.index(i);
+            if let Some(first) = out.iter().position(|n| n == name) {
+                return Err(self.error_at_value(
+                    &entry,
+                    ConfigErrorKind::Duplicate,
+                    format!(
+                        "provider `{id}`: validator `{name}` is listed twice (also \
+                         validators[{first}])"
+                    ),
+                ));
+            }
+            self.plugin_of_kind(
+                &entry,
+                &format!("provider `{id}`: validator `{name}`"),
+                name,
+                PluginKind::Validator,
+                ctx.plugins,
+            )?;
+            out.push(name.clone());
+        }
+        Ok(out)
+    }
+
+    /// Checks that `name` is a plugin of `kind`; `what` starts the message (`group `g`: …`).
+    fn plugin_of_kind(
+        &self,
+        path: &KeyPath,
+        what: &str,
+        name: &str,
+        kind: PluginKind,
+        plugins: &IndexMap<String, PluginSpec>,
+    ) -> Result<(), ConfigError> {
+        let problem = match plugins.get(name) {
+            Some(plugin) if plugin.kind == kind => return Ok(()),
+            Some(plugin) => format!(
+                "is a plugin of kind `{}`{}; it must be of kind `{kind}`",
+                plugin.kind,
+                plugin
+                    .defined_at
+                    .map(|at| format!(" (line {})", at.line))
+                    .unwrap_or_default()
+            ),
+            None => "names no plugin under `plugins:`".to_owned(),
+        };
+        Err(self.invalid(
+            path,
+            format!("{what} {problem} ({})", plugins_of_kind(plugins, kind)),
+        ))
+    }
+}
+
 /// What resolving one provider needs to know about the rest of the file.
 pub(super) struct SpecContext<'c> {
     /// The provider section's path (`mcp_servers` or `providers`).
@@ -1054,6 +1337,53 @@ pub(super) struct SpecContext<'c> {
     top_modes: &'c HashMap<String, Option<RawMode>>,
     /// Inline member ids seen so far (any group), with their paths, to report duplicates.
     inline_members: &'c RefCell<HashMap<String, KeyPath>>,
+    /// Every plugin, for `validators:` and `strategy: plugin:NAME`.
+    plugins: &'c IndexMap<String, PluginSpec>,
+}
+
+/// `rate_limit:`, of a provider or of the whole hangar.
+fn rate_limit(raw: &RawRateLimit) -> RateLimitSpec {
+    let rps = raw.requests_per_second.get();
+    RateLimitSpec {
+        requests_per_second: rps,
+        burst: raw
+            .burst
+            .as_ref()
+            .map_or_else(|| ceil_u32(rps).max(1), |b| to_u32(b.get())),
+    }
+}
+
+fn resolve_limits(raw: &RawLimits) -> Limits {
+    Limits {
+        max_argument_bytes: raw
+            .max_argument_bytes
+            .as_ref()
+            .map_or(DEFAULT_MAX_ARGUMENT_BYTES, |v| to_usize(v.get())),
+        max_argument_depth: raw
+            .max_argument_depth
+            .as_ref()
+            .map_or(DEFAULT_MAX_ARGUMENT_DEPTH, |v| to_usize(v.get())),
+    }
+}
+
+/// The plugins of `kind`, for messages: "plugins of kind `validator`: `a`, `b`", or a sentence
+/// saying there are none.
+fn plugins_of_kind(plugins: &IndexMap<String, PluginSpec>, kind: PluginKind) -> String {
+    let names: Vec<String> = plugins
+        .values()
+        .filter(|p| p.kind == kind)
+        .map(|p| format!("`{}`", p.name))
+        .collect();
+    if names.is_empty() {
+        format!("no plugins of kind `{kind}` are defined under `plugins:`")
+    } else {
+        format!("plugins of kind `{kind}`: {}", names.join(", "))
+    }
+}
+
+/// One RFC 6901 reference token.
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
 }
 
 fn command_of(raw: &RawSpec) -> &[String] {
@@ -1063,6 +1393,11 @@ fn command_of(raw: &RawSpec) -> &[String] {
 fn to_u32(value: u64) -> u32 {
     // Every `Positive`/`Count` was range-checked to fit `u32` while reading.
     u32::try_from(value).unwrap_or(u32::MAX)
+}
+
+fn to_usize(value: u64) -> usize {
+    // Every value passed here was range-checked to fit `u32`, and so `usize`.
+    usize::try_from(value).unwrap_or(usize::MAX)
 }
 
 fn ceil_u32(value: f64) -> u32 {

@@ -18,15 +18,18 @@ use serde::de::{
 /// The sections that hold providers: 2.x spelling first, then the 0.1.x one.
 pub const SERVER_SECTIONS: &[&str] = &["mcp_servers", "providers"];
 
-/// Every top-level key we know: the two provider sections, then the sections of the original
-/// mcp-hangar that this build accepts but does not act on (each one present produces a warning;
-/// none is dropped silently). Also the list shown, and searched, for an unknown key.
+/// Every top-level key we know: the two provider sections, the other sections this build reads,
+/// then the sections of the original mcp-hangar that this build accepts but does not act on
+/// (each one present produces a warning; none is dropped silently). Also the list shown, and
+/// searched, for an unknown key.
 const TOP_LEVEL_KEYS: &[&str] = &[
     "mcp_servers",
     "providers",
+    "rate_limit",
+    "limits",
+    "plugins",
     "execution",
     "interceptors",
-    "rate_limit",
     "logging",
     "auth",
     "approvals",
@@ -42,7 +45,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tool_access",
     "truncation",
     "relay_tasks_enabled",
-    "plugins",
     "http",
     "server",
     "health",
@@ -61,8 +63,16 @@ pub const BOTH_SECTIONS: &str = "both `mcp_servers:` (2.x format) and `providers
 pub struct RawTop {
     /// The provider section, with the name it was written under.
     pub servers: Option<(&'static str, IndexMap<String, RawSpec>)>,
+    /// `rate_limit:` for the whole hangar.
+    pub rate_limit: Option<RawRateLimit>,
+    /// `limits:` on call arguments.
+    pub limits: Option<RawLimits>,
+    /// `plugins:`, by name.
+    pub plugins: IndexMap<String, RawPlugin>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
+    /// Whether the document has any top-level key at all.
+    pub any_section: bool,
 }
 
 impl<'de> Deserialize<'de> for RawTop {
@@ -86,28 +96,35 @@ impl<'de> Visitor<'de> for TopVisitor {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawTop, A::Error> {
         let mut top = RawTop::default();
-        while let Some(section) = map.next_key_seed(TopKey {
-            servers_seen: top.servers.is_some(),
-        })? {
-            if SERVER_SECTIONS.contains(&section) {
-                let providers = map.next_value::<ProvidersMap>()?;
-                top.servers = Some((section, providers.0));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-                top.ignored.push(section);
+        let mut seen = Vec::new();
+        while let Some(section) = map.next_key_seed(TopKey { seen: &seen })? {
+            seen.push(section);
+            top.any_section = true;
+            match section {
+                _ if SERVER_SECTIONS.contains(&section) => {
+                    let providers = map.next_value::<ProvidersMap>()?;
+                    top.servers = Some((section, providers.0));
+                }
+                "rate_limit" => top.rate_limit = map.next_value()?,
+                "limits" => top.limits = map.next_value()?,
+                "plugins" => top.plugins = map.next_value::<PluginsMap>()?.0,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    top.ignored.push(section);
+                }
             }
         }
         Ok(top)
     }
 }
 
-/// A top-level key; fails (at the key's position) for an unknown key or a second provider
-/// section.
-struct TopKey {
-    servers_seen: bool,
+/// A top-level key; fails (at the key's position) for an unknown key, a section written twice,
+/// or a second provider section.
+struct TopKey<'a> {
+    seen: &'a [&'static str],
 }
 
-impl<'de> DeserializeSeed<'de> for TopKey {
+impl<'de> DeserializeSeed<'de> for TopKey<'_> {
     type Value = &'static str;
 
     fn deserialize<D: Deserializer<'de>>(self, de: D) -> Result<Self::Value, D::Error> {
@@ -115,7 +132,7 @@ impl<'de> DeserializeSeed<'de> for TopKey {
     }
 }
 
-impl<'de> Visitor<'de> for TopKey {
+impl<'de> Visitor<'de> for TopKey<'_> {
     type Value = &'static str;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -124,8 +141,12 @@ impl<'de> Visitor<'de> for TopKey {
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<&'static str, E> {
         let known = TOP_LEVEL_KEYS.iter().copied().find(|k| *k == v);
+        let servers_seen = self.seen.iter().any(|s| SERVER_SECTIONS.contains(s));
         match known {
-            Some(section) if SERVER_SECTIONS.contains(&section) && self.servers_seen => {
+            Some(section) if self.seen.contains(&section) => {
+                Err(E::custom(format_args!("{DUPLICATE_KEY} `{section}`")))
+            }
+            Some(section) if SERVER_SECTIONS.contains(&section) && servers_seen => {
                 Err(E::custom(BOTH_SECTIONS))
             }
             Some(section) => Ok(section),
@@ -161,6 +182,39 @@ impl<'de> Deserialize<'de> for ProvidersMap {
                     out.insert(id, spec);
                 }
                 Ok(ProvidersMap(out))
+            }
+        }
+        de.deserialize_map(V)
+    }
+}
+
+/// The plugin map: names follow the provider id rule and must be unique.
+struct PluginsMap(IndexMap<String, RawPlugin>);
+
+impl<'de> Deserialize<'de> for PluginsMap {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = PluginsMap;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a mapping from plugin name to plugin settings")
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<PluginsMap, E> {
+                Ok(PluginsMap(IndexMap::new()))
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<PluginsMap, A::Error> {
+                let mut out = IndexMap::new();
+                while let Some(name) = map.next_key_seed(UniqueKey {
+                    seen: &out,
+                    what: KeyKind::PluginName,
+                })? {
+                    let plugin = map.next_value::<RawPlugin>()?;
+                    out.insert(name, plugin);
+                }
+                Ok(PluginsMap(out))
             }
         }
         de.deserialize_map(V)
@@ -229,9 +283,11 @@ provider_spec! {
     shutdown_timeout_s: Secs,
     call_timeout_s: Secs,
     max_concurrency: Count,
+    max_queue: Count,
     auto_start: Flag,
     tool_prefix: ToolPrefix,
     tools: RawTools,
+    validators: Vec<String>,
     // container
     image: String,
     volumes: Vec<String>,
@@ -324,13 +380,88 @@ word_enum! {
     }
 }
 
+/// `strategy:` as written: a native strategy, or `plugin:NAME` for a plugin of kind `lb_policy`.
+/// Not a `word_enum!` because of the plugin form; unknown words are reported the same way.
+pub enum RawStrategy {
+    RoundRobin,
+    WeightedRoundRobin,
+    LeastConnections,
+    Random,
+    Priority,
+    /// The plugin's name (the text after `plugin:`), checked against the plugin name rule.
+    Plugin(String),
+}
+
+impl RawStrategy {
+    /// The words shown for an unknown strategy; the last one stands for every plugin.
+    const WORDS: &'static [&'static str] = &[
+        "round_robin",
+        "weighted_round_robin",
+        "least_connections",
+        "random",
+        "priority",
+        "plugin:<name>",
+    ];
+}
+
+impl<'de> Deserialize<'de> for RawStrategy {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = RawStrategy;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "a strategy (one of: {})", RawStrategy::WORDS.join(", "))
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawStrategy, E> {
+                Ok(match v {
+                    "round_robin" => RawStrategy::RoundRobin,
+                    "weighted_round_robin" => RawStrategy::WeightedRoundRobin,
+                    "least_connections" => RawStrategy::LeastConnections,
+                    "random" => RawStrategy::Random,
+                    "priority" => RawStrategy::Priority,
+                    _ => {
+                        let Some(name) = v.strip_prefix("plugin:") else {
+                            return Err(E::unknown_variant(v, RawStrategy::WORDS));
+                        };
+                        if let Some(problem) = provider_id_problem(name) {
+                            return Err(E::custom(format_args!(
+                                "invalid plugin name `{name}` in strategy `{v}`: {problem} \
+                                 (names match `^[a-zA-Z][a-zA-Z0-9_-]{{0,63}}$`)"
+                            )));
+                        }
+                        RawStrategy::Plugin(name.to_owned())
+                    }
+                })
+            }
+        }
+        de.deserialize_str(V)
+    }
+}
+
 word_enum! {
-    RawStrategy, "a strategy" {
-        RoundRobin => "round_robin",
-        WeightedRoundRobin => "weighted_round_robin",
-        LeastConnections => "least_connections",
-        Random => "random",
-        Priority => "priority",
+    /// `kind:` of a plugin.
+    RawPluginKind, "a plugin kind" {
+        Validator => "validator",
+        LbPolicy => "lb_policy",
+        Discovery => "discovery",
+    }
+}
+
+word_enum! {
+    /// `on_error:` of a plugin.
+    RawOnError, "an error policy" {
+        FailOpen => "fail_open",
+        FailClosed => "fail_closed",
+    }
+}
+
+word_enum! {
+    /// One entry of a plugin's `grants:`.
+    RawGrant, "a grant" {
+        Docker => "docker",
+        Kubernetes => "kubernetes",
     }
 }
 
@@ -432,6 +563,38 @@ pub struct RawRateLimit {
     pub burst: Option<Positive>,
 }
 
+/// `limits:` at the top level: bounds on a tool call's arguments.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_argument_bytes: Option<Positive>,
+    pub max_argument_depth: Option<Depth>,
+}
+
+/// One entry of `plugins:`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPlugin {
+    pub kind: RawPluginKind,
+    pub path: String,
+    pub config: Option<serde_json::Value>,
+    pub timeout_ms: Option<Positive>,
+    pub memory_mb: Option<PluginMemory>,
+    pub fuel: Option<Fuel>,
+    pub on_error: Option<RawOnError>,
+    pub grants: Option<Vec<RawGrant>>,
+    pub preopens: Option<Vec<RawPreopen>>,
+}
+
+/// One entry of a plugin's `preopens:`. There is deliberately no `read_only` key: every
+/// preopen is read-only, so writing one is an unknown-key error rather than a silent no-op.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPreopen {
+    pub host: String,
+    pub guest: String,
+}
+
 // ---------------------------------------------------------------------------------------------
 // tools: a list of schemas, or an access-policy map
 // ---------------------------------------------------------------------------------------------
@@ -519,6 +682,13 @@ fn provider_id_error<E: de::Error>(id: &str, problem: &str) -> E {
     ))
 }
 
+/// Plugin names follow the provider id rule, so both read alike in a file and in logs.
+fn plugin_name_error<E: de::Error>(name: &str, problem: &str) -> E {
+    E::custom(format_args!(
+        "invalid plugin name `{name}`: {problem} (names match `^[a-zA-Z][a-zA-Z0-9_-]{{0,63}}$`)"
+    ))
+}
+
 impl<'de> Deserialize<'de> for ProviderId {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         struct V;
@@ -544,6 +714,7 @@ impl<'de> Deserialize<'de> for ProviderId {
 #[derive(Clone, Copy)]
 enum KeyKind {
     ProviderId,
+    PluginName,
     Name,
 }
 
@@ -571,13 +742,16 @@ impl<V> Visitor<'_> for UniqueKey<'_, V> {
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.what {
             KeyKind::ProviderId => f.write_str("a provider id"),
+            KeyKind::PluginName => f.write_str("a plugin name"),
             KeyKind::Name => f.write_str("a name"),
         }
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
-        if let (KeyKind::ProviderId, Some(problem)) = (self.what, provider_id_problem(v)) {
-            return Err(provider_id_error(v, problem));
+        match (self.what, provider_id_problem(v)) {
+            (KeyKind::ProviderId, Some(problem)) => return Err(provider_id_error(v, problem)),
+            (KeyKind::PluginName, Some(problem)) => return Err(plugin_name_error(v, problem)),
+            _ => {}
         }
         if self.seen.contains_key(v) {
             return Err(E::custom(format_args!("{DUPLICATE_KEY} `{v}`")));
@@ -831,6 +1005,34 @@ impl IntRange for PercentRange {
     const IN_RANGE: &'static str = "an integer from 1 to 100";
 }
 
+pub enum DepthRange {}
+impl IntRange for DepthRange {
+    const MIN: u64 = 1;
+    // The argument checker, the serializer and the schema validator each recurse once per
+    // level, and serde_json's own parser stops at 128; a deeper limit could never be reached.
+    const MAX: u64 = 128;
+    const EXPECTING: &'static str = "a nesting depth from 1 to 128";
+    const IN_RANGE: &'static str = "a nesting depth from 1 to 128";
+}
+
+pub enum PluginMemoryRange {}
+impl IntRange for PluginMemoryRange {
+    const MIN: u64 = 1;
+    // A 32-bit WebAssembly memory cannot grow past 4 GiB (65536 pages of 64 KiB).
+    const MAX: u64 = 4096;
+    const EXPECTING: &'static str = "a number of MiB from 1 to 4096";
+    const IN_RANGE: &'static str = "a number of MiB from 1 to 4096 (a 32-bit wasm memory's limit)";
+}
+
+pub enum FuelRange {}
+impl IntRange for FuelRange {
+    // No fuel at all would trap on the first instruction; leave `fuel:` out for no limit.
+    const MIN: u64 = 1;
+    const MAX: u64 = u64::MAX;
+    const EXPECTING: &'static str = "a whole number of at least 1 (units of fuel)";
+    const IN_RANGE: &'static str = "a whole number from 1 to 18446744073709551615";
+}
+
 /// Whole seconds (the original's `*_s` integer keys).
 pub type WholeSecs = Int<SecondsRange>;
 /// An integer ≥ 1 that fits `u32`.
@@ -839,6 +1041,12 @@ pub type Positive = Int<PositiveRange>;
 pub type Count = Int<CountRange>;
 /// An integer from 1 to 100 (member weight and priority).
 pub type Percent = Int<PercentRange>;
+/// Nesting depth of call arguments, 1 to 128.
+pub type Depth = Int<DepthRange>;
+/// A plugin's memory limit in MiB, 1 to 4096.
+pub type PluginMemory = Int<PluginMemoryRange>;
+/// A plugin's fuel per call, at least 1.
+pub type Fuel = Int<FuelRange>;
 
 /// Reals with a range, like `Int`.
 pub trait RealRange {

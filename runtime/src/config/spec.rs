@@ -1,9 +1,13 @@
-//! The validated, typed form of a provider — what the rest of the runtime reads.
+//! The validated, typed form of providers, plugins and hangar-wide settings — what the rest of
+//! the runtime reads.
 //!
 //! Every default is applied here (the constants below are the single source of them), every
-//! `${VAR}` is resolved, and every value that may hold a secret is a `MaybeSecret`, so `Debug`
-//! on any of these types is safe to log.
+//! `${VAR}` is resolved, and every value that may hold a secret is a `MaybeSecret` (or, for a
+//! plugin's free-form `config:`, a `PluginConfig`), so `Debug` on any of these types is safe to
+//! log. Settings the runtime always needs (circuit breaker, recovery, queue, limits) are never
+//! `Option`: the runtime does not know any default.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -29,6 +33,11 @@ pub const DEFAULT_MEMBER_WEIGHT: u32 = 1;
 pub const DEFAULT_MEMBER_PRIORITY: u32 = 1;
 pub const DEFAULT_FAILBACK_DELAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+pub const DEFAULT_MAX_QUEUE: u32 = 100;
+pub const DEFAULT_MAX_ARGUMENT_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_MAX_ARGUMENT_DEPTH: usize = 32;
+pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(50);
+pub const DEFAULT_PLUGIN_MEMORY_MB: u32 = 64;
 
 /// How a provider is run and reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -86,6 +95,8 @@ pub struct ProviderSpec {
     pub call_timeout: Option<Duration>,
     /// In-flight call limit; `None` (or `0` in the file) means no per-provider limit.
     pub max_concurrency: Option<u32>,
+    /// Calls that may wait for a `max_concurrency` slot; `0` refuses at once when all are busy.
+    pub max_queue: u32,
     pub auto_start: bool,
     /// Prepended to tool names when aggregated; `None` or `""` means no prefix.
     pub tool_prefix: Option<String>,
@@ -93,11 +104,16 @@ pub struct ProviderSpec {
     pub tools: Vec<ToolSpec>,
     /// `tools:` written as a map: which tools are exposed.
     pub tool_filter: Option<ToolFilter>,
+    /// Names of `validator` plugins that check every call's arguments, in order.
+    pub validators: Vec<String>,
     pub container: Option<ContainerSpec>,
     pub remote: Option<RemoteSpec>,
     pub group: Option<GroupSpec>,
-    pub circuit_breaker: Option<CircuitBreakerSpec>,
-    pub recovery: Option<RecoverySpec>,
+    /// Always set: the mode's defaults (`CircuitBreakerSpec::default_for`) fill unwritten keys.
+    pub circuit_breaker: CircuitBreakerSpec,
+    /// Always set: `RecoverySpec::default()` fills unwritten keys.
+    pub recovery: RecoverySpec,
+    /// `None`: no per-provider rate limit.
     pub rate_limit: Option<RateLimitSpec>,
     /// Open-shaped blocks of the original, kept verbatim for the features that will read them.
     pub capabilities: Option<serde_json::Value>,
@@ -127,15 +143,17 @@ impl ProviderSpec {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             call_timeout: None,
             max_concurrency: None,
+            max_queue: DEFAULT_MAX_QUEUE,
             auto_start: mode == ProviderMode::Group,
             tool_prefix: None,
             tools: Vec::new(),
             tool_filter: None,
+            validators: Vec::new(),
             container: None,
             remote: None,
             group: None,
-            circuit_breaker: None,
-            recovery: None,
+            circuit_breaker: CircuitBreakerSpec::default_for(mode),
+            recovery: RecoverySpec::default(),
             rate_limit: None,
             capabilities: None,
             access: None,
@@ -217,10 +235,12 @@ impl fmt::Debug for ProviderSpec {
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("call_timeout", &self.call_timeout)
             .field("max_concurrency", &self.max_concurrency)
+            .field("max_queue", &self.max_queue)
             .field("auto_start", &self.auto_start)
             .field("tool_prefix", &self.tool_prefix)
             .field("tools", &self.tools)
             .field("tool_filter", &self.tool_filter)
+            .field("validators", &self.validators)
             .field("container", &self.container)
             .field("remote", &self.remote)
             .field("group", &self.group)
@@ -420,24 +440,43 @@ pub struct GroupSpec {
     pub failback_delay: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How a group picks the member for a call: a native strategy, or an `lb_policy` plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum GroupStrategy {
     RoundRobin,
     WeightedRoundRobin,
     LeastConnections,
     Random,
     Priority,
+    /// `plugin:NAME`: the plugin `NAME` from `plugins:`, always of kind `lb_policy`.
+    Plugin(String),
 }
 
 impl GroupStrategy {
-    pub fn as_str(self) -> &'static str {
+    /// The strategy as written in the file: `round_robin`, …, or `plugin:NAME`.
+    pub fn as_str(&self) -> Cow<'_, str> {
         match self {
-            Self::RoundRobin => "round_robin",
-            Self::WeightedRoundRobin => "weighted_round_robin",
-            Self::LeastConnections => "least_connections",
-            Self::Random => "random",
-            Self::Priority => "priority",
+            Self::RoundRobin => Cow::Borrowed("round_robin"),
+            Self::WeightedRoundRobin => Cow::Borrowed("weighted_round_robin"),
+            Self::LeastConnections => Cow::Borrowed("least_connections"),
+            Self::Random => Cow::Borrowed("random"),
+            Self::Priority => Cow::Borrowed("priority"),
+            Self::Plugin(name) => Cow::Owned(format!("plugin:{name}")),
         }
+    }
+
+    /// The plugin's name for `plugin:NAME`, `None` for a native strategy.
+    pub fn plugin(&self) -> Option<&str> {
+        match self {
+            Self::Plugin(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for GroupStrategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
     }
 }
 
@@ -479,18 +518,34 @@ impl Default for HealthThresholds {
     }
 }
 
+/// When calls stop being sent (`failure_threshold` failures in a row) and when one is tried
+/// again (`reset_timeout` later). There is deliberately no `Default`: the defaults depend on
+/// the mode (`default_for`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CircuitBreakerSpec {
     pub failure_threshold: u32,
     pub reset_timeout: Duration,
 }
 
-impl Default for CircuitBreakerSpec {
-    /// The original's defaults.
-    fn default() -> Self {
-        Self {
-            failure_threshold: 10,
-            reset_timeout: Duration::from_secs(60),
+impl CircuitBreakerSpec {
+    /// A single provider's defaults: it has nothing to fail over to, so it opens early.
+    pub const PROVIDER_DEFAULT: Self = Self {
+        failure_threshold: 5,
+        reset_timeout: Duration::from_secs(30),
+    };
+
+    /// A group's defaults (the original's): its members already fail over and leave the
+    /// rotation on their own, so the group-wide breaker is the last resort and opens late.
+    pub const GROUP_DEFAULT: Self = Self {
+        failure_threshold: 10,
+        reset_timeout: Duration::from_secs(60),
+    };
+
+    /// The defaults for a provider of `mode`.
+    pub fn default_for(mode: ProviderMode) -> Self {
+        match mode {
+            ProviderMode::Group => Self::GROUP_DEFAULT,
+            _ => Self::PROVIDER_DEFAULT,
         }
     }
 }
@@ -517,6 +572,207 @@ pub struct RateLimitSpec {
     pub requests_per_second: f64,
     /// Defaults to `requests_per_second` rounded up (at least 1).
     pub burst: u32,
+}
+
+/// Bounds on a tool call's arguments, checked before they reach a provider (`limits:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest size of the arguments as compact JSON, in bytes (default 1 MiB).
+    pub max_argument_bytes: usize,
+    /// Deepest nesting of objects and arrays, the arguments object being depth 1 (default 32).
+    pub max_argument_depth: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_argument_bytes: DEFAULT_MAX_ARGUMENT_BYTES,
+            max_argument_depth: DEFAULT_MAX_ARGUMENT_DEPTH,
+        }
+    }
+}
+
+/// One entry of `plugins:` — a WebAssembly module the hangar may call, and its sandbox.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PluginSpec {
+    /// The key under `plugins:`; providers and groups refer to the plugin by it.
+    pub name: String,
+    /// What the plugin is for; checked against every place that names it.
+    pub kind: PluginKind,
+    /// Where the plugin's name is written (`None` for specs built in code).
+    pub defined_at: Option<SourceLocation>,
+    /// The module file, absolute (a relative `path:` is taken from the config file's
+    /// directory). Not checked to exist: that is the plugin host's job when it loads it.
+    pub path: PathBuf,
+    /// `config:` handed to the plugin, `${VAR}` resolved in every string.
+    pub config: PluginConfig,
+    /// Deadline for one call into the plugin.
+    pub timeout: Duration,
+    /// Largest linear memory the plugin may grow, in MiB.
+    pub memory_mb: u32,
+    /// Fuel (roughly, instructions) per call; `None`: only `timeout` bounds it.
+    pub fuel: Option<u64>,
+    /// What happens to the call when the plugin fails, traps or runs out of time.
+    pub on_error: OnError,
+    /// Host capabilities beyond pure computation, without repeats, in file order.
+    pub grants: Vec<PluginGrant>,
+    /// Host directories the plugin can read.
+    pub preopens: Vec<Preopen>,
+}
+
+impl PluginSpec {
+    /// `memory_mb` in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        u64::from(self.memory_mb) << 20
+    }
+}
+
+/// What a plugin is for, which decides where the runtime calls it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PluginKind {
+    /// Checks a call's arguments before the provider sees them (`validators:` of a provider).
+    Validator,
+    /// Picks a group's member (`strategy: plugin:NAME` of a group).
+    LbPolicy,
+    /// Finds providers to add to the hangar.
+    Discovery,
+}
+
+impl PluginKind {
+    /// The kind as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Validator => "validator",
+            Self::LbPolicy => "lb_policy",
+            Self::Discovery => "discovery",
+        }
+    }
+
+    /// What a plugin of this kind does when `on_error:` is not written: a validator that
+    /// cannot run must not let unchecked calls through; a balancer or discovery that cannot
+    /// run should not take the hangar down with it.
+    pub fn default_on_error(self) -> OnError {
+        match self {
+            Self::Validator => OnError::FailClosed,
+            Self::LbPolicy | Self::Discovery => OnError::FailOpen,
+        }
+    }
+}
+
+impl fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the runtime does when a plugin fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnError {
+    /// Carry on as if the plugin were absent (validator: allow; lb_policy: native default).
+    FailOpen,
+    /// Refuse the call.
+    FailClosed,
+}
+
+impl OnError {
+    /// The policy as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FailOpen => "fail_open",
+            Self::FailClosed => "fail_closed",
+        }
+    }
+}
+
+/// A host capability a plugin may be given beyond computing on its input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PluginGrant {
+    /// Read access to the Docker API (e.g. for discovery).
+    Docker,
+    /// Read access to the Kubernetes API (e.g. for discovery).
+    Kubernetes,
+}
+
+impl PluginGrant {
+    /// The grant as written in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Docker => "docker",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// A host directory visible to a plugin at `guest`. Read-only by design: there is no way to
+/// make it writable, so a plugin can never change files on the hangar's host.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Preopen {
+    /// Absolute (a relative `host:` is taken from the config file's directory).
+    pub host: PathBuf,
+    /// The directory name the plugin sees.
+    pub guest: String,
+}
+
+/// A plugin's free-form `config:` with `${VAR}` resolved. Like `MaybeSecret`, the clear value
+/// takes an explicit `expose()`; `Debug` and `redacted()` show `***` for every secret leaf (a
+/// string that came from `${...}`, or any scalar under a secret-looking key).
+#[derive(Clone, PartialEq)]
+pub struct PluginConfig {
+    value: serde_json::Value,
+    /// RFC 6901 pointers to the secret leaves, in document order.
+    secret_pointers: Vec<String>,
+}
+
+impl PluginConfig {
+    /// A config with no secrets (for code that builds plugins without a file).
+    pub fn plain(value: serde_json::Value) -> Self {
+        Self {
+            value,
+            secret_pointers: Vec::new(),
+        }
+    }
+
+    /// A config whose leaves at `secret_pointers` (RFC 6901) must never be shown.
+    pub fn new(value: serde_json::Value, secret_pointers: Vec<String>) -> Self {
+        Self {
+            value,
+            secret_pointers,
+        }
+    }
+
+    /// The clear config, for handing to the plugin — never for logs.
+    pub fn expose(&self) -> &serde_json::Value {
+        &self.value
+    }
+
+    /// RFC 6901 pointers to the leaves that are secret.
+    pub fn secret_pointers(&self) -> &[String] {
+        &self.secret_pointers
+    }
+
+    /// The config as it may be shown: every secret leaf replaced by `***`.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut shown = self.value.clone();
+        for pointer in &self.secret_pointers {
+            if let Some(leaf) = shown.pointer_mut(pointer) {
+                *leaf = serde_json::Value::from(REDACTED);
+            }
+        }
+        shown
+    }
+}
+
+impl Default for PluginConfig {
+    /// `{}`, what an unwritten `config:` means.
+    fn default() -> Self {
+        Self::plain(serde_json::Value::Object(serde_json::Map::new()))
+    }
+}
+
+impl fmt::Debug for PluginConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.redacted(), f)
+    }
 }
 
 #[cfg(test)]

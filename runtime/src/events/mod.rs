@@ -37,6 +37,33 @@ pub enum Event {
     ToolsChanged {
         provider: String,
     },
+    /// A circuit breaker changed state; `scope` is a provider or group id.
+    BreakerChanged {
+        scope: String,
+        from: String,
+        to: String,
+    },
+    RecoveryScheduled {
+        provider: String,
+        attempt: u32,
+        delay_ms: u64,
+    },
+    RecoveryGaveUp {
+        provider: String,
+        attempts: u32,
+        reason: String,
+    },
+    /// A periodic health check of a running provider finished.
+    HealthChecked {
+        provider: String,
+        ok: bool,
+    },
+    /// A group member left or rejoined the rotation.
+    MemberRotation {
+        group: String,
+        member: String,
+        in_rotation: bool,
+    },
     ToolInvocationRequested {
         provider: String,
         tool: String,

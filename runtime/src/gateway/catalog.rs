@@ -58,22 +58,19 @@ impl Catalog {
             routes.insert(tool.name.to_string(), Route::Management(which));
             tools.push(tool);
         }
-        for provider in registry.providers() {
-            let spec = provider.spec();
-            for tool in provider.tools().iter() {
-                let name = aggregated_name(&spec.id, spec.tool_prefix.as_deref(), &tool.name);
-                let source = format!("tool `{}` of provider `{}`", tool.name, spec.id);
+        for (id, prefix, offered) in registry.exposed() {
+            for tool in offered.iter() {
+                let name = aggregated_name(&id, prefix.as_deref(), &tool.name);
+                let source = format!("tool `{}` of provider `{id}`", tool.name);
                 if !is_valid_tool_name(&name) {
                     problems.push(format!(
-                        "{source} would be offered as `{name}`, which is not a valid tool name (1-64 characters of a-z A-Z 0-9 _ -); set `tool_prefix` on provider `{}` or call it through registry_invoke",
-                        spec.id
+                        "{source} would be offered as `{name}`, which is not a valid tool name (1-64 characters of a-z A-Z 0-9 _ -); set `tool_prefix` on provider `{id}` or call it through registry_invoke"
                     ));
                     continue;
                 }
                 if let Some(first) = sources.get(&name) {
                     problems.push(format!(
-                        "{source} would be offered as `{name}`, which is already taken by {first}; set a different `tool_prefix` on provider `{}`",
-                        spec.id
+                        "{source} would be offered as `{name}`, which is already taken by {first}; set a different `tool_prefix` on provider `{id}`"
                     ));
                     continue;
                 }
@@ -83,7 +80,7 @@ impl Catalog {
                 routes.insert(
                     name,
                     Route::Provider {
-                        provider: spec.id.clone(),
+                        provider: id.clone(),
                         tool: tool.name.to_string(),
                     },
                 );

@@ -122,32 +122,31 @@ impl Gateway {
     /// what starts it. The registry then says whether the tool exists.
     fn route_by_prefix(&self, name: &str) -> Option<Route> {
         self.registry
-            .providers()
-            .filter_map(|p| {
-                let spec = p.spec();
-                let prefix = spec.tool_prefix.as_deref().unwrap_or(&spec.id);
-                let tool = name.strip_prefix(prefix)?.strip_prefix("__")?;
+            .exposed()
+            .into_iter()
+            .filter_map(|(id, prefix, _)| {
+                let prefix = prefix.unwrap_or_else(|| id.clone());
+                let tool = name.strip_prefix(prefix.as_str())?.strip_prefix("__")?;
                 (!prefix.is_empty() && !tool.is_empty())
-                    .then(|| (prefix.len(), spec.id.clone(), tool))
+                    .then(|| (prefix.len(), id, tool.to_string()))
             })
             .max_by_key(|(len, _, _)| *len)
-            .map(|(_, provider, tool)| Route::Provider {
-                provider,
-                tool: tool.to_string(),
-            })
+            .map(|(_, provider, tool)| Route::Provider { provider, tool })
     }
 
     async fn invoke(&self, call: Invocation) -> CallToolResult {
         match self.registry.invoke(call).await {
-            // The provider's own result, `isError` included, goes back unchanged — except that a
-            // handshake-era provider's result has no `resultType`, which 2026-07-28 clients
-            // require; rmcp drops it again for older clients.
-            Ok(mut r) => {
-                r.result_type.get_or_insert(ResultType::COMPLETE);
-                r
-            }
+            Ok(r) => self.finish_result(r),
             Err(e) => management::error_result(&e),
         }
+    }
+
+    /// The provider's own result, `isError` included, goes back unchanged — except that a
+    /// handshake-era provider's result has no `resultType`, which 2026-07-28 clients require;
+    /// rmcp drops it again for older clients.
+    fn finish_result(&self, mut r: CallToolResult) -> CallToolResult {
+        r.result_type.get_or_insert(ResultType::COMPLETE);
+        r
     }
 }
 
@@ -204,7 +203,7 @@ impl ServerHandler for HangarServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
         let route = self
             .gw
@@ -216,7 +215,8 @@ impl ServerHandler for HangarServer {
             .or_else(|| self.gw.route_by_prefix(&request.name));
         let result = match route {
             Some(Route::Management(which)) => {
-                management::call(&self.gw, which, &request.name, request.arguments).await?
+                management::call(&self.gw, which, &request.name, request.arguments, &context)
+                    .await?
             }
             Some(Route::Provider { provider, tool }) => {
                 self.gw
@@ -224,7 +224,7 @@ impl ServerHandler for HangarServer {
                         provider,
                         tool,
                         arguments: request.arguments,
-                        timeout: None,
+                        ..Default::default()
                     })
                     .await
             }

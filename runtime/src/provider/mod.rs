@@ -4,6 +4,7 @@
 //! own — callers pass `Instant`s in. Every state change goes through [`Lifecycle::transition`],
 //! which checks the transition table; there is no setter for the state.
 
+pub mod breaker;
 mod state;
 
 pub use state::{InvalidTransition, ProviderState, Transition};
@@ -124,9 +125,29 @@ impl Lifecycle {
         self.last_used = now;
         if provider_failed {
             self.total_failures += 1;
-            self.consecutive_failures += 1;
-        } else {
+        }
+        self.record_check(!provider_failed);
+    }
+
+    /// A health check's outcome. Counts like a call's: failures in a row make the provider
+    /// DEGRADED, a success makes it READY again.
+    pub fn record_check(&mut self, success: bool) {
+        if success {
             self.consecutive_failures = 0;
+        } else {
+            self.consecutive_failures += 1;
+        }
+    }
+
+    /// The state the failure count calls for, if it differs from the current one:
+    /// READY -> DEGRADED after `max_failures` failures in a row, DEGRADED -> READY after a success.
+    pub fn health_verdict(&self, max_failures: u32) -> Option<ProviderState> {
+        match self.state {
+            ProviderState::Ready if self.consecutive_failures >= max_failures.max(1) => {
+                Some(ProviderState::Degraded)
+            }
+            ProviderState::Degraded if self.consecutive_failures == 0 => Some(ProviderState::Ready),
+            _ => None,
         }
     }
 
@@ -196,6 +217,25 @@ mod tests {
         lc.end_call(t0 + ttl * 5, false);
         assert!(!lc.is_idle(t0 + ttl * 5 + Duration::from_secs(1), ttl));
         assert!(lc.is_idle(t0 + ttl * 6, ttl));
+    }
+
+    #[test]
+    fn failures_in_a_row_degrade_and_a_success_restores() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(now);
+        lc.transition(ProviderState::Initializing, None, now)
+            .unwrap();
+        lc.transition(ProviderState::Ready, None, now).unwrap();
+        lc.record_check(false);
+        lc.begin_call(now);
+        lc.end_call(now, true);
+        assert_eq!(lc.health_verdict(3), None, "two failures of three allowed");
+        lc.record_check(false);
+        assert_eq!(lc.health_verdict(3), Some(ProviderState::Degraded));
+        lc.transition(ProviderState::Degraded, None, now).unwrap();
+        assert_eq!(lc.health_verdict(3), None);
+        lc.record_check(true);
+        assert_eq!(lc.health_verdict(3), Some(ProviderState::Ready));
     }
 
     #[test]

@@ -73,14 +73,15 @@ pub struct InvalidTransition {
     pub to: ProviderState,
 }
 
-/// The transition table. Anything not listed is refused.
+/// The transition table. Anything not listed is refused. DEGRADED -> READY is how a provider
+/// that failed checks or calls comes back once one succeeds.
 pub(super) fn check(from: ProviderState, to: ProviderState) -> Result<(), InvalidTransition> {
     use ProviderState::*;
     let allowed = match from {
         Cold => matches!(to, Initializing),
         Initializing => matches!(to, Ready | Degraded | Dead),
         Ready => matches!(to, Cold | Degraded | Dead),
-        Degraded => matches!(to, Initializing | Cold | Dead),
+        Degraded => matches!(to, Ready | Initializing | Cold | Dead),
         Dead => matches!(to, Initializing | Cold),
     };
     if allowed {
@@ -105,6 +106,7 @@ mod tests {
         (Ready, Cold),
         (Ready, Degraded),
         (Ready, Dead),
+        (Degraded, Ready),
         (Degraded, Initializing),
         (Degraded, Cold),
         (Degraded, Dead),

@@ -49,6 +49,46 @@ pub enum InvokeError {
     },
     #[error("the hangar is shutting down; provider `{provider}` will not be started")]
     ShuttingDown { provider: String },
+    #[error(
+        "rate limit of {scope} exceeded; retry after {:.2}s",
+        .retry_after.as_secs_f64()
+    )]
+    RateLimited {
+        scope: String,
+        retry_after: Duration,
+    },
+    #[error(
+        "circuit breaker of {scope} is open after repeated failures; calls fail fast until the next attempt is allowed in {:.1}s",
+        .retry_after.as_secs_f64()
+    )]
+    CircuitOpen {
+        scope: String,
+        retry_after: Duration,
+    },
+    #[error(
+        "provider `{provider}` is busy: {running} call(s) running at its max_concurrency and {queued} queued; retry later, or raise `max_concurrency` / `max_queue`"
+    )]
+    Overloaded {
+        provider: String,
+        running: u32,
+        queued: u32,
+    },
+    #[error("{detail}")]
+    InvalidArguments {
+        provider: String,
+        tool: String,
+        detail: String,
+        violations: Value,
+    },
+    #[error(
+        "no member of group `{group}` could take the call{}",
+        render_attempts(.attempts)
+    )]
+    NoHealthyMember {
+        group: String,
+        /// What happened on each member tried, in order.
+        attempts: Vec<String>,
+    },
 }
 
 impl InvokeError {
@@ -62,6 +102,11 @@ impl InvokeError {
             InvokeError::ProviderFailed { .. } => "ProviderFailedError",
             InvokeError::Protocol { .. } => "ToolInvocationError",
             InvokeError::ShuttingDown { .. } => "ShuttingDownError",
+            InvokeError::RateLimited { .. } => "RateLimitExceeded",
+            InvokeError::CircuitOpen { .. } => "CircuitOpenError",
+            InvokeError::Overloaded { .. } => "ProviderOverloadedError",
+            InvokeError::InvalidArguments { .. } => "ValidationError",
+            InvokeError::NoHealthyMember { .. } => "NoHealthyMemberError",
         }
     }
 
@@ -73,7 +118,13 @@ impl InvokeError {
             | InvokeError::Timeout { provider, .. }
             | InvokeError::ProviderFailed { provider, .. }
             | InvokeError::Protocol { provider, .. }
-            | InvokeError::ShuttingDown { provider } => provider,
+            | InvokeError::ShuttingDown { provider }
+            | InvokeError::Overloaded { provider, .. }
+            | InvokeError::InvalidArguments { provider, .. } => provider,
+            InvokeError::RateLimited { scope, .. } | InvokeError::CircuitOpen { scope, .. } => {
+                scope
+            }
+            InvokeError::NoHealthyMember { group, .. } => group,
         }
     }
 
@@ -84,6 +135,19 @@ impl InvokeError {
             InvokeError::StartFailed { .. }
                 | InvokeError::Timeout { .. }
                 | InvokeError::ProviderFailed { .. }
+        )
+    }
+
+    /// Whether a group may retry the call on another member: nothing reached this member's
+    /// tool (it did not start, its connection broke before an answer, or it refused admission).
+    pub fn allows_failover(&self) -> bool {
+        matches!(
+            self,
+            InvokeError::StartFailed { .. }
+                | InvokeError::ProviderFailed { .. }
+                | InvokeError::CircuitOpen { .. }
+                | InvokeError::Overloaded { .. }
+                | InvokeError::RateLimited { .. }
         )
     }
 
@@ -113,6 +177,23 @@ impl InvokeError {
                 details["code"] = json!(code);
             }
             InvokeError::ShuttingDown { .. } => {}
+            InvokeError::RateLimited { retry_after, .. }
+            | InvokeError::CircuitOpen { retry_after, .. } => {
+                details["retry_after_s"] = json!(retry_after.as_secs_f64())
+            }
+            InvokeError::Overloaded {
+                running, queued, ..
+            } => {
+                details["running"] = json!(running);
+                details["queued"] = json!(queued);
+            }
+            InvokeError::InvalidArguments {
+                tool, violations, ..
+            } => {
+                details["tool"] = json!(tool);
+                details["validation"] = violations.clone();
+            }
+            InvokeError::NoHealthyMember { attempts, .. } => details["attempts"] = json!(attempts),
         }
         json!({
             "error": self.to_string(),
@@ -134,6 +215,14 @@ fn did_you_mean(suggestions: &[String]) -> String {
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+fn render_attempts(attempts: &[String]) -> String {
+    if attempts.is_empty() {
+        "; none is in rotation (see registry_group_list)".to_string()
+    } else {
+        format!(": {}", attempts.join("; "))
     }
 }
 

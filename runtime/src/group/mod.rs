@@ -1,0 +1,404 @@
+//! Groups of providers behind one id: a strategy picks a member per call, members that fail
+//! leave the rotation and rejoin when they recover, and a call whose member could not take it is
+//! retried on another (failover). The strategies and the rotation rules are pure code
+//! (`strategy`, `rotation`); this module applies them to live providers.
+
+pub mod rotation;
+pub mod strategy;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use rmcp::model::{CallToolResult, Tool};
+
+use crate::config::{GroupMember, GroupSpec, ProviderSpec};
+use crate::events::{Event, EventBus};
+use crate::provider::ProviderState;
+use crate::provider::breaker::{CircuitBreaker, Permit};
+use crate::registry::{InvokeError, Provider, ProviderCall};
+use rotation::{GroupState, MemberHealth, RotationChange, Thresholds};
+use strategy::{Candidate, Strategy};
+
+/// The group's native strategy; a `plugin:NAME` strategy falls back to round-robin, which is
+/// also what a plugin's trap or timeout falls back to.
+fn native_strategy(group: &GroupSpec) -> Box<dyn Strategy> {
+    strategy::for_config(&group.strategy)
+        .unwrap_or_else(|| Box::new(strategy::RoundRobin::default()))
+}
+
+/// One member: the provider, its weight and priority, and its standing in the rotation.
+pub struct Member {
+    pub provider: Arc<Provider>,
+    pub weight: u32,
+    pub priority: u32,
+    health: Mutex<MemberHealth>,
+}
+
+impl Member {
+    fn health(&self) -> MutexGuard<'_, MemberHealth> {
+        self.health.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn in_rotation(&self) -> bool {
+        self.health().in_rotation()
+    }
+}
+
+pub struct Group {
+    spec: ProviderSpec,
+    members: Vec<Member>,
+    strategy: Mutex<Box<dyn Strategy>>,
+    breaker: Mutex<CircuitBreaker>,
+    bus: EventBus,
+}
+
+/// A group's state and members for display.
+pub struct GroupSnapshot {
+    pub id: String,
+    pub strategy: String,
+    pub state: GroupState,
+    pub min_healthy: u32,
+    pub breaker: String,
+    pub members: Vec<MemberSnapshot>,
+}
+
+pub struct MemberSnapshot {
+    pub id: String,
+    pub state: ProviderState,
+    pub weight: u32,
+    pub priority: u32,
+    pub in_rotation: bool,
+    pub warming: bool,
+    pub in_flight: u32,
+}
+
+impl Group {
+    pub fn new(
+        spec: ProviderSpec,
+        members: &[(&GroupMember, &ProviderSpec)],
+        providers: Vec<Arc<Provider>>,
+        bus: EventBus,
+    ) -> Self {
+        let group = spec
+            .group
+            .clone()
+            .unwrap_or_else(|| unreachable!("a group spec"));
+        let strategy = native_strategy(&group);
+        let members = members
+            .iter()
+            .zip(providers)
+            .map(|((m, _), provider)| Member {
+                provider,
+                weight: m.weight,
+                priority: m.priority,
+                health: Mutex::new(MemberHealth::new()),
+            })
+            .collect();
+        Self {
+            breaker: Mutex::new(CircuitBreaker::new(
+                spec.circuit_breaker.failure_threshold,
+                spec.circuit_breaker.reset_timeout,
+            )),
+            strategy: Mutex::new(strategy),
+            members,
+            spec,
+            bus,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn spec(&self) -> &ProviderSpec {
+        &self.spec
+    }
+
+    fn group_spec(&self) -> &GroupSpec {
+        self.spec
+            .group
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("checked in new"))
+    }
+
+    fn thresholds(&self) -> Thresholds {
+        let h = self.group_spec().health;
+        Thresholds {
+            unhealthy: h.unhealthy_threshold,
+            healthy: h.healthy_threshold,
+        }
+    }
+
+    pub fn members(&self) -> &[Member] {
+        &self.members
+    }
+
+    pub fn has_member(&self, id: &str) -> bool {
+        self.members.iter().any(|m| m.provider.id() == id)
+    }
+
+    /// The tools the group offers: its own predefined ones if it has any, else every member's
+    /// current tools (first member to offer a name wins).
+    pub fn tools(&self) -> Vec<Tool> {
+        if !self.spec.tools.is_empty() {
+            return self
+                .spec
+                .tools
+                .iter()
+                .map(crate::registry::tool_from_spec)
+                .collect();
+        }
+        let mut tools: Vec<Tool> = Vec::new();
+        for m in &self.members {
+            for t in m.provider.tools().iter() {
+                if !tools.iter().any(|have| have.name == t.name) {
+                    tools.push(t.clone());
+                }
+            }
+        }
+        tools
+    }
+
+    /// Records a member's success or failure; publishes a rotation change.
+    pub fn record(&self, member: &str, success: bool) {
+        let Some(m) = self.members.iter().find(|m| m.provider.id() == member) else {
+            return;
+        };
+        let change = m
+            .health()
+            .record(success, Instant::now(), self.thresholds());
+        if let Some(change) = change {
+            let in_rotation = matches!(change, RotationChange::Rejoined);
+            tracing::info!(
+                group = %self.spec.id,
+                member,
+                "member {} the rotation",
+                if in_rotation { "rejoined" } else { "left" }
+            );
+            self.bus.publish(Event::MemberRotation {
+                group: self.spec.id.clone(),
+                member: member.to_string(),
+                in_rotation,
+            });
+        }
+    }
+
+    pub fn state(&self) -> GroupState {
+        let view: Vec<(bool, bool)> = self
+            .members
+            .iter()
+            .map(|m| (m.provider.state().is_running(), m.in_rotation()))
+            .collect();
+        rotation::group_state(&view, self.group_spec().min_healthy)
+    }
+
+    pub fn snapshot(&self) -> GroupSnapshot {
+        let now = Instant::now();
+        let failback = self.group_spec().failback_delay;
+        GroupSnapshot {
+            id: self.spec.id.clone(),
+            strategy: self.group_spec().strategy.as_str().to_string(),
+            state: self.state(),
+            min_healthy: self.group_spec().min_healthy,
+            breaker: self
+                .breaker
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .state()
+                .as_str()
+                .to_string(),
+            members: self
+                .members
+                .iter()
+                .map(|m| {
+                    let h = m.health();
+                    MemberSnapshot {
+                        id: m.provider.id().to_string(),
+                        state: m.provider.state(),
+                        weight: m.weight,
+                        priority: m.priority,
+                        in_rotation: h.in_rotation(),
+                        warming: h.in_rotation() && h.is_warming(now, failback),
+                        in_flight: m.provider.in_flight(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// Puts every running member that is READY back into the rotation and resets the strategy.
+    pub fn rebalance(&self) -> Vec<String> {
+        let now = Instant::now();
+        let mut rejoined = Vec::new();
+        for m in &self.members {
+            if m.provider.state() == ProviderState::Ready && !m.in_rotation() {
+                m.health().force_rejoin(now);
+                rejoined.push(m.provider.id().to_string());
+                self.bus.publish(Event::MemberRotation {
+                    group: self.spec.id.clone(),
+                    member: m.provider.id().to_string(),
+                    in_rotation: true,
+                });
+            }
+        }
+        *self.strategy.lock().unwrap_or_else(|e| e.into_inner()) =
+            native_strategy(self.group_spec());
+        rejoined
+    }
+
+    pub async fn start_all(&self) -> Result<(), InvokeError> {
+        let starts = self
+            .members
+            .iter()
+            .map(|m| async move { (m, m.provider.ensure_started(true).await) });
+        let mut first_err = None;
+        for (m, r) in futures::future::join_all(starts).await {
+            self.record(m.provider.id(), r.is_ok());
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        match first_err {
+            Some(e)
+                if self
+                    .members
+                    .iter()
+                    .all(|m| !m.provider.state().is_running()) =>
+            {
+                Err(e)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn stop_all(&self, reason: &str) -> bool {
+        let stops = self.members.iter().map(|m| m.provider.stop(reason));
+        futures::future::join_all(stops)
+            .await
+            .into_iter()
+            .any(|b| b)
+    }
+
+    /// Picks a member not yet tried: one in the rotation if any, else (last resort, so a group
+    /// whose members all left can still recover through real calls) any untried member.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let now = Instant::now();
+        let failback = self.group_spec().failback_delay;
+        let mut candidates = Vec::new();
+        let mut outside = Vec::new();
+        for (index, m) in self.members.iter().enumerate() {
+            if tried.contains(&index) {
+                continue;
+            }
+            let h = m.health();
+            let c = Candidate {
+                index,
+                weight: m.weight,
+                priority: m.priority,
+                in_flight: m.provider.in_flight(),
+                warming: h.is_warming(now, failback),
+            };
+            if h.in_rotation() {
+                candidates.push(c);
+            } else {
+                outside.push(Candidate { warming: true, ..c });
+            }
+        }
+        if candidates.is_empty() {
+            candidates = outside;
+        }
+        let random = rand::random::<u64>();
+        self.strategy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pick(&candidates, random)
+    }
+
+    /// Calls a member; on a failure that reached no tool, retries on another member until one
+    /// answers, none is left, or the deadline passes.
+    pub async fn call(&self, request: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        let (permit, change) = {
+            let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            match b.try_acquire(Instant::now()) {
+                Ok(ok) => ok,
+                Err(rejected) => {
+                    drop(b);
+                    self.publish_breaker(rejected.change);
+                    return Err(InvokeError::CircuitOpen {
+                        scope: format!("group `{}`", self.spec.id),
+                        retry_after: rejected.retry_at.saturating_duration_since(Instant::now()),
+                    });
+                }
+            }
+        };
+        self.publish_breaker(change);
+        let result = self.call_members(request).await;
+        let success = match &result {
+            Ok(_) => true,
+            Err(e) => {
+                !(e.is_provider_failure() || matches!(e, InvokeError::NoHealthyMember { .. }))
+            }
+        };
+        self.finish_breaker(permit, success);
+        result
+    }
+
+    fn publish_breaker(&self, change: Option<crate::provider::breaker::BreakerChange>) {
+        if let Some(c) = change {
+            tracing::info!(group = %self.spec.id, "circuit breaker {} -> {}", c.from.as_str(), c.to.as_str());
+            self.bus.publish(Event::BreakerChanged {
+                scope: self.spec.id.clone(),
+                from: c.from.as_str().to_string(),
+                to: c.to.as_str().to_string(),
+            });
+        }
+    }
+
+    fn finish_breaker(&self, permit: Permit, success: bool) {
+        let change = self
+            .breaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .record(permit, success, Instant::now());
+        self.publish_breaker(change);
+    }
+
+    async fn call_members(&self, request: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        let mut tried = Vec::new();
+        let mut attempts = Vec::new();
+        loop {
+            let Some(index) = self.pick(&tried) else {
+                return Err(InvokeError::NoHealthyMember {
+                    group: self.spec.id.clone(),
+                    attempts,
+                });
+            };
+            tried.push(index);
+            let member = &self.members[index];
+            let attempt = ProviderCall {
+                tool: request.tool.clone(),
+                arguments: request.arguments.clone(),
+                deadline: request.deadline,
+                limit: request.limit,
+                correlation_id: request.correlation_id.clone(),
+                progress: request.progress.clone(),
+            };
+            match member.provider.call(attempt).await {
+                Ok(r) => {
+                    self.record(member.provider.id(), true);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    let counts_against = e.is_provider_failure();
+                    self.record(member.provider.id(), !counts_against);
+                    if e.allows_failover() && tokio::time::Instant::now() < request.deadline {
+                        tracing::info!(group = %self.spec.id, member = %member.provider.id(), "failing over: {e}");
+                        attempts.push(format!("`{}`: {e}", member.provider.id()));
+                        continue;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+}

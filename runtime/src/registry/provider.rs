@@ -1,0 +1,859 @@
+//! One provider at run time: its lifecycle, connection, breaker, limits, health checks and
+//! recovery bookkeeping, and the per-provider part of a call.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared as SharedFuture};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ErrorCode, JsonObject,
+    PingRequest, ServerResult, Tool,
+};
+use rmcp::service::{PeerRequestOptions, ServiceError};
+
+use super::error::{InvokeError, closest};
+use super::limits::{RateLimit, SlotError, Slots};
+use super::{START_DEADLINE_CAP, Shared};
+use crate::backend::{self, Connection, ProgressSink, StartError, subprocess::SpawnSpec};
+use crate::config::{ProviderSpec, ToolSpec};
+use crate::events::Event;
+use crate::provider::breaker::{BreakerChange, CircuitBreaker, Permit};
+use crate::provider::{Lifecycle, ProviderState, Transition};
+
+type StartFuture = SharedFuture<BoxFuture<'static, Result<Arc<Connection>, StartError>>>;
+
+/// One configured provider and its live state.
+pub struct Provider {
+    spec: ProviderSpec,
+    predefined: Arc<Vec<Tool>>,
+    shared: Arc<Shared>,
+    inner: Mutex<Inner>,
+    slots: Option<Slots>,
+    rate_limit: Option<RateLimit>,
+}
+
+struct Inner {
+    lifecycle: Lifecycle,
+    conn: Option<Arc<Connection>>,
+    /// What the provider offers now: the live list while running, the predefined one otherwise.
+    tools: Arc<Vec<Tool>>,
+    starting: Option<StartFuture>,
+    last_error: Option<LastError>,
+    pid: Option<u32>,
+    protocol_version: Option<String>,
+    breaker: CircuitBreaker,
+    recovery: RecoveryState,
+    last_check: Option<(Instant, bool)>,
+}
+
+/// Where automatic restarts stand.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryState {
+    /// Restarts tried since the provider last proved healthy (or was started explicitly).
+    pub attempts: u32,
+    /// A restart is scheduled and not yet run.
+    pub scheduled: bool,
+    pub next_attempt_at: Option<Instant>,
+    /// Set when `max_retries` restarts failed: (when, why).
+    pub gave_up: Option<(Instant, String)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LastError {
+    pub message: String,
+    pub stderr_tail: Vec<String>,
+    pub at: Instant,
+}
+
+/// A copy of a provider's state for display; taking it holds the lock only to clone.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub id: String,
+    pub state: ProviderState,
+    pub reason: Option<String>,
+    pub since: Instant,
+    pub tools: Arc<Vec<Tool>>,
+    pub tools_predefined: bool,
+    pub in_flight: u32,
+    pub last_used: Instant,
+    pub started_at: Option<Instant>,
+    pub total_invocations: u64,
+    pub total_failures: u64,
+    pub consecutive_failures: u32,
+    pub last_error: Option<LastError>,
+    pub pid: Option<u32>,
+    pub protocol_version: Option<String>,
+    pub breaker: crate::provider::breaker::BreakerState,
+    pub recovery: RecoveryState,
+    pub last_check: Option<(Instant, bool)>,
+    pub queued: u32,
+}
+
+/// The per-provider part of one call.
+pub struct ProviderCall {
+    pub tool: String,
+    pub arguments: Option<JsonObject>,
+    pub deadline: tokio::time::Instant,
+    pub limit: Duration,
+    pub correlation_id: String,
+    pub progress: Option<ProgressSink>,
+}
+
+/// A predefined tool from the config as MCP describes it.
+pub fn tool_from_spec(t: &ToolSpec) -> Tool {
+    let mut tool = Tool::new(
+        t.name.clone(),
+        t.description.clone().unwrap_or_default(),
+        Arc::new(t.input_schema.clone()),
+    );
+    if t.description.is_none() {
+        tool.description = None;
+    }
+    if let Some(out) = &t.output_schema {
+        tool = tool.with_raw_output_schema(Arc::new(out.clone()));
+    }
+    tool
+}
+
+/// Sends `notifications/cancelled` for a request whose caller stopped waiting (deadline, client
+/// gone), unless the answer arrived.
+struct CancelOnDrop {
+    peer: Option<rmcp::service::Peer<rmcp::RoleClient>>,
+    id: rmcp::model::RequestId,
+    reason: String,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            let params = rmcp::model::CancelledNotificationParam::new(
+                Some(self.id.clone()),
+                Some(std::mem::take(&mut self.reason)),
+            );
+            tokio::spawn(async move {
+                let _ = peer.notify_cancelled(params).await;
+            });
+        }
+    }
+}
+
+/// Resolves a breaker permit when the call ends; a call abandoned midway counts as a failure,
+/// so a half-open probe can never be left hanging.
+struct BreakerGuard<'a> {
+    provider: &'a Provider,
+    permit: Option<Permit>,
+}
+
+impl BreakerGuard<'_> {
+    fn finish(mut self, success: bool) {
+        if let Some(permit) = self.permit.take() {
+            self.provider.record_breaker(permit, success);
+        }
+    }
+}
+
+impl Drop for BreakerGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(permit) = self.permit.take() {
+            self.provider.record_breaker(permit, false);
+        }
+    }
+}
+
+impl Provider {
+    pub(super) fn new(spec: ProviderSpec, shared: Arc<Shared>) -> Self {
+        let predefined: Arc<Vec<Tool>> = Arc::new(spec.tools.iter().map(tool_from_spec).collect());
+        let breaker = CircuitBreaker::new(
+            spec.circuit_breaker.failure_threshold,
+            spec.circuit_breaker.reset_timeout,
+        );
+        Self {
+            inner: Mutex::new(Inner {
+                lifecycle: Lifecycle::new(Instant::now()),
+                conn: None,
+                tools: predefined.clone(),
+                starting: None,
+                last_error: None,
+                pid: None,
+                protocol_version: None,
+                breaker,
+                recovery: RecoveryState::default(),
+                last_check: None,
+            }),
+            slots: spec
+                .max_concurrency
+                .map(|max| Slots::new(max, spec.max_queue)),
+            rate_limit: spec.rate_limit.as_ref().map(RateLimit::new),
+            spec,
+            predefined,
+            shared,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.spec.id
+    }
+
+    pub fn spec(&self) -> &ProviderSpec {
+        &self.spec
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; keep serving.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, event: Event) {
+        self.shared.bus.publish(event);
+    }
+
+    pub fn state(&self) -> ProviderState {
+        self.lock().lifecycle.state()
+    }
+
+    pub fn in_flight(&self) -> u32 {
+        self.lock().lifecycle.in_flight()
+    }
+
+    /// The tools offered now (predefined before start, live once ready).
+    pub fn tools(&self) -> Arc<Vec<Tool>> {
+        self.lock().tools.clone()
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        let lc = &inner.lifecycle;
+        Snapshot {
+            id: self.spec.id.clone(),
+            state: lc.state(),
+            reason: lc.reason().map(str::to_string),
+            since: lc.since(),
+            tools: inner.tools.clone(),
+            tools_predefined: inner.conn.is_none(),
+            in_flight: lc.in_flight(),
+            last_used: lc.last_used(),
+            started_at: lc.started_at(),
+            total_invocations: lc.total_invocations(),
+            total_failures: lc.total_failures(),
+            consecutive_failures: lc.consecutive_failures(),
+            last_error: inner.last_error.clone(),
+            pid: inner.pid,
+            protocol_version: inner.protocol_version.clone(),
+            breaker: inner.breaker.state(),
+            recovery: inner.recovery.clone(),
+            last_check: inner.last_check,
+            queued: self.slots.as_ref().map_or(0, Slots::queued),
+        }
+    }
+
+    /// Applies a transition and publishes it, with the lock held so that checking the state and
+    /// changing it are one step.
+    fn transition(
+        &self,
+        inner: &mut Inner,
+        to: ProviderState,
+        reason: Option<String>,
+    ) -> Option<Transition> {
+        match inner.lifecycle.transition(to, reason, Instant::now()) {
+            Ok(t) => {
+                self.publish(Event::StateChanged {
+                    provider: self.spec.id.clone(),
+                    from: t.from,
+                    to: t.to,
+                    reason: t.reason.clone(),
+                });
+                Some(t)
+            }
+            Err(e) => {
+                // The table refused: a bug in the caller, never silently fixed.
+                tracing::error!(provider = %self.spec.id, "{e}");
+                None
+            }
+        }
+    }
+
+    fn publish_breaker(&self, change: Option<BreakerChange>) {
+        if let Some(c) = change {
+            tracing::info!(provider = %self.spec.id, "circuit breaker {} -> {}", c.from.as_str(), c.to.as_str());
+            self.publish(Event::BreakerChanged {
+                scope: self.spec.id.clone(),
+                from: c.from.as_str().to_string(),
+                to: c.to.as_str().to_string(),
+            });
+        }
+    }
+
+    fn record_breaker(&self, permit: Permit, success: bool) {
+        let change = self.lock().breaker.record(permit, success, Instant::now());
+        self.publish_breaker(change);
+    }
+
+    /// Returns a connection to a running provider, starting it if needed. Concurrent callers
+    /// share one start. `explicit` (a call or an operator's start) resets the recovery count.
+    pub async fn ensure_started(
+        self: &Arc<Self>,
+        explicit: bool,
+    ) -> Result<Arc<Connection>, InvokeError> {
+        let start = {
+            let mut inner = self.lock();
+            if explicit {
+                inner.recovery.attempts = 0;
+                inner.recovery.gave_up = None;
+            }
+            if let Some(conn) = &inner.conn
+                && inner.lifecycle.state().is_running()
+            {
+                return Ok(conn.clone());
+            }
+            match &inner.starting {
+                Some(f) => f.clone(),
+                None => {
+                    if self.shared.is_shutting_down() {
+                        return Err(InvokeError::ShuttingDown {
+                            provider: self.spec.id.clone(),
+                        });
+                    }
+                    self.begin_start(&mut inner, None)
+                }
+            }
+        };
+        start.await.map_err(|e| InvokeError::StartFailed {
+            provider: self.spec.id.clone(),
+            message: e.message,
+            stderr_tail: e.stderr_tail,
+        })
+    }
+
+    /// Moves to INITIALIZING and spawns the start. Spawned, so a caller that gives up (timeout,
+    /// disconnect) does not abandon a start that others are waiting for. `replacing` is a
+    /// degraded connection to shut down first.
+    fn begin_start(
+        self: &Arc<Self>,
+        inner: &mut Inner,
+        replacing: Option<Arc<Connection>>,
+    ) -> StartFuture {
+        self.transition(inner, ProviderState::Initializing, None);
+        let generation = inner.lifecycle.generation();
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            if let Some(old) = replacing {
+                old.shutdown(me.spec.shutdown_timeout).await;
+            }
+            me.run_start(generation).await
+        });
+        let fut: StartFuture = task
+            .map(|joined| match joined {
+                Ok(r) => r,
+                Err(e) => Err(StartError {
+                    message: format!("start task failed: {e}"),
+                    stderr_tail: vec![],
+                }),
+            })
+            .boxed()
+            .shared();
+        inner.starting = Some(fut.clone());
+        fut
+    }
+
+    async fn run_start(self: Arc<Self>, generation: u64) -> Result<Arc<Connection>, StartError> {
+        let spawn = SpawnSpec {
+            provider: self.spec.id.clone(),
+            argv: self.spec.argv(),
+            env: self.spec.env_pairs(),
+            cwd: self.spec.cwd.clone(),
+        };
+        let started = Instant::now();
+        let weak = Arc::downgrade(&self);
+        let on_tools_changed = Arc::new(move || {
+            if let Some(p) = weak.upgrade() {
+                tokio::spawn(async move { p.refresh_tools(generation).await });
+            }
+        });
+        let result = backend::subprocess::start(spawn, on_tools_changed).await;
+        let mut inner = self.lock();
+        inner.starting = None;
+        match result {
+            Ok(conn) => {
+                let conn = Arc::new(conn);
+                let tools = Arc::new(conn.tools.clone());
+                inner.conn = Some(conn.clone());
+                inner.tools = tools.clone();
+                inner.pid = conn.pid;
+                inner.protocol_version = Some(conn.protocol_version.clone());
+                inner.last_error = None;
+                self.transition(&mut inner, ProviderState::Ready, None);
+                drop(inner);
+                self.publish(Event::ProviderStarted {
+                    provider: self.spec.id.clone(),
+                    pid: conn.pid,
+                    protocol_version: conn.protocol_version.clone(),
+                    tools: tools.len(),
+                    startup_ms: started.elapsed().as_millis() as u64,
+                });
+                self.warn_unconfirmed_predefined(&tools);
+                self.publish(Event::ToolsChanged {
+                    provider: self.spec.id.clone(),
+                });
+                tokio::spawn(self.clone().watch_exit(conn.clone(), generation));
+                tokio::spawn(self.clone().health_loop(conn.clone(), generation));
+                Ok(conn)
+            }
+            Err(e) => {
+                inner.last_error = Some(LastError {
+                    message: e.message.clone(),
+                    stderr_tail: e.stderr_tail.clone(),
+                    at: Instant::now(),
+                });
+                self.transition(&mut inner, ProviderState::Dead, Some(e.message.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    fn warn_unconfirmed_predefined(&self, live: &[Tool]) {
+        for t in self.predefined.iter() {
+            if !live.iter().any(|l| l.name == t.name) {
+                tracing::warn!(
+                    provider = %self.spec.id,
+                    "predefined tool `{}` is not offered by the running provider; calls to it will fail",
+                    t.name
+                );
+            }
+        }
+    }
+
+    fn is_current(inner: &Inner, conn: &Arc<Connection>, generation: u64) -> bool {
+        inner.lifecycle.generation() == generation
+            && inner.conn.as_ref().is_some_and(|c| Arc::ptr_eq(c, conn))
+    }
+
+    /// Marks the provider DEAD when its process exits on its own.
+    async fn watch_exit(self: Arc<Self>, conn: Arc<Connection>, generation: u64) {
+        let how = conn.exited().await;
+        let mut inner = self.lock();
+        if !Self::is_current(&inner, &conn, generation) {
+            return; // stopped on purpose, or already replaced by a newer start
+        }
+        inner.conn = None;
+        inner.pid = None;
+        inner.tools = self.predefined.clone();
+        let tail = conn.stderr.lines();
+        let reason = match tail.last() {
+            Some(last) => format!("{how}; last stderr: {last}"),
+            None => how.clone(),
+        };
+        inner.last_error = Some(LastError {
+            message: format!("provider `{}` {how}", self.spec.id),
+            stderr_tail: tail,
+            at: Instant::now(),
+        });
+        self.transition(&mut inner, ProviderState::Dead, Some(reason));
+        drop(inner);
+        self.publish(Event::ToolsChanged {
+            provider: self.spec.id.clone(),
+        });
+    }
+
+    /// Checks the provider every `health_check_interval_s` while this connection is current: an
+    /// MCP ping, or tools/list for providers that do not implement ping.
+    async fn health_loop(self: Arc<Self>, conn: Arc<Connection>, generation: u64) {
+        let interval = self.spec.health_check_interval;
+        if interval.is_zero() {
+            return;
+        }
+        let timeout = interval.min(Duration::from_secs(10));
+        let mut ping_supported = true;
+        loop {
+            tokio::time::sleep(interval).await;
+            if !Self::is_current(&self.lock(), &conn, generation) {
+                return;
+            }
+            let ok = if ping_supported {
+                match tokio::time::timeout(
+                    timeout,
+                    conn.peer
+                        .send_request(ClientRequest::PingRequest(PingRequest::default())),
+                )
+                .await
+                {
+                    Ok(Ok(_)) => true,
+                    Ok(Err(ServiceError::McpError(e))) if e.code == ErrorCode::METHOD_NOT_FOUND => {
+                        ping_supported = false;
+                        self.list_tools_ok(&conn, timeout).await
+                    }
+                    _ => false,
+                }
+            } else {
+                self.list_tools_ok(&conn, timeout).await
+            };
+            self.record_outcome(ok, "health check");
+        }
+    }
+
+    async fn list_tools_ok(&self, conn: &Connection, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, conn.peer.list_tools(None)).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Counts a call's or a check's outcome toward DEGRADED / READY.
+    fn record_outcome(&self, success: bool, what: &str) {
+        let mut inner = self.lock();
+        if what == "health check" {
+            inner.lifecycle.record_check(success);
+            inner.last_check = Some((Instant::now(), success));
+            self.publish(Event::HealthChecked {
+                provider: self.spec.id.clone(),
+                ok: success,
+            });
+        }
+        if success {
+            // Proven healthy: later failures start the restart count afresh.
+            inner.recovery.attempts = 0;
+        }
+        if let Some(to) = inner
+            .lifecycle
+            .health_verdict(self.spec.max_consecutive_failures)
+        {
+            let reason = if to == ProviderState::Degraded {
+                format!(
+                    "{} consecutive failures (last: {what})",
+                    inner.lifecycle.consecutive_failures()
+                )
+            } else {
+                format!("{what} succeeded")
+            };
+            self.transition(&mut inner, to, Some(reason));
+        }
+    }
+
+    async fn refresh_tools(self: Arc<Self>, generation: u64) {
+        let conn = {
+            let inner = self.lock();
+            match &inner.conn {
+                Some(c) if inner.lifecycle.generation() == generation => c.clone(),
+                _ => return,
+            }
+        };
+        match tokio::time::timeout(super::DEFAULT_CALL_TIMEOUT, conn.peer.list_all_tools()).await {
+            Ok(Ok(tools)) => {
+                let mut inner = self.lock();
+                if !Self::is_current(&inner, &conn, generation) {
+                    return;
+                }
+                inner.tools = Arc::new(tools);
+                drop(inner);
+                self.publish(Event::ToolsChanged {
+                    provider: self.spec.id.clone(),
+                });
+            }
+            Ok(Err(e)) => tracing::warn!(provider = %self.spec.id, "re-listing tools failed: {e}"),
+            Err(_) => tracing::warn!(provider = %self.spec.id, "re-listing tools timed out"),
+        }
+    }
+
+    /// Stops the provider if it runs. Returns whether there was anything to stop.
+    pub async fn stop(&self, reason: &str) -> bool {
+        // A start under way is let finish (INITIALIZING -> COLD is not an edge), then stopped.
+        let starting = self.lock().starting.clone();
+        if let Some(start) = starting {
+            let _ = tokio::time::timeout(START_DEADLINE_CAP, start).await;
+        }
+        let conn = {
+            let mut inner = self.lock();
+            let state = inner.lifecycle.state();
+            inner.recovery.scheduled = false;
+            inner.recovery.next_attempt_at = None;
+            if state == ProviderState::Dead {
+                // Clears the failure so the provider reads as stopped; nothing is running.
+                self.transition(&mut inner, ProviderState::Cold, Some(reason.to_string()));
+                return false;
+            }
+            if !state.is_running() {
+                return false;
+            }
+            let conn = inner.conn.take();
+            inner.pid = None;
+            inner.tools = self.predefined.clone();
+            self.transition(&mut inner, ProviderState::Cold, Some(reason.to_string()));
+            conn
+        };
+        self.publish(Event::ToolsChanged {
+            provider: self.spec.id.clone(),
+        });
+        if let Some(conn) = conn {
+            conn.shutdown(self.spec.shutdown_timeout).await;
+        }
+        self.publish(Event::ProviderStopped {
+            provider: self.spec.id.clone(),
+            reason: reason.to_string(),
+        });
+        true
+    }
+
+    pub(super) fn is_idle(&self, now: Instant) -> bool {
+        self.lock().lifecycle.is_idle(now, self.spec.idle_ttl)
+    }
+
+    /// Schedules the next automatic restart of a DEAD or DEGRADED provider, after an exponential
+    /// backoff with jitter; gives up after `recovery.max_retries`.
+    pub(crate) fn schedule_recovery(self: &Arc<Self>) {
+        let policy = self.spec.recovery;
+        let (attempt, delay) = {
+            let mut inner = self.lock();
+            let state = inner.lifecycle.state();
+            if inner.recovery.scheduled
+                || self.shared.is_shutting_down()
+                || !matches!(state, ProviderState::Dead | ProviderState::Degraded)
+            {
+                return;
+            }
+            let attempt = inner.recovery.attempts + 1;
+            if attempt > policy.max_retries {
+                if inner.recovery.gave_up.is_none() {
+                    let why = format!(
+                        "gave up after {} restart attempt(s); last: {}",
+                        policy.max_retries,
+                        inner.lifecycle.reason().unwrap_or("unknown")
+                    );
+                    tracing::warn!(provider = %self.spec.id, "{why}; a call or registry_start tries again");
+                    inner.recovery.gave_up = Some((Instant::now(), why.clone()));
+                    self.publish(Event::RecoveryGaveUp {
+                        provider: self.spec.id.clone(),
+                        attempts: policy.max_retries,
+                        reason: why,
+                    });
+                }
+                return;
+            }
+            let delay = super::backoff_delay(&policy, attempt);
+            inner.recovery.attempts = attempt;
+            inner.recovery.scheduled = true;
+            inner.recovery.next_attempt_at = Some(Instant::now() + delay);
+            (attempt, delay)
+        };
+        self.publish(Event::RecoveryScheduled {
+            provider: self.spec.id.clone(),
+            attempt,
+            delay_ms: delay.as_millis() as u64,
+        });
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let start = {
+                let mut inner = me.lock();
+                if !inner.recovery.scheduled {
+                    return; // stopped or restarted by someone else meanwhile
+                }
+                inner.recovery.scheduled = false;
+                inner.recovery.next_attempt_at = None;
+                if me.shared.is_shutting_down() || inner.starting.is_some() {
+                    return;
+                }
+                match inner.lifecycle.state() {
+                    ProviderState::Dead => me.begin_start(&mut inner, None),
+                    ProviderState::Degraded => {
+                        let old = inner.conn.take();
+                        inner.tools = me.predefined.clone();
+                        me.begin_start(&mut inner, old)
+                    }
+                    _ => return,
+                }
+            };
+            tracing::info!(provider = %me.spec.id, "recovery attempt {attempt} after {delay:?}");
+            if let Err(e) = start.await {
+                tracing::warn!(provider = %me.spec.id, "recovery attempt {attempt} failed: {}", e.message);
+            }
+        });
+    }
+
+    /// The per-provider part of a call: admission (rate limit, breaker), start, tool lookup,
+    /// schema validation, a concurrency slot, then the request itself.
+    pub async fn call(self: &Arc<Self>, call: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        let id = &self.spec.id;
+        if let Some(rl) = &self.rate_limit
+            && let Err(retry_after) = rl.check()
+        {
+            return Err(InvokeError::RateLimited {
+                scope: format!("provider `{id}`"),
+                retry_after,
+            });
+        }
+        let (permit, change) = {
+            let mut inner = self.lock();
+            match inner.breaker.try_acquire(Instant::now()) {
+                Ok(ok) => ok,
+                Err(rejected) => {
+                    drop(inner);
+                    self.publish_breaker(rejected.change);
+                    return Err(InvokeError::CircuitOpen {
+                        scope: format!("provider `{id}`"),
+                        retry_after: rejected.retry_at.saturating_duration_since(Instant::now()),
+                    });
+                }
+            }
+        };
+        self.publish_breaker(change);
+        let breaker = BreakerGuard {
+            provider: self,
+            permit: Some(permit),
+        };
+        let timeout_err = || InvokeError::Timeout {
+            provider: id.clone(),
+            tool: call.tool.clone(),
+            limit: call.limit,
+        };
+        let conn = match tokio::time::timeout_at(call.deadline, self.ensure_started(true)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(e), // the guard records the failure
+            Err(_) => return Err(timeout_err()),
+        };
+        let tool = {
+            let tools = self.tools();
+            match tools.iter().find(|t| t.name == call.tool) {
+                Some(t) => t.clone(),
+                None => {
+                    breaker.finish(true); // the provider is up; the caller asked for the wrong tool
+                    return Err(InvokeError::ToolNotFound {
+                        provider: id.clone(),
+                        tool: call.tool.clone(),
+                        suggestions: closest(&call.tool, tools.iter().map(|t| t.name.as_ref())),
+                    });
+                }
+            }
+        };
+        let arguments = call.arguments.unwrap_or_default();
+        let args_value = serde_json::Value::Object(arguments);
+        let (checked, warning) =
+            self.shared
+                .schemas
+                .validate(id, &call.tool, &tool.input_schema, &args_value);
+        if let Some(w) = warning {
+            tracing::warn!(provider = %id, tool = %call.tool, "{w}");
+        }
+        if let Err(e) = checked {
+            breaker.finish(true);
+            return Err(InvokeError::InvalidArguments {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                detail: e.to_string(),
+                violations: e.to_json(),
+            });
+        }
+        let serde_json::Value::Object(arguments) = args_value else {
+            unreachable!("built from an object above")
+        };
+        let _slot = match &self.slots {
+            None => None,
+            Some(slots) => match slots.acquire(call.deadline).await {
+                Ok(p) => Some(p),
+                Err(SlotError::TimedOut) => {
+                    breaker.finish(true);
+                    return Err(timeout_err());
+                }
+                Err(SlotError::QueueFull { running, queued }) => {
+                    breaker.finish(true);
+                    return Err(InvokeError::Overloaded {
+                        provider: id.clone(),
+                        running,
+                        queued,
+                    });
+                }
+            },
+        };
+        self.publish(Event::ToolInvocationRequested {
+            provider: id.clone(),
+            tool: call.tool.clone(),
+            correlation_id: call.correlation_id.clone(),
+        });
+        self.lock().lifecycle.begin_call(Instant::now());
+        let started = Instant::now();
+        let mut params = CallToolRequestParams::new(call.tool.clone());
+        params.arguments = Some(arguments);
+        let outcome = tokio::time::timeout_at(
+            call.deadline,
+            send_call(&conn, params, call.progress, call.limit),
+        )
+        .await;
+        let result = match outcome {
+            Err(_) => Err(timeout_err()),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(ServiceError::McpError(e))) => Err(InvokeError::Protocol {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                code: e.code.0,
+                message: e.message.to_string(),
+            }),
+            Ok(Err(e)) => Err(InvokeError::ProviderFailed {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                detail: e.to_string(),
+            }),
+        };
+        let failed = result
+            .as_ref()
+            .err()
+            .is_some_and(InvokeError::is_provider_failure);
+        self.lock().lifecycle.end_call(Instant::now(), failed);
+        self.record_outcome(!failed, "call");
+        breaker.finish(!failed);
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.publish(match &result {
+            Ok(r) => Event::ToolInvocationCompleted {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                correlation_id: call.correlation_id,
+                duration_ms,
+                is_error: r.is_error.unwrap_or(false),
+            },
+            Err(e) => Event::ToolInvocationFailed {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                correlation_id: call.correlation_id,
+                duration_ms,
+                error: e.to_string(),
+            },
+        });
+        result
+    }
+}
+
+/// Sends one tools/call, relaying the provider's progress to `progress` if given. If this future
+/// is dropped before the answer (deadline, caller gone), the provider is sent
+/// `notifications/cancelled`.
+async fn send_call(
+    conn: &Connection,
+    params: CallToolRequestParams,
+    progress: Option<ProgressSink>,
+    limit: Duration,
+) -> Result<CallToolResult, ServiceError> {
+    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+    let handle = conn
+        .peer
+        .send_request_with_option(request, PeerRequestOptions::no_options())
+        .await?;
+    let _route = progress.map(|sink| conn.progress.register(handle.progress_token.clone(), sink));
+    let mut guard = CancelOnDrop {
+        peer: Some(conn.peer.clone()),
+        id: handle.id.clone(),
+        reason: format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64()),
+    };
+    let response = handle.await_response().await;
+    guard.peer = None;
+    match response? {
+        ServerResult::CallToolResult(r) => Ok(r),
+        other => Err(ServiceError::McpError(rmcp::ErrorData::internal_error(
+            format!(
+                "the provider answered tools/call with an unsupported result ({}); the hangar relays complete results only",
+                match other {
+                    ServerResult::InputRequiredResult(_) => "input_required",
+                    ServerResult::CreateTaskResult(_) => "task",
+                    _ => "unexpected type",
+                }
+            ),
+            None,
+        ))),
+    }
+}
