@@ -442,3 +442,26 @@ pub fn python_with_mcp() -> Result<PathBuf> {
     .clone()
     .map_err(|e| anyhow!(e))
 }
+
+/// Builds the release binaries for a benchmark and returns their directory.
+pub fn release_binaries() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mcp-hangar",
+            "-p",
+            "hangar-example-provider",
+        ])
+        .current_dir(workspace_root())
+        .status()?;
+    if !status.success() {
+        bail!("release build failed");
+    }
+    Ok(std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+        .join("release"))
+}

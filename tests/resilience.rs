@@ -540,7 +540,14 @@ async fn invoke_stream_reports_stages_and_relays_the_providers_progress() -> Res
         h.handler
             .progress
             .lock()
-            .map(|p| p.iter().any(|m| m == "done"))
+            // The provider's last progress and the answer travel separately; wait for both.
+            .map(|p| {
+                p.iter().any(|m| m == "done")
+                    && p.iter()
+                        .filter(|m| m.starts_with("provider progress"))
+                        .count()
+                        == 3
+            })
             .unwrap_or(false)
     })
     .await;
@@ -619,12 +626,13 @@ async fn every_call_to_a_misbehaving_group_is_answered_in_time_and_nothing_is_le
         )
     };
     let yaml = format!(
-        "providers:\n  pool:\n    mode: group\n    strategy: round_robin\n    call_timeout_s: 2\n    circuit_breaker: {{failure_threshold: 1000}}\n    members:\n{}{}{}{}{}",
+        "providers:\n  pool:\n    mode: group\n    strategy: round_robin\n    call_timeout_s: 2\n    circuit_breaker: {{failure_threshold: 1000}}\n    members:\n{}{}{}{}{}{}",
         member("steady", &[]),
         member("crashy", &["--crash-every", "3"]),
         member("flaky", &["--fail-every", "2"]),
         member("noisy", &["--garbage-stdout"]),
         member("broken", &["--exit-at-start", "1"]),
+        member("hung", &["--hang-on-initialize"]),
     );
     let cfg = dir.write("h.yaml", &yaml);
     let h = Hangar::stdio(&cfg).await?;

@@ -14,7 +14,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use hangar_tests::{TestClient, TestDir, workspace_root};
+use hangar_tests::{TestClient, TestDir, release_binaries};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::{RoleClient, RunningService};
@@ -25,29 +25,6 @@ use tokio::process::Command;
 const CALLS_PER_ROUND: usize = 500;
 const STARTS: usize = 15;
 const LAZY_PROVIDERS: usize = 100;
-
-fn build_release() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "mcp-hangar",
-            "-p",
-            "hangar-example-provider",
-        ])
-        .current_dir(workspace_root())
-        .status()?;
-    if !status.success() {
-        bail!("release build failed");
-    }
-    let dir = std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"))
-        .join("release");
-    Ok(dir)
-}
 
 async fn connect(cmd: Command) -> Result<RunningService<RoleClient, TestClient>> {
     let (transport, _) = TokioChildProcess::builder(cmd)
@@ -147,7 +124,7 @@ fn main() -> Result<()> {
 }
 
 async fn bench() -> Result<()> {
-    let bin = build_release()?;
+    let bin = release_binaries()?;
     let hangar = bin.join("mcp-hangar");
     let provider = bin.join("example-provider");
     let dir = TestDir::new("bench");

@@ -46,9 +46,12 @@ const MAX_STDERR_LINE: usize = 4096;
 /// Grace a provider gets to exit on its own after its stdin is closed, before SIGTERM.
 const EOF_GRACE: Duration = Duration::from_millis(500);
 
+/// Spawns the provider and completes the MCP handshake. `cancel` aborts a start under way (a
+/// stop or the hangar's shutdown must not wait for a provider that hangs at initialize).
 pub async fn start(
     spec: SpawnSpec,
     on_tools_changed: ToolsChangedHook,
+    cancel: CancellationToken,
 ) -> Result<Connection, StartError> {
     let started = Instant::now();
     let (program, args) = spec.argv.split_first().ok_or_else(|| StartError {
@@ -124,6 +127,7 @@ pub async fn start(
             Err(_) => Err(format!("did not answer initialize and tools/list within {}s", START_TIMEOUT.as_secs())),
         },
         how = process.exited() => Err(format!("{how} during startup")),
+        _ = cancel.cancelled() => Err("start cancelled: the provider was stopped while starting".to_string()),
     };
     match outcome {
         Ok((session, tools)) => {

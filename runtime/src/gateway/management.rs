@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rmcp::ErrorData as McpError;
@@ -382,22 +381,31 @@ fn provider_details(p: &Provider) -> Value {
 }
 
 /// Sends the caller `notifications/progress` under its progress token, numbering the stages.
+/// One task sends them, so they arrive in the order they were reported.
 #[derive(Clone)]
 struct StageReporter {
-    peer: Peer<RoleServer>,
-    token: ProgressToken,
-    step: Arc<AtomicU64>,
+    tx: tokio::sync::mpsc::UnboundedSender<String>,
 }
 
 impl StageReporter {
-    fn report(&self, message: String) {
-        let progress = self.step.fetch_add(1, Ordering::Relaxed) as f64 + 1.0;
-        let peer = self.peer.clone();
-        let params =
-            ProgressNotificationParam::new(self.token.clone(), progress).with_message(message);
+    fn new(peer: Peer<RoleServer>, token: ProgressToken) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         tokio::spawn(async move {
-            let _ = peer.notify_progress(params).await;
+            let mut step = 0.0;
+            while let Some(message) = rx.recv().await {
+                step += 1.0;
+                let params =
+                    ProgressNotificationParam::new(token.clone(), step).with_message(message);
+                if peer.notify_progress(params).await.is_err() {
+                    break;
+                }
+            }
         });
+        Self { tx }
+    }
+
+    fn report(&self, message: String) {
+        let _ = self.tx.send(message);
     }
 
     fn sink(&self) -> ProgressSink {
@@ -572,11 +580,7 @@ pub async fn call(
             let reporter = context
                 .meta
                 .get_progress_token()
-                .map(|token| StageReporter {
-                    peer: context.peer.clone(),
-                    token,
-                    step: Arc::new(AtomicU64::new(0)),
-                });
+                .map(|token| StageReporter::new(context.peer.clone(), token));
             if let Some(r) = &reporter {
                 let running = match reg.target(&a.provider) {
                     Ok(Target::Provider(p)) => p.state().is_running(),

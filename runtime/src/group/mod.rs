@@ -296,7 +296,9 @@ impl Group {
                 weight: m.weight,
                 priority: m.priority,
                 in_flight: m.provider.in_flight(),
-                warming: h.is_warming(now, failback),
+                // A member still starting would make the call wait for its start: prefer others.
+                warming: h.is_warming(now, failback)
+                    || m.provider.state() == ProviderState::Initializing,
             };
             if h.in_rotation() {
                 candidates.push(c);

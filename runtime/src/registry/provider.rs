@@ -39,6 +39,8 @@ struct Inner {
     /// What the provider offers now: the live list while running, the predefined one otherwise.
     tools: Arc<Vec<Tool>>,
     starting: Option<StartFuture>,
+    /// Aborts the start under way.
+    start_cancel: Option<tokio_util::sync::CancellationToken>,
     last_error: Option<LastError>,
     pid: Option<u32>,
     protocol_version: Option<String>,
@@ -174,6 +176,7 @@ impl Provider {
                 conn: None,
                 tools: predefined.clone(),
                 starting: None,
+                start_cancel: None,
                 last_error: None,
                 pid: None,
                 protocol_version: None,
@@ -335,12 +338,14 @@ impl Provider {
     ) -> StartFuture {
         self.transition(inner, ProviderState::Initializing, None);
         let generation = inner.lifecycle.generation();
+        let cancel = tokio_util::sync::CancellationToken::new();
+        inner.start_cancel = Some(cancel.clone());
         let me = self.clone();
         let task = tokio::spawn(async move {
             if let Some(old) = replacing {
                 old.shutdown(me.spec.shutdown_timeout).await;
             }
-            me.run_start(generation).await
+            me.run_start(generation, cancel).await
         });
         let fut: StartFuture = task
             .map(|joined| match joined {
@@ -356,7 +361,11 @@ impl Provider {
         fut
     }
 
-    async fn run_start(self: Arc<Self>, generation: u64) -> Result<Arc<Connection>, StartError> {
+    async fn run_start(
+        self: Arc<Self>,
+        generation: u64,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Arc<Connection>, StartError> {
         let spawn = SpawnSpec {
             provider: self.spec.id.clone(),
             argv: self.spec.argv(),
@@ -370,9 +379,10 @@ impl Provider {
                 tokio::spawn(async move { p.refresh_tools(generation).await });
             }
         });
-        let result = backend::subprocess::start(spawn, on_tools_changed).await;
+        let result = backend::subprocess::start(spawn, on_tools_changed, cancel).await;
         let mut inner = self.lock();
         inner.starting = None;
+        inner.start_cancel = None;
         match result {
             Ok(conn) => {
                 let conn = Arc::new(conn);
@@ -556,8 +566,15 @@ impl Provider {
 
     /// Stops the provider if it runs. Returns whether there was anything to stop.
     pub async fn stop(&self, reason: &str) -> bool {
-        // A start under way is let finish (INITIALIZING -> COLD is not an edge), then stopped.
-        let starting = self.lock().starting.clone();
+        // A start under way is aborted and awaited (INITIALIZING -> COLD is not an edge: it ends
+        // DEAD, and is moved to COLD below).
+        let starting = {
+            let inner = self.lock();
+            if let Some(cancel) = &inner.start_cancel {
+                cancel.cancel();
+            }
+            inner.starting.clone()
+        };
         if let Some(start) = starting {
             let _ = tokio::time::timeout(START_DEADLINE_CAP, start).await;
         }
