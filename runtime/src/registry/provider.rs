@@ -475,7 +475,11 @@ impl Provider {
         let timeout = interval.min(Duration::from_secs(10));
         let mut ping_supported = true;
         loop {
-            tokio::time::sleep(interval).await;
+            // Ends with the process, so a stopped provider's connection is not kept alive.
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = conn.exited() => return,
+            }
             if !Self::is_current(&self.lock(), &conn, generation) {
                 return;
             }
