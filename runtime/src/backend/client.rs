@@ -27,9 +27,18 @@ pub struct ProgressRoute {
     token: ProgressToken,
 }
 
+/// How long a route outlives its call. rmcp hands notifications and responses to different
+/// tasks, so the provider's last progress, sent before its answer, may be dispatched after it.
+const ROUTE_GRACE: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl Drop for ProgressRoute {
     fn drop(&mut self) {
-        self.routes.lock().remove(&self.token);
+        let routes = self.routes.clone();
+        let token = self.token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(ROUTE_GRACE).await;
+            routes.lock().remove(&token);
+        });
     }
 }
 

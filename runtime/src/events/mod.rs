@@ -96,9 +96,14 @@ pub struct Envelope {
 }
 
 /// The process-wide event bus. Cheap to clone.
+///
+/// Two channels: lifecycle events (states, starts, tools, breakers, recovery), which the gateway
+/// and recovery steer by, and per-call events, which only observers want. Keeping them apart
+/// means a tool call wakes no task that has nothing to do with it.
 #[derive(Debug, Clone)]
 pub struct EventBus {
     tx: broadcast::Sender<Envelope>,
+    calls: broadcast::Sender<Envelope>,
 }
 
 /// How many events a slow subscriber may fall behind before it starts losing the oldest ones.
@@ -113,48 +118,76 @@ impl Default for EventBus {
 impl EventBus {
     pub fn new() -> Self {
         let (tx, _) = broadcast::channel(CAPACITY);
-        Self { tx }
+        let (calls, _) = broadcast::channel(CAPACITY);
+        Self { tx, calls }
     }
 
     /// Publishes an event. Never blocks and never fails: with no subscriber it is dropped.
     pub fn publish(&self, event: Event) {
+        let channel = if event.is_call() { &self.calls } else { &self.tx };
+        if channel.receiver_count() == 0 {
+            return; // nobody listens: skip the clock and the envelope
+        }
         let at_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        let _ = self.tx.send(Envelope { at_ms, event });
+        let _ = channel.send(Envelope { at_ms, event });
     }
 
+    /// Lifecycle events: states, starts and stops, tools, breakers, recovery, rotation, health.
     pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
         self.tx.subscribe()
+    }
+
+    /// Per-call events: requested, completed, failed.
+    pub fn subscribe_calls(&self) -> broadcast::Receiver<Envelope> {
+        self.calls.subscribe()
+    }
+}
+
+impl Event {
+    /// Whether this is a per-call event (published on the calls channel).
+    pub fn is_call(&self) -> bool {
+        matches!(
+            self,
+            Event::ToolInvocationRequested { .. }
+                | Event::ToolInvocationCompleted { .. }
+                | Event::ToolInvocationFailed { .. }
+        )
     }
 }
 
 /// Writes every event to the log at debug level (state changes at info), so an operator sees the
-/// lifecycle in the hangar's stderr without any exporter configured.
+/// lifecycle in the hangar's stderr without any exporter configured. Per-call events are
+/// followed only when debug logging is on.
 pub fn spawn_log_subscriber(bus: &EventBus) -> tokio::task::JoinHandle<()> {
-    let mut rx = bus.subscribe();
-    tokio::spawn(async move {
-        loop {
-            match rx.recv().await {
-                Ok(env) => match &env.event {
-                    Event::StateChanged {
-                        provider,
-                        from,
-                        to,
-                        reason,
-                    } => tracing::info!(
-                        provider = %provider,
-                        "state {from} -> {to}{}",
-                        reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
-                    ),
-                    other => tracing::debug!(event = ?other, "event"),
-                },
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("event log subscriber fell behind; {n} events not logged")
-                }
-                Err(broadcast::error::RecvError::Closed) => break,
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tokio::spawn(log_events(bus.subscribe_calls()));
+    }
+    tokio::spawn(log_events(bus.subscribe()))
+}
+
+async fn log_events(mut rx: broadcast::Receiver<Envelope>) {
+    loop {
+        match rx.recv().await {
+            Ok(env) => match &env.event {
+                Event::StateChanged {
+                    provider,
+                    from,
+                    to,
+                    reason,
+                } => tracing::info!(
+                    provider = %provider,
+                    "state {from} -> {to}{}",
+                    reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default()
+                ),
+                other => tracing::debug!(event = ?other, "event"),
+            },
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!("event log subscriber fell behind; {n} events not logged")
             }
+            Err(broadcast::error::RecvError::Closed) => break,
         }
-    })
+    }
 }
