@@ -278,6 +278,26 @@ impl Hangar {
         })
     }
 
+    /// A hangar serving one provider `math` (the example provider with `extra_args`, and
+    /// `extra_yaml` added to its spec). Keep the directory alive as long as the hangar.
+    pub async fn one_provider(
+        label: &str,
+        extra_args: &[&str],
+        extra_yaml: &str,
+    ) -> Result<(TestDir, Self)> {
+        let dir = TestDir::new(label);
+        let token = unique_token(label);
+        let cfg = dir.write(
+            "h.yaml",
+            &format!(
+                "providers:\n{}",
+                provider_yaml("math", &token, extra_args, extra_yaml)
+            ),
+        );
+        let hangar = Self::stdio(&cfg).await?;
+        Ok((dir, hangar))
+    }
+
     pub fn log(&self) -> String {
         read_log(&self.log)
     }

@@ -486,17 +486,7 @@ async fn arguments_are_validated_before_the_provider_is_called() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn invoke_ex_retries_and_reports_what_it_did() -> Result<()> {
-    let dir = TestDir::new("retry");
-    let cfg = dir.write(
-        "h.yaml",
-        &config(&[provider_yaml(
-            "math",
-            &unique_token("rt"),
-            &["--fail-every", "2"],
-            "",
-        )]),
-    );
-    let h = Hangar::stdio(&cfg).await?;
+    let (_dir, h) = Hangar::one_provider("retry", &["--fail-every", "2"], "").await?;
     h.call_ok("math__add", json!({"a": 1, "b": 1})).await?; // call 1 succeeds; call 2 will fail
     let r = h
         .call_ok(
@@ -517,12 +507,7 @@ async fn invoke_ex_retries_and_reports_what_it_did() -> Result<()> {
 async fn invoke_stream_reports_stages_and_relays_the_providers_progress() -> Result<()> {
     use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
     use rmcp::service::PeerRequestOptions;
-    let dir = TestDir::new("stream");
-    let cfg = dir.write(
-        "h.yaml",
-        &config(&[provider_yaml("math", &unique_token("st"), &[], "")]),
-    );
-    let h = Hangar::stdio(&cfg).await?;
+    let (_dir, h) = Hangar::one_provider("stream", &[], "").await?;
     let args =
         json!({"provider": "math", "tool": "progress", "arguments": {"steps": 3, "delay_ms": 10}});
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(
@@ -579,17 +564,7 @@ async fn invoke_stream_reports_stages_and_relays_the_providers_progress() -> Res
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_timed_out_call_cancels_the_request_at_the_provider() -> Result<()> {
-    let dir = TestDir::new("cancel");
-    let cfg = dir.write(
-        "h.yaml",
-        &config(&[provider_yaml(
-            "math",
-            &unique_token("cx"),
-            &[],
-            "call_timeout_s: 0.3",
-        )]),
-    );
-    let h = Hangar::stdio(&cfg).await?;
+    let (_dir, h) = Hangar::one_provider("cancel", &[], "call_timeout_s: 0.3").await?;
     let started = Instant::now();
     let r = h.call("math__sleep", json!({"ms": 10000})).await?;
     assert!(

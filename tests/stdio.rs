@@ -236,12 +236,7 @@ async fn aggregated_names_follow_the_provider_or_its_tool_prefix() -> Result<()>
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_provider_changing_its_tools_is_relayed_as_list_changed() -> Result<()> {
-    let dir = TestDir::new("relay");
-    let cfg = dir.write(
-        "h.yaml",
-        &config(&[provider_yaml("math", &unique_token("lc"), &[], "")]),
-    );
-    let h = Hangar::stdio(&cfg).await?;
+    let (_dir, h) = Hangar::one_provider("relay", &[], "").await?;
     h.call_ok("registry_start", json!({"provider": "math"}))
         .await?;
     assert!(wait_until(Duration::from_secs(5), || h.list_changed_count() >= 1).await);

@@ -124,7 +124,11 @@ impl EventBus {
 
     /// Publishes an event. Never blocks and never fails: with no subscriber it is dropped.
     pub fn publish(&self, event: Event) {
-        let channel = if event.is_call() { &self.calls } else { &self.tx };
+        let channel = if event.is_call() {
+            &self.calls
+        } else {
+            &self.tx
+        };
         if channel.receiver_count() == 0 {
             return; // nobody listens: skip the clock and the envelope
         }
