@@ -79,3 +79,49 @@ async fn a_non_loopback_bind_without_auth_is_refused() -> Result<()> {
     assert!(err.contains("without authentication"), "{err}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ready_turns_503_while_the_hangar_shuts_down() -> Result<()> {
+    let dir = TestDir::new("ready");
+    let token = unique_token("ready");
+    // A provider that ignores SIGTERM keeps the shutdown going for its shutdown_timeout_s.
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "providers:\n{}",
+            provider_yaml("slow", &token, &["--stubborn"], "shutdown_timeout_s: 3")
+        ),
+    );
+    let h = HttpHangar::start(&cfg).await?;
+    let http = reqwest::Client::new();
+    let client = h.client().await?;
+    let r = call(&client, "registry_start", json!({"provider": "slow"})).await?;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert_eq!(
+        http.get(format!("{}/ready", h.base)).send().await?.status(),
+        200
+    );
+    sigterm(h.pid());
+    let mut saw_503 = false;
+    for _ in 0..50 {
+        match http.get(format!("{}/ready", h.base)).send().await {
+            Ok(resp) if resp.status() == 503 => {
+                saw_503 = true;
+                break;
+            }
+            Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(_) => break,
+        }
+    }
+    assert!(saw_503, "/ready answered 503 during shutdown");
+    assert_eq!(
+        http.get(format!("{}/health", h.base))
+            .send()
+            .await?
+            .status(),
+        200,
+        "/health stays 200 while the process runs"
+    );
+    assert!(wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await);
+    Ok(())
+}
