@@ -115,10 +115,50 @@ fn relay(argv: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// The same relay on tokio (non-blocking pipes, a current-thread runtime): what the async stack
+/// itself costs before any MCP processing.
+fn async_relay(argv: &[String]) -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (program, args) = argv.split_first().context("relay needs a command")?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let mut to_child = child.stdin.take().context("child stdin")?;
+        let mut from_child = BufReader::new(child.stdout.take().context("child stdout")?).lines();
+        let (stdin, mut stdout) = rmcp::transport::stdio_pipes();
+        let mut requests = BufReader::new(stdin).lines();
+        while let Some(request) = requests.next_line().await? {
+            to_child.write_all(request.as_bytes()).await?;
+            to_child.write_all(b"\n").await?;
+            to_child.flush().await?;
+            if !request.contains("\"id\"") {
+                continue;
+            }
+            let Some(answer) = from_child.next_line().await? else {
+                break;
+            };
+            stdout.write_all(answer.as_bytes()).await?;
+            stdout.write_all(b"\n").await?;
+            stdout.flush().await?;
+        }
+        Ok(())
+    })
+}
+
 fn main() -> Result<()> {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some("--relay") {
         return relay(&argv[2..]);
+    }
+    if argv.get(1).map(String::as_str) == Some("--async-relay") {
+        return async_relay(&argv[2..]);
     }
     tokio::runtime::Runtime::new()?.block_on(bench())
 }
@@ -146,6 +186,11 @@ async fn bench() -> Result<()> {
         .arg(&provider)
         .args(["--name", "bench-relay"]);
     let relayed = connect(rc).await.context("relay")?;
+    let mut ac = Command::new(std::env::current_exe()?);
+    ac.arg("--async-relay")
+        .arg(&provider)
+        .args(["--name", "bench-async-relay"]);
+    let async_relayed = connect(ac).await.context("async relay")?;
     let mut hc = Command::new(&hangar);
     hc.args(["serve", "--config"])
         .arg(&cfg)
@@ -154,6 +199,7 @@ async fn bench() -> Result<()> {
     for _ in 0..200 {
         call_once(&direct, "echo").await?;
         call_once(&relayed, "echo").await?;
+        call_once(&async_relayed, "echo").await?;
         call_once(&through, "math__echo").await?;
     }
     // More rounds (HANGAR_BENCH_ROUNDS) give a profiler time to attach.
@@ -161,7 +207,7 @@ async fn bench() -> Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(10);
-    let (mut d, mut r, mut h) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         for _ in 0..CALLS_PER_ROUND {
             d.push(call_once(&direct, "echo").await?);
@@ -170,10 +216,13 @@ async fn bench() -> Result<()> {
             r.push(call_once(&relayed, "echo").await?);
         }
         for _ in 0..CALLS_PER_ROUND {
+            a.push(call_once(&async_relayed, "echo").await?);
+        }
+        for _ in 0..CALLS_PER_ROUND {
             h.push(call_once(&through, "math__echo").await?);
         }
     }
-    for v in [&mut d, &mut r, &mut h] {
+    for v in [&mut d, &mut r, &mut a, &mut h] {
         v.sort();
     }
     let row = |name: &str, v: &[Duration]| {
@@ -199,10 +248,13 @@ async fn bench() -> Result<()> {
     println!("  {:<34} {:>10} {:>10}", "", "p50 µs", "p99 µs");
     row("direct to provider", &d);
     row("through a bare line relay (floor)", &r);
+    row("through a tokio line relay", &a);
     row("through mcp-hangar (stdio)", &h);
     added("added by the bare relay", &r);
+    added("added by the tokio relay", &a);
     added("added by the hangar", &h);
     drop(relayed);
+    drop(async_relayed);
     drop(direct);
     drop(through);
 
