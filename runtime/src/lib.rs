@@ -1,10 +1,11 @@
 //! MCP Hangar: a hot-load registry and gateway for MCP servers.
 //!
-//! Module map (see ARCHITECTURE in the README): `config` (file → validated form), `provider`
-//! (the pure lifecycle state machine), `backend` (how a provider runs and is reached), `registry`
-//! (the live set: start, stop, invoke, idle collection), `gateway` (the MCP server clients talk
-//! to), `http` (streamable HTTP and health endpoints), `events` (the bus everything else listens
-//! to), `serve` (wiring it together for the CLI).
+//! Module map (the README has the full one): `config` (file → validated form), `provider` (the
+//! pure lifecycle state machine and circuit breaker), `backend` (how a provider runs and is
+//! reached), `registry` (the live set and the call path), `group` (strategies, rotation,
+//! failover), `recovery` (restarts and rotation, driven by events), `validate` (argument
+//! checks), `gateway` (the MCP server clients talk to), `http` (streamable HTTP and health
+//! endpoints), `events` (the bus everything else listens to), `serve` (wiring for the CLI).
 
 pub mod backend;
 pub mod config;
