@@ -1,0 +1,157 @@
+//! `hostile`: a plugin that misbehaves on demand, for the plugin host's containment tests.
+//! Never deploy it.
+//!
+//! It exports both `validator` and `lb-policy` (its world includes `validator-plugin` and
+//! `lb-policy-plugin`, which import only `host`), so the one file loads as either kind.
+//! It behaves well except on the trigger: a `validate` of tool `attack`, or a `pick` for
+//! session `attack`. Then it does what `mode` says:
+//!
+//! | mode        | misbehaviour                                            | host must answer       |
+//! |-------------|---------------------------------------------------------|------------------------|
+//! | `loop`      | spins forever                                           | timeout (epoch)        |
+//! | `memory`    | allocates 1 MiB blocks until the allocator fails        | memory limit           |
+//! | `trap`      | executes `unreachable`                                  | trap                   |
+//! | `panic`     | panics (prints to stderr, then aborts: a trap)          | trap, with the message |
+//! | `big`       | denies with a 100 MiB reason (needs `memory_mb` > 100)   | output too large       |
+//! | `log-flood` | logs 100 000 lines, then allows                          | log lines dropped      |
+//! | `bad-index` | picks member 4 000 000 000                              | invalid answer         |
+//! | `slow`      | spins 30 ms (by `host.now-ms`), then denies "slow answer" | nothing: it is in time |
+//!
+//! Config: `{"mode": "loop"}`; any other mode is a `configure` error. `{"mode": "loop",
+//! "in_configure": true}` misbehaves in `configure` itself instead.
+//!
+//! Build: `cargo build --release --target wasm32-wasip2`.
+
+use std::sync::Mutex;
+
+use serde::Deserialize;
+
+wit_bindgen::generate!({
+    inline: "
+        package hangar-test:hostile;
+
+        world hostile {
+            include hangar:plugin/validator-plugin@0.1.0;
+            include hangar:plugin/lb-policy-plugin@0.1.0;
+        }
+    ",
+    world: "hostile",
+    path: "../../../wit/0.1.0",
+    generate_all,
+});
+
+use hangar::plugin::host::{self, Level};
+use hangar::plugin::types::{Invocation, Member, Verdict};
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case")]
+enum Mode {
+    Loop,
+    Memory,
+    Trap,
+    Panic,
+    Big,
+    LogFlood,
+    BadIndex,
+    Slow,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    mode: Mode,
+    #[serde(default)]
+    in_configure: bool,
+}
+
+static MODE: Mutex<Option<Mode>> = Mutex::new(None);
+
+const TRIGGER: &str = "attack";
+
+struct Hostile;
+
+fn configure(config_json: &str) -> Result<(), String> {
+    let config: Config = serde_json::from_str(config_json)
+        .map_err(|err| format!("hostile: invalid config: {err}"))?;
+    if config.in_configure {
+        misbehave(config.mode);
+    }
+    *MODE.lock().unwrap_or_else(|e| e.into_inner()) = Some(config.mode);
+    Ok(())
+}
+
+fn mode() -> Option<Mode> {
+    *MODE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Does the damage. Returns only for the modes whose damage is in the answer.
+fn misbehave(mode: Mode) {
+    match mode {
+        Mode::Loop => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        Mode::Memory => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                let mut block = vec![1u8; 1 << 20];
+                block[0] = std::hint::black_box(2);
+                hoard.push(block);
+                std::hint::black_box(&hoard);
+            }
+        }
+        Mode::Trap => core::arch::wasm32::unreachable(),
+        Mode::Panic => panic!("hostile plugin panics on purpose"),
+        Mode::LogFlood => {
+            for i in 0..100_000 {
+                host::log(Level::Warn, &format!("flood line {i}"));
+            }
+        }
+        Mode::Slow => {
+            let until = host::now_ms() + 30;
+            while host::now_ms() < until {
+                std::hint::spin_loop();
+            }
+        }
+        Mode::Big | Mode::BadIndex => {}
+    }
+}
+
+impl exports::hangar::plugin::validator::Guest for Hostile {
+    fn configure(config_json: String) -> Result<(), String> {
+        configure(&config_json)
+    }
+
+    fn validate(call: Invocation) -> Verdict {
+        let Some(mode) = mode().filter(|_| call.tool == TRIGGER) else {
+            return Verdict::Allow;
+        };
+        misbehave(mode);
+        match mode {
+            Mode::Big => Verdict::Deny("x".repeat(100 << 20)),
+            Mode::Slow => Verdict::Deny("slow answer".into()),
+            _ => Verdict::Allow,
+        }
+    }
+}
+
+impl exports::hangar::plugin::lb_policy::Guest for Hostile {
+    fn configure(config_json: String) -> Result<(), String> {
+        configure(&config_json)
+    }
+
+    fn pick(call: Invocation, members: Vec<Member>) -> Option<u32> {
+        let Some(mode) = mode().filter(|_| call.session.as_deref() == Some(TRIGGER)) else {
+            return (!members.is_empty()).then_some(0);
+        };
+        misbehave(mode);
+        match mode {
+            Mode::BadIndex => Some(4_000_000_000),
+            _ => Some(0),
+        }
+    }
+}
+
+export!(Hostile);

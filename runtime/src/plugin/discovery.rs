@@ -1,0 +1,93 @@
+//! Discovery sources: a fresh instance per `discover` (they run seconds apart, and a fresh
+//! instance cannot carry a broken state from one round to the next).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::DiscoveredProvider;
+use super::bindings::v0_1_0::DiscoverySourcePre;
+use super::bindings::v0_1_0::hangar::plugin::types as wit;
+use super::engine::Runtime;
+use super::error::{PluginError, PluginErrorKind, truncate};
+use super::load::{Loaded, backstop, configured, settle, store, within};
+use super::sandbox::Sandbox;
+use super::stats::Stats;
+
+/// Largest answer accepted, counted as the bytes of all its strings: ample for thousands of
+/// providers, and a bound on what a source can make the hangar hold.
+pub(super) const MAX_DISCOVERY_BYTES: usize = 16 << 20;
+/// Longest error message of a source kept.
+const REPORTED_BYTES: usize = 4096;
+
+pub(super) async fn discover(
+    runtime: &Runtime,
+    loaded: &Loaded,
+    pre: &DiscoverySourcePre<Sandbox>,
+    stats: &Arc<Stats>,
+) -> Result<Vec<DiscoveredProvider>, PluginError> {
+    let plugin = &*loaded.sandbox.plugin;
+    let mut store = store(runtime, &loaded.sandbox, stats)?;
+    let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
+    let instance = settle(&store, outcome)?;
+    let exports = instance.hangar_plugin_discovery();
+    let answer = within(
+        backstop(&store),
+        exports.call_configure(&mut store, &loaded.config_json),
+    )
+    .await;
+    configured(&store, answer)?;
+    let outcome = within(backstop(&store), exports.call_discover(&mut store)).await;
+    let found = settle(&store, outcome)?.map_err(|reported| {
+        PluginError::new(
+            plugin,
+            PluginErrorKind::Reported,
+            format!("discover failed: {}", truncate(&reported, REPORTED_BYTES)),
+        )
+    })?;
+    let size: usize = found.iter().map(spec_bytes).sum();
+    if size > MAX_DISCOVERY_BYTES {
+        return Err(PluginError::new(
+            plugin,
+            PluginErrorKind::OutputTooLarge,
+            format!(
+                "answered with {} providers in {size} bytes; at most {MAX_DISCOVERY_BYTES} are \
+                 accepted",
+                found.len()
+            ),
+        ));
+    }
+    Ok(found.into_iter().map(DiscoveredProvider::from).collect())
+}
+
+fn spec_bytes(spec: &wit::ProviderSpec) -> usize {
+    let pairs = |p: &[(String, String)]| p.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
+    spec.name.len()
+        + spec.mode.len()
+        + spec.command.iter().map(String::len).sum::<usize>()
+        + opt(&spec.image)
+        + opt(&spec.endpoint)
+        + pairs(&spec.env)
+        + opt(&spec.group)
+        + pairs(&spec.labels)
+        + opt(&spec.description)
+        + opt(&spec.tools_json)
+}
+
+impl From<wit::ProviderSpec> for DiscoveredProvider {
+    fn from(spec: wit::ProviderSpec) -> Self {
+        Self {
+            name: spec.name,
+            mode: spec.mode,
+            command: spec.command,
+            image: spec.image,
+            endpoint: spec.endpoint,
+            env: spec.env,
+            group: spec.group,
+            labels: spec.labels,
+            description: spec.description,
+            idle_ttl: spec.idle_ttl_s.map(|s| Duration::from_secs(u64::from(s))),
+            tools_json: spec.tools_json,
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Loading one version of a plugin: read, compile (off the async threads), type-check against
+//! its world, and prove its `config:` with a first `configure`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::Store;
+use wasmtime::component::{Component, InstancePre};
+
+use super::bindings::v0_1_0::{
+    DiscoverySourcePre, lb::LbPolicyPluginPre, validator::ValidatorPluginPre,
+};
+use super::engine::Runtime;
+use super::error::{PluginError, PluginErrorKind, classify, truncate};
+use super::lb;
+use super::sandbox::{Sandbox, SandboxSpec, arm, new_store};
+use super::stats::Stats;
+use crate::config::{PluginKind, PluginSpec};
+
+/// The WIT package every world below belongs to; named in load errors.
+pub(super) const WIT_PACKAGE: &str = "hangar:plugin@0.1.0";
+
+/// How long past its deadline a call may run before the async backstop drops it. The epoch
+/// stops running wasm about a tick after the deadline; the backstop is for time spent in host
+/// calls (a slow docker engine), where no epoch check runs.
+const BACKSTOP_SLACK: Duration = Duration::from_millis(50);
+
+/// Longest `configure` error kept.
+const CONFIGURE_ERROR_BYTES: usize = 4096;
+
+/// One loaded version of a plugin. Calls hold an `Arc` of it, so a hot swap lets them finish
+/// on the version they started with.
+pub(super) struct Loaded {
+    pub version: u64,
+    /// The file as compiled; a reload of identical bytes reuses it.
+    pub compiled: Arc<Compiled>,
+    pub spec: Arc<PluginSpec>,
+    pub sandbox: Arc<SandboxSpec>,
+    /// `config:` in clear, as JSON: for `configure` only, never for a log.
+    pub config_json: Arc<str>,
+    pub world: World,
+}
+
+/// A file compiled and linked for one kind. Kept to skip compiling again when a reload finds
+/// the same bytes (a change of `config:` or limits only).
+pub(super) struct Compiled {
+    bytes: Vec<u8>,
+    kind: PluginKind,
+    pre: InstancePre<Sandbox>,
+}
+
+pub(super) enum World {
+    /// A fresh instance per call.
+    Validator(ValidatorPluginPre<Sandbox>),
+    /// One long-lived instance owned by a task.
+    LbPolicy(lb::Actor),
+    /// A fresh instance per `discover`.
+    Discovery(DiscoverySourcePre<Sandbox>),
+}
+
+/// The world a plugin of `kind` must be built for.
+pub(super) fn world_name(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Validator => "validator-plugin",
+        PluginKind::LbPolicy => "lb-policy-plugin",
+        PluginKind::Discovery => "discovery-source",
+    }
+}
+
+/// Loads version `version` of `spec`, reusing `previous`'s compilation when the file has not
+/// changed.
+pub(super) async fn load(
+    runtime: &Arc<Runtime>,
+    spec: &PluginSpec,
+    version: u64,
+    previous: Option<Arc<Compiled>>,
+    stats: &Arc<Stats>,
+) -> Result<Loaded, PluginError> {
+    let name = spec.name.as_str();
+    if spec.fuel.is_some() && !runtime.fuel {
+        return Err(PluginError::new(
+            name,
+            PluginErrorKind::Load,
+            "sets `fuel:`, but the plugin host was started without fuel metering (it is \
+             switched on when the hangar starts with a plugin that sets `fuel:`); restart the \
+             hangar to apply it",
+        ));
+    }
+    let config_json = serde_json::to_string(spec.config.expose()).map_err(|err| {
+        PluginError::new(
+            name,
+            PluginErrorKind::Load,
+            format!("cannot encode its `config:`: {err}"),
+        )
+    })?;
+    let config_json: Arc<str> = Arc::from(config_json);
+    let sandbox = Arc::new(SandboxSpec::new(spec));
+
+    // Reading and compiling take milliseconds to seconds of CPU: never on an async worker.
+    let compiled = {
+        let runtime = Arc::clone(runtime);
+        let spec = spec.clone();
+        tokio::task::spawn_blocking(move || compile(&runtime, &spec, previous))
+            .await
+            .map_err(|err| {
+                PluginError::new(
+                    name,
+                    PluginErrorKind::Load,
+                    format!("compilation panicked: {err}"),
+                )
+            })??
+    };
+    let pre = compiled.pre.clone();
+
+    let type_error = |err: wasmtime::Error| {
+        PluginError::new(
+            name,
+            PluginErrorKind::Load,
+            format!(
+                "`{}` is not a component of the `{}` world of {WIT_PACKAGE}, which a plugin of \
+                 kind `{}` must be: {err:#}",
+                spec.path.display(),
+                world_name(spec.kind),
+                spec.kind
+            ),
+        )
+    };
+    let world = match spec.kind {
+        PluginKind::Validator => {
+            let pre = ValidatorPluginPre::new(pre).map_err(type_error)?;
+            // Prove the config now, so a bad one is a load error rather than every call's.
+            let mut store = store(runtime, &sandbox, stats)?;
+            let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
+            let instance = settle(&store, outcome)?;
+            let exports = instance.hangar_plugin_validator();
+            let answer = within(
+                backstop(&store),
+                exports.call_configure(&mut store, &config_json),
+            )
+            .await;
+            configured(&store, answer)?;
+            World::Validator(pre)
+        }
+        PluginKind::LbPolicy => {
+            let pre = LbPolicyPluginPre::new(pre).map_err(type_error)?;
+            let context = lb::Context {
+                runtime: Arc::clone(runtime),
+                pre,
+                sandbox: Arc::clone(&sandbox),
+                config_json: Arc::clone(&config_json),
+                stats: Arc::clone(stats),
+            };
+            // The instance that proved the config becomes the policy's first live one.
+            let first = context.instantiate().await?;
+            World::LbPolicy(lb::Actor::start(context, first))
+        }
+        PluginKind::Discovery => {
+            let pre = DiscoverySourcePre::new(pre).map_err(type_error)?;
+            let mut store = store(runtime, &sandbox, stats)?;
+            let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
+            let instance = settle(&store, outcome)?;
+            let exports = instance.hangar_plugin_discovery();
+            let answer = within(
+                backstop(&store),
+                exports.call_configure(&mut store, &config_json),
+            )
+            .await;
+            configured(&store, answer)?;
+            World::Discovery(pre)
+        }
+    };
+    Ok(Loaded {
+        version,
+        compiled,
+        spec: Arc::new(spec.clone()),
+        sandbox,
+        config_json,
+        world,
+    })
+}
+
+/// Reads and compiles the file, and links it against its kind's imports; or returns
+/// `previous` when the file holds the same bytes for the same kind. Blocking.
+fn compile(
+    runtime: &Runtime,
+    spec: &PluginSpec,
+    previous: Option<Arc<Compiled>>,
+) -> Result<Arc<Compiled>, PluginError> {
+    let name = spec.name.as_str();
+    let path = spec.path.display();
+    let load_error = |message: String| PluginError::new(name, PluginErrorKind::Load, message);
+    let bytes = std::fs::read(&spec.path)
+        .map_err(|err| load_error(format!("cannot read `{path}`: {err}")))?;
+    if let Some(previous) = previous.filter(|p| p.kind == spec.kind && p.bytes == bytes) {
+        return Ok(previous);
+    }
+    match bytes.get(..8) {
+        Some([0, b'a', b's', b'm', 1, 0, 0, 0]) => {
+            return Err(load_error(format!(
+                "`{path}` is a core WebAssembly module, not a component: build it for \
+                 `wasm32-wasip2` (or wrap it with `wasm-tools component new`) against the \
+                 `{}` world of {WIT_PACKAGE}",
+                world_name(spec.kind)
+            )));
+        }
+        Some([0, b'a', b's', b'm', _, _, 1, 0]) => {}
+        _ => {
+            return Err(load_error(format!(
+                "`{path}` is not a WebAssembly component (it does not start with the wasm \
+                 magic bytes)"
+            )));
+        }
+    }
+    let component = Component::from_binary(&runtime.engine, &bytes)
+        .map_err(|err| load_error(format!("`{path}` does not compile: {err:#}")))?;
+    let linker = match spec.kind {
+        PluginKind::Discovery => &runtime.discovery,
+        PluginKind::Validator | PluginKind::LbPolicy => &runtime.plain,
+    };
+    let pre = linker.instantiate_pre(&component).map_err(|err| {
+        load_error(format!(
+            "`{path}` is not a component of the `{}` world of {WIT_PACKAGE}, which a plugin of \
+             kind `{}` must be (it may import only {}): {err:#}",
+            world_name(spec.kind),
+            spec.kind,
+            match spec.kind {
+                PluginKind::Discovery => "WASI, `host`, `docker` and `kubernetes`",
+                PluginKind::Validator | PluginKind::LbPolicy => "WASI and `host`",
+            }
+        ))
+    })?;
+    Ok(Arc::new(Compiled {
+        bytes,
+        kind: spec.kind,
+        pre,
+    }))
+}
+
+/// A fresh store, armed for one call.
+pub(super) fn store(
+    runtime: &Runtime,
+    sandbox: &Arc<SandboxSpec>,
+    stats: &Arc<Stats>,
+) -> Result<Store<Sandbox>, PluginError> {
+    let mut store = new_store(runtime, sandbox, stats)?;
+    arm(&mut store, runtime.fuel)?;
+    Stats::bump(&stats.instances);
+    Ok(store)
+}
+
+/// When the async backstop drops a call on `store`: `BACKSTOP_SLACK` after its deadline.
+pub(super) fn backstop(store: &Store<Sandbox>) -> Instant {
+    store.data().deadline() + BACKSTOP_SLACK
+}
+
+/// Runs `call`, dropping it at `backstop` (see `backstop`); `None` when it was dropped.
+pub(super) async fn within<T>(
+    backstop: Instant,
+    call: impl Future<Output = wasmtime::Result<T>>,
+) -> Option<wasmtime::Result<T>> {
+    tokio::time::timeout_at(backstop.into(), call).await.ok()
+}
+
+/// The outcome of a `within` call as the host reports it.
+pub(super) fn settle<T>(
+    store: &Store<Sandbox>,
+    outcome: Option<wasmtime::Result<T>>,
+) -> Result<T, PluginError> {
+    let spec = store.data().spec();
+    match outcome {
+        Some(Ok(value)) => Ok(value),
+        Some(Err(err)) => Err(classify(
+            &spec.plugin,
+            &err,
+            spec.timeout,
+            &store.data().stderr(),
+        )),
+        None => Err(PluginError::new(
+            &spec.plugin,
+            PluginErrorKind::Timeout,
+            format!(
+                "did not answer within its timeout of {} ms (stuck in a host call) and was \
+                 dropped",
+                spec.timeout.as_millis()
+            ),
+        )),
+    }
+}
+
+/// The outcome of a `configure` call.
+pub(super) fn configured(
+    store: &Store<Sandbox>,
+    outcome: Option<wasmtime::Result<Result<(), String>>>,
+) -> Result<(), PluginError> {
+    settle(store, outcome)?.map_err(|refusal| {
+        PluginError::new(
+            &store.data().spec().plugin,
+            PluginErrorKind::Configure,
+            format!(
+                "refused its `config:`: {}",
+                truncate(&refusal, CONFIGURE_ERROR_BYTES)
+            ),
+        )
+    })
+}

@@ -1,0 +1,297 @@
+//! One plugin instance's world: the store data (`Sandbox`), its limits, its deadline, and
+//! the host side of every import — WASI with nothing in it, `host`, and the capabilities that
+//! refuse unless granted.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::v0_1_0::hangar::plugin as wit;
+use super::engine::Runtime;
+use super::error::{MemoryCapHit, PluginError, PluginErrorKind, truncate};
+use super::stats::Stats;
+use crate::config::{PluginGrant, PluginSpec, Preopen};
+
+/// `host.log` lines a plugin may write per call; the rest are dropped and counted, so a plugin
+/// cannot flood the hangar's log.
+const LOG_LINES_PER_CALL: u32 = 32;
+/// Longest `host.log` line kept; longer ones are cut.
+const LOG_LINE_BYTES: usize = 2048;
+/// Stderr kept per instance, to quote a panic message in the error. Writes past it fail.
+const STDERR_BYTES: usize = 4096;
+/// Table growth allowed to a plugin, as the pool's slots hold (engine::pooling).
+const TABLE_ELEMENTS: usize = 20_000;
+
+/// The sandbox settings of one loaded version of a plugin, shared by all its instances.
+#[derive(Debug)]
+pub(super) struct SandboxSpec {
+    pub plugin: Arc<str>,
+    pub memory_cap: usize,
+    pub timeout: Duration,
+    pub fuel: Option<u64>,
+    pub grants: Vec<PluginGrant>,
+    pub preopens: Vec<Preopen>,
+}
+
+impl SandboxSpec {
+    pub fn new(spec: &PluginSpec) -> Self {
+        Self {
+            plugin: Arc::from(spec.name.as_str()),
+            memory_cap: usize::try_from(spec.memory_bytes()).unwrap_or(usize::MAX),
+            timeout: spec.timeout,
+            fuel: spec.fuel,
+            grants: spec.grants.clone(),
+            preopens: spec.preopens.clone(),
+        }
+    }
+}
+
+/// The data of one store: one plugin instance and everything its imports may touch.
+pub(super) struct Sandbox {
+    spec: Arc<SandboxSpec>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    /// When the current call must be over; checked at every epoch tick.
+    deadline: Instant,
+    logs_left: u32,
+    stats: Arc<Stats>,
+    stderr: MemoryOutputPipe,
+}
+
+/// A fresh store for one instance of the plugin, its deadline not yet armed.
+///
+/// The WASI context is empty by design: no environment, no arguments, stdin closed, stdout
+/// discarded, stderr kept (bounded) only to explain a trap, no network (TCP, UDP and name
+/// lookup are off), and the spec's preopens read-only. Clocks and randomness are the host's:
+/// neither grants authority.
+pub(super) fn new_store(
+    runtime: &Runtime,
+    spec: &Arc<SandboxSpec>,
+    stats: &Arc<Stats>,
+) -> Result<Store<Sandbox>, PluginError> {
+    let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+    let mut wasi = WasiCtx::builder();
+    wasi.allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .stderr(stderr.clone());
+    for preopen in &spec.preopens {
+        wasi.preopened_dir(&preopen.host, &preopen.guest, FsPerms::ReadOnly)
+            .map_err(|err| {
+                PluginError::new(
+                    &spec.plugin,
+                    PluginErrorKind::Load,
+                    format!(
+                        "cannot open its preopened directory `{}` (seen by the plugin as `{}`): \
+                         {err}",
+                        preopen.host.display(),
+                        preopen.guest
+                    ),
+                )
+            })?;
+    }
+    let sandbox = Sandbox {
+        spec: Arc::clone(spec),
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limiter: Limiter {
+            memory_cap: spec.memory_cap,
+        },
+        deadline: Instant::now() + spec.timeout,
+        logs_left: LOG_LINES_PER_CALL,
+        stats: Arc::clone(stats),
+        stderr,
+    };
+    let mut store = Store::new(&runtime.engine, sandbox);
+    store.limiter(|s| &mut s.limiter);
+    // Every tick past the armed deadline lands here: yield to the executor (a long call
+    // never holds a tokio worker for more than a tick) until the wall-clock deadline, then
+    // stop the call with a trap (`Trap::Interrupt`, reported as a timeout). The wall clock
+    // rather than a tick count keeps the bound right when the ticker thread runs late.
+    store.epoch_deadline_callback(|ctx| {
+        if Instant::now() >= ctx.data().deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    Ok(store)
+}
+
+/// Arms the store for one call: its deadline, fuel and log budget start now.
+pub(super) fn arm(store: &mut Store<Sandbox>, fuel_metered: bool) -> Result<(), PluginError> {
+    let spec = Arc::clone(&store.data().spec);
+    store.data_mut().deadline = Instant::now() + spec.timeout;
+    store.data_mut().logs_left = LOG_LINES_PER_CALL;
+    store.set_epoch_deadline(1);
+    if fuel_metered {
+        // A metered engine traps at zero fuel: a plugin without `fuel:` gets all there is.
+        let fuel = spec.fuel.unwrap_or(u64::MAX);
+        store.set_fuel(fuel).map_err(|err| {
+            PluginError::new(
+                &spec.plugin,
+                PluginErrorKind::Load,
+                format!("cannot set its fuel: {err}"),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+impl Sandbox {
+    /// What the plugin wrote on stderr so far (at most `STDERR_BYTES`).
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.contents()).into_owned()
+    }
+
+    pub fn spec(&self) -> &SandboxSpec {
+        &self.spec
+    }
+
+    /// When the current call must be over.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    fn granted(&self, grant: PluginGrant) -> Result<(), String> {
+        if self.spec.grants.contains(&grant) {
+            Ok(())
+        } else {
+            let name = grant.as_str();
+            Err(format!(
+                "plugin `{}` was not granted `{name}`; add `grants: [{name}]` to its config",
+                self.spec.plugin
+            ))
+        }
+    }
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Enforces `memory_mb` (and a table bound) per store. A refused growth traps at once with a
+/// `MemoryCapHit`, so the failure is reported as a memory limit rather than as whatever the
+/// guest's allocator does when `memory.grow` returns -1.
+struct Limiter {
+    memory_cap: usize,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_cap {
+            return Err(wasmtime::Error::new(MemoryCapHit {
+                cap: self.memory_cap,
+                desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS)
+    }
+}
+
+impl wit::types::Host for Sandbox {}
+
+impl wit::host::Host for Sandbox {
+    fn log(&mut self, level: wit::types::Level, message: String) {
+        if self.logs_left == 0 {
+            Stats::bump(&self.stats.log_lines_dropped);
+            return;
+        }
+        self.logs_left -= 1;
+        let plugin = &*self.spec.plugin;
+        let line = printable(&truncate(&message, LOG_LINE_BYTES));
+        use wit::types::Level;
+        match level {
+            Level::Trace => tracing::trace!(plugin, "plugin `{plugin}`: {line}"),
+            Level::Debug => tracing::debug!(plugin, "plugin `{plugin}`: {line}"),
+            Level::Info => tracing::info!(plugin, "plugin `{plugin}`: {line}"),
+            Level::Warn => tracing::warn!(plugin, "plugin `{plugin}`: {line}"),
+            Level::Error => tracing::error!(plugin, "plugin `{plugin}`: {line}"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+}
+
+impl wit::docker::Host for Sandbox {
+    async fn list_containers(
+        &mut self,
+        _label_filters: Vec<String>,
+    ) -> Result<Vec<wit::types::Container>, String> {
+        self.granted(PluginGrant::Docker)?;
+        Err(format!(
+            "plugin `{}` was granted `docker`, but this build of the hangar has no docker \
+             backend yet",
+            self.spec.plugin
+        ))
+    }
+}
+
+impl wit::kubernetes::Host for Sandbox {
+    async fn list_pods(
+        &mut self,
+        _namespaces: Vec<String>,
+        _label_selector: Option<String>,
+    ) -> Result<Vec<wit::types::Pod>, String> {
+        self.granted(PluginGrant::Kubernetes)?;
+        Err(format!(
+            "plugin `{}` was granted `kubernetes`, but this build of the hangar has no \
+             kubernetes backend yet",
+            self.spec.plugin
+        ))
+    }
+}
+
+/// `text` with control characters escaped, so a plugin cannot forge log lines or send
+/// terminal escapes.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            let _ = write!(out, "{}", c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printable_escapes_newlines_and_terminal_escapes() {
+        assert_eq!(printable("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
+        assert_eq!(printable("plain ü"), "plain ü");
+    }
+}

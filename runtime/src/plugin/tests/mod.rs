@@ -1,0 +1,162 @@
+//! The plugin host's tests, against the real example plugins in `examples/plugins/`, which
+//! they build for wasm32-wasip2 first (`cargo build --release --target wasm32-wasip2`, once
+//! per test process). The figures are an ignored test:
+//! `cargo test --release -p mcp-hangar plugin::tests::figures -- --ignored --nocapture`.
+
+mod deny_patterns;
+mod figures;
+mod hostile;
+mod hot_swap;
+mod lifecycle;
+mod loading;
+mod sticky_session;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
+
+use crate::config::{PluginConfig, PluginKind, PluginSpec};
+use crate::plugin::{Invocation, Member, PluginHost};
+
+/// The repository root: `runtime/..`, unless a crate that includes this module from elsewhere
+/// says where it is (`HANGAR_REPO_ROOT` at build time).
+const REPO: &str = match option_env!("HANGAR_REPO_ROOT") {
+    Some(root) => root,
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/.."),
+};
+
+/// Where the example plugins are built (`HANGAR_PLUGINS_TARGET` at build time overrides it).
+const TARGET: &str = match option_env!("HANGAR_PLUGINS_TARGET") {
+    Some(target) => target,
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm-plugins"),
+};
+
+/// The example plugin `crate_dir` built for wasm32-wasip2 (built once per test process).
+pub(super) fn wasm(crate_dir: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        for dir in [
+            "deny-patterns",
+            "sticky-session",
+            "hostile",
+            "hostile-discovery",
+        ] {
+            let manifest = Path::new(REPO)
+                .join("examples/plugins")
+                .join(dir)
+                .join("Cargo.toml");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--release",
+                    "--quiet",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .env("CARGO_TARGET_DIR", TARGET)
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building {} failed", manifest.display());
+        }
+    });
+    Path::new(TARGET)
+        .join("wasm32-wasip2/release")
+        .join(format!("{}.wasm", crate_dir.replace('-', "_")))
+}
+
+pub(super) fn spec(
+    name: &str,
+    kind: PluginKind,
+    crate_dir: &str,
+    config: serde_json::Value,
+) -> PluginSpec {
+    PluginSpec {
+        name: name.to_owned(),
+        kind,
+        defined_at: None,
+        path: wasm(crate_dir),
+        config: PluginConfig::plain(config),
+        timeout: Duration::from_millis(50),
+        memory_mb: 64,
+        fuel: None,
+        on_error: kind.default_on_error(),
+        grants: Vec::new(),
+        preopens: Vec::new(),
+    }
+}
+
+/// One host for every test of the process (no fuel), as the hangar has one per process.
+pub(super) fn host() -> &'static PluginHost {
+    static HOST: LazyLock<PluginHost> =
+        LazyLock::new(|| PluginHost::new().expect("the plugin host starts"));
+    &HOST
+}
+
+pub(super) fn call(tool: &str, arguments: serde_json::Value) -> Invocation {
+    Invocation {
+        provider: "fs".into(),
+        tool: tool.into(),
+        arguments_json: arguments.to_string(),
+        session: None,
+        meta: vec![("correlation-id".into(), "t-1".into())],
+    }
+}
+
+pub(super) fn with_session(session: &str) -> Invocation {
+    Invocation {
+        provider: "pool".into(),
+        tool: "echo".into(),
+        arguments_json: "{}".into(),
+        session: Some(session.into()),
+        meta: Vec::new(),
+    }
+}
+
+pub(super) fn members(n: usize) -> Vec<Member> {
+    (0..n)
+        .map(|i| Member {
+            id: format!("member-{i}"),
+            weight: 1,
+            priority: 1,
+            in_flight: 0,
+            healthy: true,
+            ewma_latency_us: 1000,
+        })
+        .collect()
+}
+
+pub(super) fn deny_patterns_config() -> serde_json::Value {
+    serde_json::json!({"patterns": ["rm -rf", "DROP TABLE"], "allowed_root": "/data"})
+}
+
+#[test]
+fn plugins_and_hosts_can_be_shared_across_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<crate::plugin::Plugin>();
+    shareable::<PluginHost>();
+}
+
+#[test]
+fn a_discovered_providers_env_values_are_never_shown() {
+    let found = crate::plugin::DiscoveredProvider {
+        name: "db".into(),
+        mode: "remote".into(),
+        command: Vec::new(),
+        image: None,
+        endpoint: Some("http://127.0.0.1:9/mcp".into()),
+        env: vec![("API_TOKEN".into(), "tok-123-secret".into())],
+        group: None,
+        labels: Vec::new(),
+        description: None,
+        idle_ttl: None,
+        tools_json: None,
+    };
+    let shown = format!("{found:?}");
+    assert!(
+        shown.contains("API_TOKEN") && !shown.contains("tok-123-secret"),
+        "{shown}"
+    );
+}
