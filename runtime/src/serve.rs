@@ -14,6 +14,7 @@ use crate::config::{self, Config};
 use crate::events::{self, EventBus};
 use crate::gateway::{Catalog, Gateway, HangarServer};
 use crate::http::{self, Readiness};
+use crate::plugin::PluginSet;
 use crate::registry::Registry;
 
 pub enum Listen {
@@ -52,7 +53,8 @@ fn load(path: &Path) -> Result<Config, String> {
 pub fn check(path: &Path) -> Result<(), String> {
     let config = load(path)?;
     let registry = Registry::new(&config, EventBus::new());
-    let (_, problems) = Catalog::build(&registry);
+    let (_, mut problems) = Catalog::build(&registry);
+    problems.extend(plugin_problems(path, &config)?);
     if !problems.is_empty() {
         return Err(format!("{}: {}", path.display(), problems.join("\n")));
     }
@@ -63,11 +65,39 @@ pub fn check(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// Loads every plugin of `config` as `serve` would, and says where and why each that fails
+/// does (`FILE:LINE:COL: plugins.NAME: …`).
+fn plugin_problems(path: &Path, config: &Config) -> Result<Vec<String>, String> {
+    if config.plugins.is_empty() {
+        return Ok(Vec::new());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime to load the plugins: {e}"))?;
+    let plugins = runtime.block_on(PluginSet::load(config));
+    Ok(plugins
+        .slots()
+        .filter_map(|slot| {
+            let error = slot.status().last_error?;
+            let at = config.plugins[slot.name()]
+                .defined_at
+                .map(|at| format!("{}:{at}: ", path.display()))
+                .unwrap_or_default();
+            Some(format!("{at}plugins.{}: {error}", slot.name()))
+        })
+        .collect())
+}
+
 pub async fn run(opts: ServeOptions) -> Result<(), String> {
     let config = load(&opts.config)?;
     let bus = EventBus::new();
     events::spawn_log_subscriber(&bus);
-    let registry = Registry::new(&config, bus);
+    let plugins = PluginSet::spawn_load(&config);
+    if let Err(e) = plugins.watch() {
+        tracing::warn!("{e}; plugins are not reloaded when their files change");
+    }
+    let registry = Registry::with_plugins(&config, bus, plugins);
     let gateway = Gateway::new(registry.clone())
         .map_err(|problems| format!("{}: {}", opts.config.display(), problems.join("\n")))?;
     registry.spawn_idle_collector();

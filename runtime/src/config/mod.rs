@@ -41,11 +41,11 @@ pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED};
 pub use self::spec::{
-    BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources, ContainerSpec,
-    GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits, MemberDefinition,
-    OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen, ProviderMode,
-    ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec,
-    ToolFilter, ToolSpec, VolumeMount,
+    BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
+    ContainerSpec, GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits,
+    MemberDefinition, OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
+    ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
+    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
 };
 
 use self::locate::{KeyPath, SourceMap};

@@ -18,8 +18,8 @@ use super::schema::{
 };
 use super::secret::{MaybeSecret, key_looks_secret};
 use super::spec::{
-    BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources, ContainerSpec,
-    DEFAULT_API_KEY_HEADER, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_FAILBACK_DELAY,
+    BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
+    ContainerSpec, DEFAULT_API_KEY_HEADER, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_FAILBACK_DELAY,
     DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_IDLE_TTL, DEFAULT_MAX_ARGUMENT_BYTES,
     DEFAULT_MAX_ARGUMENT_DEPTH, DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_MAX_QUEUE,
     DEFAULT_MEMBER_PRIORITY, DEFAULT_MEMBER_WEIGHT, DEFAULT_MIN_HEALTHY, DEFAULT_PLUGIN_MEMORY_MB,
@@ -1115,6 +1115,20 @@ impl Resolver<'_> {
                 format!("plugin `{name}` has an empty `path`; give the .wasm file to load"),
             ));
         }
+        if let Some(bundled) = raw.path.strip_prefix(BUNDLED_PREFIX)
+            && crate::plugin::bundled::get(bundled).is_none()
+        {
+            return Err(self.invalid(
+                &path.key("path"),
+                format!(
+                    "there is no bundled plugin `{bundled}`; this hangar bundles {}",
+                    crate::plugin::bundled::names()
+                        .map(|n| format!("`{BUNDLED_PREFIX}{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
         let mut preopens: Vec<Preopen> = Vec::new();
         for (i, preopen) in raw.preopens.iter().flatten().enumerate() {
             let preopen_path = path.key("preopens").index(i);
@@ -1164,7 +1178,11 @@ impl Resolver<'_> {
             name: name.to_owned(),
             kind,
             defined_at: self.map.key(path, 0),
-            path: self.beside_config(&raw.path),
+            path: if raw.path.starts_with(BUNDLED_PREFIX) {
+                PathBuf::from(&raw.path)
+            } else {
+                self.beside_config(&raw.path)
+            },
             config,
             timeout: raw
                 .timeout_ms

@@ -602,7 +602,8 @@ pub struct PluginSpec {
     /// Where the plugin's name is written (`None` for specs built in code).
     pub defined_at: Option<SourceLocation>,
     /// The module file, absolute (a relative `path:` is taken from the config file's
-    /// directory). Not checked to exist: that is the plugin host's job when it loads it.
+    /// directory), or `bundled:NAME` for a plugin embedded in the binary. A file is not
+    /// checked to exist: that is the plugin host's job when it loads it.
     pub path: PathBuf,
     /// `config:` handed to the plugin, `${VAR}` resolved in every string.
     pub config: PluginConfig,
@@ -620,7 +621,16 @@ pub struct PluginSpec {
     pub preopens: Vec<Preopen>,
 }
 
+/// A plugin `path:` that starts with this names a plugin embedded in the binary
+/// (`bundled:sticky-session`) instead of a file.
+pub const BUNDLED_PREFIX: &str = "bundled:";
+
 impl PluginSpec {
+    /// The bundled plugin this spec names (`path: bundled:NAME`), if it names one.
+    pub fn bundled_name(&self) -> Option<&str> {
+        self.path.to_str()?.strip_prefix(BUNDLED_PREFIX)
+    }
+
     /// `memory_mb` in bytes.
     pub fn memory_bytes(&self) -> u64 {
         u64::from(self.memory_mb) << 20

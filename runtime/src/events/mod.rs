@@ -84,6 +84,14 @@ pub enum Event {
         duration_ms: u64,
         error: String,
     },
+    /// A validator plugin refused a call before the provider saw it.
+    ToolInvocationDenied {
+        provider: String,
+        tool: String,
+        correlation_id: String,
+        plugin: String,
+        reason: String,
+    },
 }
 
 /// An event with the wall-clock time it was published.
@@ -158,6 +166,7 @@ impl Event {
             Event::ToolInvocationRequested { .. }
                 | Event::ToolInvocationCompleted { .. }
                 | Event::ToolInvocationFailed { .. }
+                | Event::ToolInvocationDenied { .. }
         )
     }
 }

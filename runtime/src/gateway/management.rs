@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::Gateway;
 use crate::backend::ProgressSink;
 use crate::group::Group;
+use crate::plugin::{PluginErrorKind, PluginStatus};
 use crate::provider::ProviderState;
 use crate::provider::breaker::BreakerState;
 use crate::registry::{Invocation, InvokeError, Provider, Snapshot, Target, closest};
@@ -38,6 +39,7 @@ pub enum ManagementTool {
     InvokeStream,
     GroupList,
     GroupRebalance,
+    Plugins,
 }
 
 /// Longest `timeout` a caller may ask for.
@@ -156,6 +158,12 @@ pub fn tools() -> Vec<(Tool, ManagementTool)> {
             "Put every ready member of a group back into rotation and reset its strategy.",
             json!({"type": "object", "properties": {"group": {"type": "string", "description": "Group id"}}, "required": ["group"], "additionalProperties": false}),
             GroupRebalance,
+        ),
+        t(
+            "registry_plugins",
+            "WebAssembly plugins (validators, load-balancing policies, discovery sources): kind, file, version in service (hot swaps count up), last load error, and counters (calls, denials, rewrites, failures by kind such as trap and timeout, mean latency).",
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            Plugins,
         ),
     ]
 }
@@ -424,7 +432,11 @@ impl StageReporter {
 }
 
 /// Runs a call with retries; returns the final result (or error result) and the metadata.
-async fn invoke_with_retries(gw: &Gateway, a: InvokeExArgs) -> Result<CallToolResult, McpError> {
+async fn invoke_with_retries(
+    gw: &Gateway,
+    a: InvokeExArgs,
+    session: Option<String>,
+) -> Result<CallToolResult, McpError> {
     let timeout = timeout_arg(a.timeout)?;
     let max_retries = a.max_retries.unwrap_or(3).min(10);
     let retry_on_error = a.retry_on_error.unwrap_or(false);
@@ -444,6 +456,7 @@ async fn invoke_with_retries(gw: &Gateway, a: InvokeExArgs) -> Result<CallToolRe
                 arguments: a.arguments.clone(),
                 timeout,
                 correlation_id: Some(correlation_id.clone()),
+                session: session.clone(),
                 ..Default::default()
             })
             .await;
@@ -503,6 +516,7 @@ pub async fn call(
     name: &str,
     args: Option<JsonObject>,
     context: &RequestContext<RoleServer>,
+    session: Option<String>,
 ) -> Result<CallToolResult, McpError> {
     let reg = &gw.registry;
     Ok(match which {
@@ -570,11 +584,12 @@ pub async fn call(
                 tool: a.tool,
                 arguments: a.arguments,
                 timeout: timeout_arg(a.timeout)?,
+                session,
                 ..Default::default()
             })
             .await
         }
-        ManagementTool::InvokeEx => invoke_with_retries(gw, parse(name, args)?).await?,
+        ManagementTool::InvokeEx => invoke_with_retries(gw, parse(name, args)?, session).await?,
         ManagementTool::InvokeStream => {
             let a: InvokeArgs = parse(name, args)?;
             let reporter = context
@@ -601,6 +616,7 @@ pub async fn call(
                     arguments: a.arguments,
                     timeout: timeout_arg(a.timeout)?,
                     progress: reporter.as_ref().map(StageReporter::sink),
+                    session,
                     ..Default::default()
                 })
                 .await;
@@ -729,5 +745,49 @@ pub async fn call(
                 }
             }
         }
+        ManagementTool::Plugins => {
+            let _: NoArgs = parse(name, args)?;
+            ok(
+                json!({ "plugins": reg.plugins().slots().map(|p| plugin_json(&p.status())).collect::<Vec<_>>() }),
+            )
+        }
+    })
+}
+
+fn plugin_json(p: &PluginStatus) -> Value {
+    let s = &p.stats;
+    let failures: serde_json::Map<String, Value> = s
+        .failures
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(kind, n)| (kind.as_str().to_owned(), json!(n)))
+        .collect();
+    let mean_latency_us = s
+        .total_latency
+        .as_micros()
+        .checked_div(u128::from(s.calls))
+        .unwrap_or(0);
+    json!({
+        "name": p.name,
+        "kind": p.kind.as_str(),
+        "path": p.path,
+        "on_error": p.on_error.as_str(),
+        "loaded": p.version.is_some(),
+        "version": p.version,
+        "last_error": p.last_error,
+        "stats": {
+            "calls": s.calls,
+            "denials": s.denials,
+            "rewrites": s.rewrites,
+            "failures": failures,
+            "traps": s.failures_of(PluginErrorKind::Trap),
+            "timeouts": s.failures_of(PluginErrorKind::Timeout),
+            "failed_open": s.failed_open,
+            "failed_closed": s.failed_closed,
+            "mean_latency_us": mean_latency_us,
+            "instances": s.instances,
+            "reloads": s.reloads,
+            "reload_failures": s.reload_failures,
+        },
     })
 }

@@ -10,6 +10,7 @@ mod management;
 
 pub use catalog::{Catalog, Route, aggregated_name, is_valid_tool_name};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -153,11 +154,30 @@ impl Gateway {
 #[derive(Clone)]
 pub struct HangarServer {
     gw: Arc<Gateway>,
+    /// This connection's session id for validators and policies when the transport has none
+    /// of its own (stdio: one client per connection).
+    connection: Arc<str>,
 }
 
 impl HangarServer {
     pub fn new(gw: Arc<Gateway>) -> Self {
-        Self { gw }
+        static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+        let n = CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1;
+        Self {
+            gw,
+            connection: Arc::from(format!("connection-{}-{n}", std::process::id())),
+        }
+    }
+
+    /// The client session a call belongs to: the streamable HTTP `mcp-session-id` header, else
+    /// this connection.
+    fn session(&self, context: &RequestContext<RoleServer>) -> String {
+        context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.headers.get("mcp-session-id"))
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| self.connection.to_string(), str::to_owned)
     }
 }
 
@@ -214,8 +234,16 @@ impl ServerHandler for HangarServer {
             .or_else(|| self.gw.route_by_prefix(&request.name));
         let result = match route {
             Some(Route::Management(which)) => {
-                management::call(&self.gw, which, &request.name, request.arguments, &context)
-                    .await?
+                let session = Some(self.session(&context));
+                management::call(
+                    &self.gw,
+                    which,
+                    &request.name,
+                    request.arguments,
+                    &context,
+                    session,
+                )
+                .await?
             }
             Some(Route::Provider { provider, tool }) => {
                 self.gw
@@ -223,6 +251,7 @@ impl ServerHandler for HangarServer {
                         provider,
                         tool,
                         arguments: request.arguments,
+                        session: Some(self.session(&context)),
                         ..Default::default()
                     })
                     .await

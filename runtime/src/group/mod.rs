@@ -13,6 +13,7 @@ use rmcp::model::{CallToolResult, Tool};
 
 use crate::config::{GroupMember, GroupSpec, ProviderSpec};
 use crate::events::{Event, EventBus};
+use crate::plugin::{self, PluginSlot};
 use crate::provider::ProviderState;
 use crate::provider::breaker::{CircuitBreaker, Permit};
 use crate::registry::{InvokeError, Provider, ProviderCall};
@@ -47,7 +48,11 @@ impl Member {
 pub struct Group {
     spec: ProviderSpec,
     members: Vec<Member>,
+    /// The native strategy; for `strategy: plugin:NAME`, round-robin, which the policy falls
+    /// back to when it has no preference or fails.
     strategy: Mutex<Box<dyn Strategy>>,
+    /// The policy plugin of `strategy: plugin:NAME`.
+    policy: Option<Arc<PluginSlot>>,
     breaker: Mutex<CircuitBreaker>,
     bus: EventBus,
 }
@@ -77,6 +82,7 @@ impl Group {
         spec: ProviderSpec,
         members: &[(&GroupMember, &ProviderSpec)],
         providers: Vec<Arc<Provider>>,
+        policy: Option<Arc<PluginSlot>>,
         bus: EventBus,
     ) -> Self {
         let group = spec
@@ -100,6 +106,7 @@ impl Group {
                 spec.circuit_breaker.reset_timeout,
             )),
             strategy: Mutex::new(strategy),
+            policy,
             members,
             spec,
             bus,
@@ -279,9 +286,10 @@ impl Group {
             .any(|b| b)
     }
 
-    /// Picks a member not yet tried: one in the rotation if any, else (last resort, so a group
-    /// whose members all left can still recover through real calls) any untried member.
-    fn pick(&self, tried: &[usize]) -> Option<usize> {
+    /// The members a pick may choose: those in the rotation and not yet tried if any, else
+    /// (last resort, so a group whose members all left can still recover through real calls)
+    /// any untried member. The flag says whether they are in the rotation.
+    fn candidates(&self, tried: &[usize]) -> (Vec<Candidate>, bool) {
         let now = Instant::now();
         let failback = self.group_spec().failback_delay;
         let mut candidates = Vec::new();
@@ -307,13 +315,70 @@ impl Group {
             }
         }
         if candidates.is_empty() {
-            candidates = outside;
+            (outside, false)
+        } else {
+            (candidates, true)
         }
+    }
+
+    /// Picks a member not yet tried with the native strategy.
+    fn pick(&self, tried: &[usize]) -> Option<usize> {
+        let (candidates, _) = self.candidates(tried);
+        self.pick_native(&candidates)
+    }
+
+    fn pick_native(&self, candidates: &[Candidate]) -> Option<usize> {
         let random = rand::random::<u64>();
         self.strategy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .pick(&candidates, random)
+            .pick(candidates, random)
+    }
+
+    /// Picks a member not yet tried through the group's policy plugin; the native strategy
+    /// decides when the policy has no preference or failed open.
+    async fn pick_with_policy(
+        &self,
+        policy: &PluginSlot,
+        request: &ProviderCall,
+        tried: &[usize],
+    ) -> Result<Option<usize>, InvokeError> {
+        let (candidates, in_rotation) = self.candidates(tried);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let members: Vec<plugin::Member> = candidates
+            .iter()
+            .map(|c| {
+                let provider = &self.members[c.index].provider;
+                plugin::Member {
+                    id: provider.id().to_owned(),
+                    weight: c.weight,
+                    priority: c.priority,
+                    in_flight: c.in_flight,
+                    healthy: in_rotation && !c.warming,
+                    ewma_latency_us: provider.ewma_latency_us(),
+                }
+            })
+            .collect();
+        let call = plugin::Invocation {
+            provider: self.spec.id.clone(),
+            tool: request.tool.clone(),
+            arguments_json: request.arguments.as_ref().map_or_else(
+                || "{}".to_owned(),
+                |a| serde_json::to_string(a).unwrap_or_default(),
+            ),
+            session: request.session.clone(),
+            meta: vec![("correlation-id".to_owned(), request.correlation_id.clone())],
+        };
+        match policy.pick(&call, &members).await {
+            Ok(Some(i)) => Ok(candidates.get(i as usize).map(|c| c.index)),
+            Ok(None) => Ok(self.pick_native(&candidates)),
+            Err(err) => Err(InvokeError::PolicyFailed {
+                group: self.spec.id.clone(),
+                detail: err.to_string(),
+            }),
+        }
     }
 
     /// Calls a member; on a failure that reached no tool, retries on another member until one
@@ -369,7 +434,11 @@ impl Group {
         let mut tried = Vec::new();
         let mut attempts = Vec::new();
         loop {
-            let Some(index) = self.pick(&tried) else {
+            let picked = match &self.policy {
+                None => self.pick(&tried),
+                Some(policy) => self.pick_with_policy(policy, &request, &tried).await?,
+            };
+            let Some(index) = picked else {
                 return Err(InvokeError::NoHealthyMember {
                     group: self.spec.id.clone(),
                     attempts,
@@ -384,6 +453,7 @@ impl Group {
                 limit: request.limit,
                 correlation_id: request.correlation_id.clone(),
                 progress: request.progress.clone(),
+                session: request.session.clone(),
             };
             match member.provider.call(attempt).await {
                 Ok(r) => {

@@ -189,8 +189,13 @@ fn compile(
     let name = spec.name.as_str();
     let path = spec.path.display();
     let load_error = |message: String| PluginError::new(name, PluginErrorKind::Load, message);
-    let bytes = std::fs::read(&spec.path)
-        .map_err(|err| load_error(format!("cannot read `{path}`: {err}")))?;
+    let bytes = match spec.bundled_name() {
+        Some(bundled) => super::bundled::get(bundled)
+            .ok_or_else(|| load_error(format!("there is no bundled plugin `{bundled}`")))?
+            .to_vec(),
+        None => std::fs::read(&spec.path)
+            .map_err(|err| load_error(format!("cannot read `{path}`: {err}")))?,
+    };
     if let Some(previous) = previous.filter(|p| p.kind == spec.kind && p.bytes == bytes) {
         return Ok(previous);
     }

@@ -152,12 +152,14 @@
 //!   behind a mutex; hot swap is an `ArcSwap`.
 
 mod bindings;
+pub mod bundled;
 mod discovery;
 mod engine;
 mod error;
 mod lb;
 mod load;
 mod sandbox;
+mod set;
 mod stats;
 #[cfg(test)]
 mod tests;
@@ -171,6 +173,7 @@ use arc_swap::ArcSwap;
 
 pub use self::engine::HostOptions;
 pub use self::error::{PluginError, PluginErrorKind};
+pub use self::set::{PluginSet, PluginSlot, PluginStatus};
 pub use self::stats::PluginStats;
 
 use self::bindings::v0_1_0::hangar::plugin::types as wit;

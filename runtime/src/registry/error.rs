@@ -89,6 +89,22 @@ pub enum InvokeError {
         /// What happened on each member tried, in order.
         attempts: Vec<String>,
     },
+    /// A validator plugin refused the call (or failed with `on_error: fail_closed`). The
+    /// provider never saw it.
+    #[error(
+        "call to `{tool}` on provider `{provider}` was refused by validator plugin `{plugin}`: {reason}"
+    )]
+    Denied {
+        provider: String,
+        tool: String,
+        plugin: String,
+        reason: String,
+    },
+    /// A group's policy plugin failed and its `on_error` is fail_closed.
+    #[error(
+        "group `{group}` could not pick a member: its policy plugin failed ({detail}) and its on_error is fail_closed; fix the plugin or set `on_error: fail_open` to fall back to round_robin"
+    )]
+    PolicyFailed { group: String, detail: String },
 }
 
 impl InvokeError {
@@ -107,6 +123,8 @@ impl InvokeError {
             InvokeError::Overloaded { .. } => "ProviderOverloadedError",
             InvokeError::InvalidArguments { .. } => "ValidationError",
             InvokeError::NoHealthyMember { .. } => "NoHealthyMemberError",
+            InvokeError::Denied { .. } => "PolicyDeniedError",
+            InvokeError::PolicyFailed { .. } => "PolicyError",
         }
     }
 
@@ -120,11 +138,13 @@ impl InvokeError {
             | InvokeError::Protocol { provider, .. }
             | InvokeError::ShuttingDown { provider }
             | InvokeError::Overloaded { provider, .. }
-            | InvokeError::InvalidArguments { provider, .. } => provider,
+            | InvokeError::InvalidArguments { provider, .. }
+            | InvokeError::Denied { provider, .. } => provider,
             InvokeError::RateLimited { scope, .. } | InvokeError::CircuitOpen { scope, .. } => {
                 scope
             }
-            InvokeError::NoHealthyMember { group, .. } => group,
+            InvokeError::NoHealthyMember { group, .. }
+            | InvokeError::PolicyFailed { group, .. } => group,
         }
     }
 
@@ -194,6 +214,17 @@ impl InvokeError {
                 details["validation"] = violations.clone();
             }
             InvokeError::NoHealthyMember { attempts, .. } => details["attempts"] = json!(attempts),
+            InvokeError::Denied {
+                tool,
+                plugin,
+                reason,
+                ..
+            } => {
+                details["tool"] = json!(tool);
+                details["plugin"] = json!(plugin);
+                details["reason"] = json!(reason);
+            }
+            InvokeError::PolicyFailed { detail, .. } => details["plugin_error"] = json!(detail),
         }
         json!({
             "error": self.to_string(),

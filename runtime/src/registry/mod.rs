@@ -21,9 +21,10 @@ use indexmap::IndexMap;
 use rmcp::model::{CallToolResult, JsonObject};
 
 use crate::backend::{self, ProgressSink};
-use crate::config::{Config, RecoverySpec};
+use crate::config::{Config, GroupStrategy, PluginKind, RecoverySpec};
 use crate::events::EventBus;
 use crate::group::Group;
+use crate::plugin::{PluginSet, PluginSlot};
 use crate::validate::{self, SchemaCache};
 
 /// Default deadline of a tool call when neither the caller nor the provider's config set one.
@@ -37,6 +38,8 @@ pub struct Shared {
     pub bus: EventBus,
     shutting_down: AtomicBool,
     pub schemas: SchemaCache,
+    /// The plugins providers (validators) and groups (policies) name.
+    pub plugins: Arc<PluginSet>,
 }
 
 impl Shared {
@@ -83,6 +86,8 @@ pub struct Invocation {
     /// Where the provider's progress notifications go, if the caller asked for them.
     pub progress: Option<ProgressSink>,
     pub correlation_id: Option<String>,
+    /// The client's session, for validators and policies (`sticky-session` keys on it).
+    pub session: Option<String>,
 }
 
 /// What a caller can reach by id.
@@ -92,11 +97,24 @@ pub enum Target<'a> {
 }
 
 impl Registry {
+    /// A registry whose config names no plugin (a name it does name is treated as a plugin
+    /// that did not load).
+    /// The plugins this registry's providers and groups use.
+    pub fn plugins(&self) -> &Arc<PluginSet> {
+        &self.shared.plugins
+    }
+
     pub fn new(config: &Config, bus: EventBus) -> Arc<Self> {
+        Self::with_plugins(config, bus, PluginSet::empty())
+    }
+
+    /// A registry whose providers and groups use the plugins of `plugins`.
+    pub fn with_plugins(config: &Config, bus: EventBus, plugins: Arc<PluginSet>) -> Arc<Self> {
         let shared = Arc::new(Shared {
             bus,
             shutting_down: AtomicBool::new(false),
             schemas: SchemaCache::new(),
+            plugins,
         });
         let mut providers = IndexMap::new();
         let mut groups = IndexMap::new();
@@ -114,12 +132,21 @@ impl Registry {
                             .clone()
                     })
                     .collect();
+                let policy = match spec.group.as_ref().map(|g| &g.strategy) {
+                    Some(GroupStrategy::Plugin(name)) => {
+                        Some(shared.plugins.get(name).unwrap_or_else(|| {
+                            Arc::new(PluginSlot::missing(name, PluginKind::LbPolicy))
+                        }))
+                    }
+                    _ => None,
+                };
                 groups.insert(
                     id.clone(),
                     Arc::new(Group::new(
                         spec.clone(),
                         &config.group_members(id),
                         members,
+                        policy,
                         shared.bus.clone(),
                     )),
                 );
@@ -268,6 +295,7 @@ impl Registry {
             limit,
             correlation_id: call.correlation_id.unwrap_or_else(|| self.correlation_id()),
             progress: call.progress,
+            session: call.session,
         };
         match target {
             Target::Provider(p) => p.call(request).await,

@@ -1,6 +1,7 @@
 //! One provider at run time: its lifecycle, connection, breaker, limits, health checks and
 //! recovery bookkeeping, and the per-provider part of a call.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,9 @@ use super::error::{InvokeError, closest};
 use super::limits::{RateLimit, SlotError, Slots};
 use super::{START_DEADLINE_CAP, Shared};
 use crate::backend::{self, Connection, ProgressSink, StartError, subprocess::SpawnSpec};
-use crate::config::{ProviderSpec, ToolSpec};
+use crate::config::{PluginKind, ProviderSpec, ToolSpec};
 use crate::events::Event;
+use crate::plugin::{self, PluginSlot, Verdict};
 use crate::provider::breaker::{BreakerChange, CircuitBreaker, Permit};
 use crate::provider::{Lifecycle, ProviderState, Transition};
 
@@ -31,6 +33,10 @@ pub struct Provider {
     inner: Mutex<Inner>,
     slots: Option<Slots>,
     rate_limit: Option<RateLimit>,
+    /// `validators:`, in order; each sees the arguments the one before it let through.
+    validators: Vec<Arc<PluginSlot>>,
+    /// Moving average of answered calls' latency (1/8 weight to the newest), for policies.
+    ewma_latency_us: AtomicU64,
 }
 
 struct Inner {
@@ -100,6 +106,14 @@ pub struct ProviderCall {
     pub limit: Duration,
     pub correlation_id: String,
     pub progress: Option<ProgressSink>,
+    pub session: Option<String>,
+}
+
+/// What validators see of a call besides its arguments.
+struct CallContext<'a> {
+    tool: &'a str,
+    session: Option<&'a str>,
+    correlation_id: &'a str,
 }
 
 /// A predefined tool from the config as MCP describes it.
@@ -188,6 +202,16 @@ impl Provider {
                 .max_concurrency
                 .map(|max| Slots::new(max, spec.max_queue)),
             rate_limit: spec.rate_limit.as_ref().map(RateLimit::new),
+            validators: spec
+                .validators
+                .iter()
+                .map(|name| {
+                    shared.plugins.get(name).unwrap_or_else(|| {
+                        Arc::new(PluginSlot::missing(name, PluginKind::Validator))
+                    })
+                })
+                .collect(),
+            ewma_latency_us: AtomicU64::new(0),
             spec,
             predefined,
             shared,
@@ -213,6 +237,87 @@ impl Provider {
 
     pub fn state(&self) -> ProviderState {
         self.lock().lifecycle.state()
+    }
+
+    /// Moving average latency of this provider's answered calls, in µs (0 before the first).
+    pub fn ewma_latency_us(&self) -> u64 {
+        self.ewma_latency_us.load(Ordering::Relaxed)
+    }
+
+    fn record_latency(&self, took: Duration) {
+        let sample = u64::try_from(took.as_micros()).unwrap_or(u64::MAX).max(1);
+        // Racing updates may lose a sample; an average for load balancing can afford that.
+        let old = self.ewma_latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            sample
+        } else {
+            old - old / 8 + sample / 8
+        };
+        self.ewma_latency_us.store(new, Ordering::Relaxed);
+    }
+
+    /// Runs the provider's validator plugins in order on a call whose arguments passed the
+    /// schema. A rewrite is checked against the schema again before the next validator sees
+    /// it. Returns the arguments to send.
+    async fn run_validators(
+        &self,
+        call: &CallContext<'_>,
+        tool: &Tool,
+        mut arguments: JsonObject,
+    ) -> Result<JsonObject, InvokeError> {
+        let id = &self.spec.id;
+        for validator in &self.validators {
+            let invocation = plugin::Invocation {
+                provider: id.clone(),
+                tool: call.tool.to_owned(),
+                arguments_json: serde_json::to_string(&arguments).unwrap_or_default(),
+                session: call.session.map(str::to_owned),
+                meta: vec![("correlation-id".to_owned(), call.correlation_id.to_owned())],
+            };
+            match validator.validate(&invocation).await {
+                Verdict::Allow => {}
+                Verdict::Deny(reason) => {
+                    self.publish(Event::ToolInvocationDenied {
+                        provider: id.clone(),
+                        tool: call.tool.to_owned(),
+                        correlation_id: call.correlation_id.to_owned(),
+                        plugin: validator.name().to_owned(),
+                        reason: reason.clone(),
+                    });
+                    return Err(InvokeError::Denied {
+                        provider: id.clone(),
+                        tool: call.tool.to_owned(),
+                        plugin: validator.name().to_owned(),
+                        reason,
+                    });
+                }
+                Verdict::Rewrite(rewritten) => {
+                    let value = serde_json::Value::Object(rewritten);
+                    let (checked, _) =
+                        self.shared
+                            .schemas
+                            .validate(id, &call.tool, &tool.input_schema, &value);
+                    if let Err(e) = checked {
+                        return Err(InvokeError::InvalidArguments {
+                            provider: id.clone(),
+                            tool: call.tool.to_owned(),
+                            detail: format!(
+                                "validator plugin `{}` rewrote the arguments of `{}` into ones                                  its schema refuses: {e}",
+                                validator.name(),
+                                call.tool
+                            ),
+                            violations: e.to_json(),
+                        });
+                    }
+                    let serde_json::Value::Object(rewritten) = value else {
+                        unreachable!("built from an object above")
+                    };
+                    tracing::debug!(provider = %id, tool = %call.tool, plugin = validator.name(), "arguments rewritten");
+                    arguments = rewritten;
+                }
+            }
+        }
+        Ok(arguments)
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -766,6 +871,22 @@ impl Provider {
         let serde_json::Value::Object(arguments) = args_value else {
             unreachable!("built from an object above")
         };
+        let arguments = if self.validators.is_empty() {
+            arguments
+        } else {
+            let context = CallContext {
+                tool: &call.tool,
+                session: call.session.as_deref(),
+                correlation_id: &call.correlation_id,
+            };
+            match self.run_validators(&context, &tool, arguments).await {
+                Ok(arguments) => arguments,
+                Err(e) => {
+                    breaker.finish(true); // refused before the provider saw it
+                    return Err(e);
+                }
+            }
+        };
         let _slot = match &self.slots {
             None => None,
             Some(slots) => match slots.acquire(call.deadline).await {
@@ -817,6 +938,9 @@ impl Provider {
             .as_ref()
             .err()
             .is_some_and(InvokeError::is_provider_failure);
+        if result.is_ok() {
+            self.record_latency(started.elapsed());
+        }
         self.lock().lifecycle.end_call(Instant::now(), failed);
         self.record_outcome(!failed, "call");
         breaker.finish(!failed);

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 wit_bindgen::generate!({
     world: "validator-plugin",
-    path: "../../../wit/0.1.0",
+    path: "../../wit/0.1.0",
 });
 
 use exports::hangar::plugin::validator::Guest;

@@ -18,7 +18,7 @@ use serde::Deserialize;
 
 wit_bindgen::generate!({
     world: "lb-policy-plugin",
-    path: "../../../wit/0.1.0",
+    path: "../../wit/0.1.0",
 });
 
 use exports::hangar::plugin::lb_policy::Guest;
