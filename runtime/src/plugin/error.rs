@@ -42,8 +42,8 @@ pub enum PluginErrorKind {
     InvalidAnswer,
     /// The plugin answered with an error of its own (`discover` returned `err`).
     Reported,
-    /// Too many plugin calls at once: every instance slot of the host is taken, or the
-    /// policy's queue is full. The call is not made.
+    /// Too many plugin calls at once: every instance slot of the host is taken. The call is
+    /// not made.
     Busy,
     /// The plugin was asked for something its kind does not do (`pick` on a validator).
     WrongKind,

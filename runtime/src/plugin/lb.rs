@@ -1,12 +1,12 @@
-//! Load-balancing policies: one long-lived instance per loaded version, owned by a task that
-//! serves picks in order. Picks are on every group call's path, so the instance is kept (no
-//! instantiation per pick) and its state (a counter, a cache) lives across picks. An instance
-//! that traps or times out is dropped and the next pick gets a new one: a failed instance is
-//! never entered again.
+//! Load-balancing policies: long-lived, configured instances, reused across picks. Picks are
+//! on every group call's path, so an instance is kept (no instantiation per pick) and its
+//! state (a counter, a cache) lives across the picks it serves; a pick runs in the caller's
+//! task (no hop to another task). An instance that traps or times out is dropped and the next
+//! pick gets a new one: a failed instance is never entered again, and neither is one whose
+//! caller went away mid-pick.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, oneshot};
 use wasmtime::Store;
 
 use super::bindings::v0_1_0::hangar::plugin::types as wit;
@@ -17,9 +17,9 @@ use super::load::{backstop, configured, settle, store, within};
 use super::sandbox::{Sandbox, SandboxSpec, arm};
 use super::stats::Stats;
 
-/// Picks waiting for the policy's task. A full queue answers `Busy` at once (and the group
-/// falls back to its native strategy) rather than letting callers pile up.
-const QUEUE: usize = 256;
+/// Idle instances kept per policy version: more than the picks that run at once on a small
+/// machine, so concurrent picks rarely instantiate.
+const MAX_IDLE: usize = 8;
 
 /// What a policy's task needs to make instances.
 pub(super) struct Context {
@@ -52,38 +52,29 @@ impl Context {
         Ok(Live { store, instance })
     }
 
+    /// One pick on `live`. On an error the caller drops `live`: trapped, out of time or out
+    /// of memory, an instance is never entered again.
     async fn pick(
         &self,
-        live: &mut Option<Live>,
-        request: &Pick,
+        live: &mut Live,
+        call: &wit::Invocation,
+        members: &[wit::Member],
     ) -> Result<Option<u32>, PluginError> {
-        let current = match live {
-            Some(current) => current,
-            None => live.insert(self.instantiate().await?),
-        };
-        arm(&mut current.store, self.runtime.fuel)?;
-        let exports = current.instance.hangar_plugin_lb_policy();
+        arm(&mut live.store, self.runtime.fuel)?;
+        let exports = live.instance.hangar_plugin_lb_policy();
         let outcome = within(
-            backstop(&current.store),
-            exports.call_pick(&mut current.store, &request.call, &request.members),
+            backstop(&live.store),
+            exports.call_pick(&mut live.store, call, members),
         )
         .await;
-        let picked = match settle(&current.store, outcome) {
-            Ok(picked) => picked,
-            Err(err) => {
-                // Trapped, out of time, out of memory: this instance is never entered again.
-                *live = None;
-                return Err(err);
-            }
-        };
-        match picked {
-            Some(index) if usize::try_from(index).map_or(true, |i| i >= request.members.len()) => {
+        match settle(&live.store, outcome)? {
+            Some(index) if usize::try_from(index).map_or(true, |i| i >= members.len()) => {
                 Err(PluginError::new(
                     &self.sandbox.plugin,
                     PluginErrorKind::InvalidAnswer,
                     format!(
                         "picked member index {index}, but only {} members were offered",
-                        request.members.len()
+                        members.len()
                     ),
                 ))
             }
@@ -92,79 +83,39 @@ impl Context {
     }
 }
 
-struct Pick {
-    call: wit::Invocation,
-    members: Vec<wit::Member>,
-    reply: oneshot::Sender<Result<Option<u32>, PluginError>>,
+/// A policy's configured instances not in use. A pick takes one (or makes one), runs in the
+/// caller's task, and puts it back if it answered; the LIFO order means sequential picks reuse
+/// one warm instance, and only concurrent picks make more.
+pub(super) struct Policy {
+    context: Context,
+    idle: Mutex<Vec<Live>>,
 }
 
-/// The handle of a policy's task. Dropping the last handle (the version was swapped out and
-/// its last pick answered) ends the task and the instance with it.
-pub(super) struct Actor {
-    plugin: Arc<str>,
-    picks: mpsc::Sender<Pick>,
-}
-
-impl Actor {
-    /// Starts the task, with `first` as its first instance.
-    pub fn start(context: Context, first: Live) -> Self {
-        let (picks, mut queue) = mpsc::channel::<Pick>(QUEUE);
-        let plugin = Arc::clone(&context.sandbox.plugin);
-        tokio::spawn(async move {
-            let mut live = Some(first);
-            while let Some(request) = queue.recv().await {
-                if request.reply.is_closed() {
-                    // The caller stopped waiting (its own deadline passed): do not run it.
-                    continue;
-                }
-                let answer = context.pick(&mut live, &request).await;
-                let _ = request.reply.send(answer);
-            }
-        });
-        Self { plugin, picks }
+impl Policy {
+    /// A policy whose first idle instance is `first` (the one that proved the config).
+    pub fn new(context: Context, first: Live) -> Self {
+        Self {
+            context,
+            idle: Mutex::new(vec![first]),
+        }
     }
 
-    /// Asks the task for a pick and waits at most `wait` for the answer.
     pub async fn pick(
         &self,
-        call: wit::Invocation,
-        members: Vec<wit::Member>,
-        wait: std::time::Duration,
+        call: &wit::Invocation,
+        members: &[wit::Member],
     ) -> Result<Option<u32>, PluginError> {
-        let (reply, answer) = oneshot::channel();
-        let request = Pick {
-            call,
-            members,
-            reply,
+        let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // Dropped, never put back, if the caller goes away mid-pick or the pick fails.
+        let mut live = match taken {
+            Some(live) => live,
+            None => self.context.instantiate().await?,
         };
-        self.picks.try_send(request).map_err(|err| match err {
-            mpsc::error::TrySendError::Full(_) => PluginError::new(
-                &self.plugin,
-                PluginErrorKind::Busy,
-                format!("not called: {QUEUE} picks are already waiting for it"),
-            ),
-            mpsc::error::TrySendError::Closed(_) => PluginError::new(
-                &self.plugin,
-                PluginErrorKind::Trap,
-                "not called: its task has ended",
-            ),
-        })?;
-        match tokio::time::timeout(wait, answer).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err(PluginError::new(
-                &self.plugin,
-                PluginErrorKind::Trap,
-                "its task ended before answering",
-            )),
-            Err(_) => Err(PluginError::new(
-                &self.plugin,
-                PluginErrorKind::Timeout,
-                format!(
-                    "did not answer within {} ms (the pick waited behind earlier ones or ran \
-                     out of time)",
-                    wait.as_millis()
-                ),
-            )),
+        let picked = self.context.pick(&mut live, call, members).await?;
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(live);
         }
+        Ok(picked)
     }
 }

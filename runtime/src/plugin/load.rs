@@ -12,9 +12,9 @@ use super::bindings::v0_1_0::{
 };
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind, classify, truncate};
-use super::lb;
 use super::sandbox::{Sandbox, SandboxSpec, arm, new_store};
 use super::stats::Stats;
+use super::{lb, validator};
 use crate::config::{PluginKind, PluginSpec};
 
 /// The WIT package every world below belongs to; named in load errors.
@@ -50,10 +50,10 @@ pub(super) struct Compiled {
 }
 
 pub(super) enum World {
-    /// A fresh instance per call.
-    Validator(ValidatorPluginPre<Sandbox>),
-    /// One long-lived instance owned by a task.
-    LbPolicy(lb::Actor),
+    /// Configured instances reused across calls.
+    Validator(validator::Validators),
+    /// Configured instances reused across picks.
+    LbPolicy(lb::Policy),
     /// A fresh instance per `discover`.
     Discovery(DiscoverySourcePre<Sandbox>),
 }
@@ -128,18 +128,11 @@ pub(super) async fn load(
     let world = match spec.kind {
         PluginKind::Validator => {
             let pre = ValidatorPluginPre::new(pre).map_err(type_error)?;
-            // Prove the config now, so a bad one is a load error rather than every call's.
-            let mut store = store(runtime, &sandbox, stats)?;
-            let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
-            let instance = settle(&store, outcome)?;
-            let exports = instance.hangar_plugin_validator();
-            let answer = within(
-                backstop(&store),
-                exports.call_configure(&mut store, &config_json),
-            )
-            .await;
-            configured(&store, answer)?;
-            World::Validator(pre)
+            // Prove the config now, so a bad one is a load error rather than every call's;
+            // the instance that proved it serves the first call.
+            let first =
+                validator::instantiate(runtime, &sandbox, &config_json, &pre, stats).await?;
+            World::Validator(validator::Validators::new(pre, first))
         }
         PluginKind::LbPolicy => {
             let pre = LbPolicyPluginPre::new(pre).map_err(type_error)?;
@@ -152,7 +145,7 @@ pub(super) async fn load(
             };
             // The instance that proved the config becomes the policy's first live one.
             let first = context.instantiate().await?;
-            World::LbPolicy(lb::Actor::start(context, first))
+            World::LbPolicy(lb::Policy::new(context, first))
         }
         PluginKind::Discovery => {
             let pre = DiscoverySourcePre::new(pre).map_err(type_error)?;

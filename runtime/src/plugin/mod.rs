@@ -412,9 +412,9 @@ impl Plugin {
         let started = Instant::now();
         let loaded = self.current.load_full();
         let result = match &loaded.world {
-            World::Validator(pre) => {
+            World::Validator(validators) => {
                 let call = to_wit_invocation(call);
-                validator::validate(&self.runtime, &loaded, pre, &call, &self.stats).await
+                validator::validate(&self.runtime, &loaded, validators, &call, &self.stats).await
             }
             _ => Err(self.wrong_kind("validate")),
         };
@@ -464,11 +464,9 @@ impl Plugin {
         let started = Instant::now();
         let loaded = self.current.load_full();
         let result = match &loaded.world {
-            World::LbPolicy(actor) => {
-                let members = members.iter().map(to_wit_member).collect();
-                // The pick's own deadline plus as long again for waiting behind other picks.
-                let wait = loaded.sandbox.timeout * 2;
-                actor.pick(to_wit_invocation(call), members, wait).await
+            World::LbPolicy(policy) => {
+                let members: Vec<wit::Member> = members.iter().map(to_wit_member).collect();
+                policy.pick(&to_wit_invocation(call), &members).await
             }
             _ => Err(self.wrong_kind("pick")),
         };
