@@ -8,7 +8,8 @@
 //!   configure).
 //!
 //! The host is the hangar's own (`mcp_hangar::plugin`), on a 2-worker tokio runtime as in the
-//! hangar. Run: `cargo bench -p hangar-tests --bench plugins`.
+//! hangar. Run: `cargo bench -p hangar-tests --bench plugins` (`-- pick`, `-- validate` or
+//! `-- swap` for one part, e.g. under a profiler).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -46,7 +47,7 @@ fn one_kb_arguments() -> serde_json::Map<String, serde_json::Value> {
         "options": {"encoding": "utf-8", "follow_symlinks": false, "max_bytes": 1048576,
                     "columns": ["region", "quarter", "revenue", "cost", "margin"]},
         "filters": (0..12).map(|i| format!("region-{i:02}=emea-north-{i}")).collect::<Vec<_>>(),
-        "note": "x".repeat(300),
+        "note": "x".repeat(460),
     });
     match value {
         serde_json::Value::Object(map) => map,
@@ -89,6 +90,8 @@ fn main() {
 }
 
 async fn run() {
+    let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let part = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let host = PluginHost::new().expect("the plugin host starts");
     println!(
         "plugin figures (memory reset: {}, {} CPUs)",
@@ -96,6 +99,18 @@ async fn run() {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    if part("pick") {
+        pick(&host).await;
+    }
+    if part("validate") {
+        validate(&host).await;
+    }
+    if part("swap") {
+        swap(&host).await;
+    }
+}
+
+async fn pick(host: &PluginHost) {
     // A group pick among 8 members.
     let candidates: Vec<Candidate> = (0..8)
         .map(|index| Candidate {
@@ -152,7 +167,37 @@ async fn run() {
     println!("group pick, 8 members");
     row("native round_robin", &native_pick);
     row("plugin sticky-session (goal p50 ≤ 1.50 µs)", &plugin_pick);
+    if let Some(path) = std::env::var_os("HANGAR_BENCH_BASELINE_WASM") {
+        // A plugin that answers at once (examples/plugins/hostile, armed for the tool and session
+        // `attack` only): what crossing into a plugin costs.
+        let baseline = host
+            .load(&spec(
+                "calm",
+                PluginKind::LbPolicy,
+                path.into(),
+                json!({"mode": "trap"}),
+            ))
+            .await
+            .expect("the baseline plugin loads");
+        let call = Invocation {
+            provider: "pool".into(),
+            tool: "search".into(),
+            arguments_json: "{}".into(),
+            session: Some("session-1".into()),
+            meta: Vec::new(),
+        };
+        let mut samples = Vec::with_capacity(PICKS);
+        for _ in 0..PICKS {
+            let started = Instant::now();
+            let picked = baseline.pick(&call, &members).await;
+            samples.push(started.elapsed());
+            assert!(picked.is_ok(), "{picked:?}");
+        }
+        row("plugin that answers at once", &figures(samples));
+    }
+}
 
+async fn validate(host: &PluginHost) {
     // The validation step of one call with ~1 KB of arguments.
     let arguments = one_kb_arguments();
     let size = serde_json::to_string(&arguments).unwrap().len();
@@ -188,6 +233,32 @@ async fn run() {
         assert_eq!(verdict, Verdict::Allow);
     }
     let with_validator = figures(samples);
+    if let Some(path) = std::env::var_os("HANGAR_BENCH_BASELINE_WASM") {
+        let baseline = host
+            .load(&spec(
+                "calm",
+                PluginKind::Validator,
+                path.into(),
+                json!({"mode": "trap"}),
+            ))
+            .await
+            .expect("the baseline plugin loads");
+        let mut samples = Vec::with_capacity(VALIDATIONS);
+        for _ in 0..VALIDATIONS {
+            let started = Instant::now();
+            let call = Invocation {
+                provider: "files".into(),
+                tool: "search".into(),
+                arguments_json: serde_json::to_string(&arguments).unwrap(),
+                session: Some("session-1".into()),
+                meta: vec![("correlation-id".into(), "c-42".into())],
+            };
+            let verdict = baseline.validate(&call).await;
+            samples.push(started.elapsed());
+            assert_eq!(verdict, Verdict::Allow);
+        }
+        row("validator that answers at once", &figures(samples));
+    }
     println!("validation step, {size} bytes of arguments");
     row("no validator", &no_validator);
     row("deny-patterns (goal: ≤ 5.00 µs p50 added)", &with_validator);
@@ -196,7 +267,9 @@ async fn run() {
         "added by the validator",
         us(with_validator.p50.saturating_sub(no_validator.p50))
     );
+}
 
+async fn swap(host: &PluginHost) {
     // Hot swap: a changed file (same component plus a custom section) loaded and swapped in.
     let dir = std::env::temp_dir().join(format!("hangar-bench-swap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
