@@ -141,25 +141,37 @@ fn pooling(options: &HostOptions, reset: MemoryReset) -> PoolingAllocationConfig
     let live = options.max_live_instances;
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(live);
-    // A Rust wasm32-wasip2 component is a handful of core instances (the program plus the
-    // shims that wire its imports); componentize-py and jco output a few more. 16 per
-    // component is headroom; the total allows half that for every live component at once.
-    pool.max_core_instances_per_component(16);
-    pool.total_core_instances(live.saturating_mul(8));
-    // One linear memory per component for Rust, C and the JS/Python runtimes we know; two is
-    // headroom. Every live component could have its memory at once.
+    // Core instances per component, measured: a Rust wasm32-wasip2 plugin instantiates 3
+    // modules (the program and the shims that wire its imports), a componentize-js one 4,
+    // and a componentize-py one 14, because CPython is dynamically linked from libc,
+    // libpython, its runtime and the WASI adapter, each a module of its own; every native
+    // extension an author bundles adds one more. 16 would leave a Python plugin room for two.
+    // The cap only rejects a component at load (a count, no memory is reserved per slot:
+    // metadata is bounded by `max_component_instance_size`, 1 MiB, per live instance), so it
+    // is set for Python plugins with a few native extensions.
+    pool.max_core_instances_per_component(64);
+    // A counter too: as many as every live component at the cap, so `max_live_instances` is
+    // the one limit a burst of calls meets (and `Busy` names), whatever the plugins' language.
+    pool.total_core_instances(live.saturating_mul(64));
+    // One linear memory per component for Rust, C, componentize-py and componentize-js
+    // (measured: their modules share the one memory); two is headroom. Every live component
+    // could have its memory at once.
     pool.max_memories_per_component(2);
     pool.total_memories(live);
     // The config allows `memory_mb` up to 4096, so a slot must be able to hold 4 GiB; each
     // plugin's own cap is enforced per store (sandbox::Limiter). Slots are virtual address
     // space (4 GiB + guard each, ~4 TiB for 1 000 slots of the 128 TiB a process has):
-    // nothing is committed until a plugin touches its pages.
+    // nothing is committed until a plugin touches its pages. An interpreter starts big:
+    // componentize-py's memory image is 12.4 MiB, componentize-js's 9 MiB, so those need a
+    // `memory_mb` of 16 at least (the guides say so); Rust plugins start at about 1 MiB.
     pool.max_memory_size(4 << 30);
-    // Shim modules have a table each and the program one: four per component.
+    // Tables per component, measured: two for Rust, Python and JS plugins alike (the
+    // program's function table and the shim's); four is headroom.
     pool.max_tables_per_component(4);
     pool.total_tables(live.saturating_mul(4));
-    // Function tables: a Rust plugin needs hundreds, an interpreter-based one thousands.
-    // 20 000 is wasmtime's default and costs 160 KiB of address space per slot.
+    // Function tables: a Rust plugin needs under a hundred, CPython 5 672, SpiderMonkey 7 690.
+    // 20 000 is wasmtime's default, costs 160 KiB of address space per slot, and leaves an
+    // interpreter room for native extensions (sandbox::TABLE_ELEMENTS caps growth the same).
     pool.table_elements(20_000);
     // One fiber stack per call in flight (every call is async).
     pool.total_stacks(live);

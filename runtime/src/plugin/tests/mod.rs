@@ -9,6 +9,7 @@ mod hostile;
 mod hot_swap;
 mod lifecycle;
 mod loading;
+mod polyglot;
 mod sticky_session;
 
 use std::path::{Path, PathBuf};

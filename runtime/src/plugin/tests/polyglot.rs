@@ -1,0 +1,285 @@
+//! Validators written in Python (componentize-py) and JavaScript (componentize-js), built by
+//! their own build scripts (`examples/plugins/{python,js}-validator/build.sh`, which install
+//! the pinned toolchain under `target/` or `node_modules/` on first use) and loaded by this
+//! host like any other plugin: the proof that the contract is the WIT, not the language.
+//!
+//! These components carry an interpreter (CPython ~18 MB, SpiderMonkey ~12 MB), so they are
+//! what the pool limits in `engine.rs` and the memory and timeout figures in
+//! `sdk/guides/{python,javascript}.md` are measured against. The figures are an ignored test:
+//! `cargo test --release -p mcp-hangar plugin::tests::polyglot::figures -- --ignored --nocapture`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::sync::OnceCell;
+
+use super::{REPO, TARGET, call, host};
+use crate::config::{OnError, PluginConfig, PluginKind, PluginSpec};
+use crate::plugin::{Invocation, Plugin, PluginErrorKind, Verdict};
+
+/// One of the interpreted example validators.
+#[derive(Clone, Copy, Debug)]
+enum Guest {
+    Python,
+    JavaScript,
+}
+
+impl Guest {
+    const ALL: [Self; 2] = [Self::Python, Self::JavaScript];
+
+    /// The plugin's name in the specs below; its reasons name the policy after it.
+    fn name(self) -> &'static str {
+        match self {
+            Self::Python => "python-guard",
+            Self::JavaScript => "js-guard",
+        }
+    }
+
+    /// The component, built by its example's build script (once per test process; the
+    /// script itself skips the build when the file is newer than its sources).
+    fn wasm(self) -> PathBuf {
+        static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+        static JAVASCRIPT: OnceLock<PathBuf> = OnceLock::new();
+        let (cell, dir, file) = match self {
+            Self::Python => (&PYTHON, "python-validator", "python_validator.wasm"),
+            Self::JavaScript => (&JAVASCRIPT, "js-validator", "js_validator.wasm"),
+        };
+        cell.get_or_init(|| {
+            let out = Path::new(TARGET).join(file);
+            let script = Path::new(REPO)
+                .join("examples/plugins")
+                .join(dir)
+                .join("build.sh");
+            let status = Command::new("bash")
+                .arg(&script)
+                .arg(&out)
+                .status()
+                .unwrap_or_else(|err| panic!("cannot run {}: {err}", script.display()));
+            assert!(status.success(), "{} failed", script.display());
+            out
+        })
+        .clone()
+    }
+
+    fn spec(self, config: serde_json::Value) -> PluginSpec {
+        PluginSpec {
+            name: self.name().to_owned(),
+            kind: PluginKind::Validator,
+            defined_at: None,
+            path: self.wasm(),
+            config: PluginConfig::plain(config),
+            timeout: TIMEOUT,
+            memory_mb: MEMORY_MB,
+            fuel: None,
+            on_error: OnError::FailClosed,
+            grants: Vec::new(),
+            preopens: Vec::new(),
+        }
+    }
+}
+
+/// What the guides tell authors of interpreted plugins to start from.
+const MEMORY_MB: u32 = 64;
+const TIMEOUT: Duration = Duration::from_millis(500);
+
+fn policy() -> serde_json::Value {
+    json!({
+        "forbidden_tools": ["delete_repo", "drop_database"],
+        "secret_patterns": {
+            "aws-access-key": "AKIA[0-9A-Z]{16}",
+            "github-token": "gh[pousr]_[A-Za-z0-9]{36}",
+        },
+    })
+}
+
+const AWS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+
+/// The guest loaded with `policy()`, once per test process: compiling a component with an
+/// interpreter in it takes seconds (tens of them in a debug build), and every test here needs
+/// the same one. Config refusals reload it (`reload_with`), which reuses the compilation.
+async fn loaded(guest: Guest) -> &'static Plugin {
+    static PYTHON: OnceCell<Plugin> = OnceCell::const_new();
+    static JAVASCRIPT: OnceCell<Plugin> = OnceCell::const_new();
+    let cell = match guest {
+        Guest::Python => &PYTHON,
+        Guest::JavaScript => &JAVASCRIPT,
+    };
+    cell.get_or_init(|| async {
+        host()
+            .load(&guest.spec(policy()))
+            .await
+            .unwrap_or_else(|err| panic!("{guest:?}: {err}"))
+    })
+    .await
+}
+
+async fn validate(guest: Guest, invocation: &Invocation) -> Verdict {
+    loaded(guest).await.validate(invocation).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_call_is_allowed_by_both() {
+    for guest in Guest::ALL {
+        let clean = call(
+            "read_file",
+            json!({"path": "/data/q3.csv", "options": {"lines": [1, 2], "note": "AKIA-short"}}),
+        );
+        assert_eq!(validate(guest, &clean).await, Verdict::Allow, "{guest:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forbidden_tool_is_denied_by_name() {
+    for guest in Guest::ALL {
+        match validate(guest, &call("delete_repo", json!({"repo": "hangar"}))).await {
+            Verdict::Deny(reason) => assert_eq!(
+                reason,
+                format!(
+                    "tool `delete_repo` is forbidden by the {} policy",
+                    guest.name()
+                ),
+                "{guest:?}"
+            ),
+            other => panic!("{guest:?}: expected a denial, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_secret_is_denied_naming_where_and_which_pattern_but_not_the_secret() {
+    for guest in Guest::ALL {
+        let arguments =
+            json!({"steps": [{"run": "ls"}, {"env": {"KEY": format!("id={AWS_KEY}")}}]});
+        match validate(guest, &call("run", arguments)).await {
+            Verdict::Deny(reason) => {
+                assert!(
+                    reason.contains("argument `/steps/1/env/KEY` of `run`")
+                        && reason.contains("(pattern `aws-access-key`)"),
+                    "{guest:?}: {reason}"
+                );
+                assert!(!reason.contains(AWS_KEY), "{guest:?} leaked it: {reason}");
+            }
+            other => panic!("{guest:?}: expected a denial, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_and_concurrent_calls_get_the_same_answers() {
+    for guest in Guest::ALL {
+        let plugin = loaded(guest).await;
+        let secret = call("t", json!({"token": format!("ghp_{}", "a".repeat(36))}));
+        let clean = call("t", json!({"token": "none"}));
+        let round = || async {
+            let denied = plugin.validate(&secret).await;
+            assert!(
+                matches!(&denied, Verdict::Deny(r) if r.contains("(pattern `github-token`)")),
+                "{guest:?}: {denied:?}"
+            );
+            assert_eq!(plugin.validate(&clean).await, Verdict::Allow, "{guest:?}");
+        };
+        // Four at once: the host makes more instances, each configured before its first call.
+        for _ in 0..3 {
+            futures::future::join_all((0..4).map(|_| round())).await;
+        }
+        assert_eq!(plugin.stats().failures_total(), 0, "{guest:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_the_plugin_refuses_is_a_configure_error_naming_the_problem() {
+    for guest in Guest::ALL {
+        let plugin = loaded(guest).await;
+        let cases = [
+            (
+                json!({"forbiden_tools": ["x"]}),
+                "unknown config key `forbiden_tools`",
+            ),
+            (
+                json!({"secret_patterns": {"broken": "([a-z"}}),
+                "secret pattern `broken` is not a valid regular expression",
+            ),
+            (
+                json!({"forbidden_tools": "delete_repo"}),
+                "`forbidden_tools` must be a list of tool names",
+            ),
+        ];
+        for (config, expected) in cases {
+            let err = plugin
+                .reload_with(&guest.spec(config.clone()))
+                .await
+                .expect_err("the config is refused");
+            assert_eq!(err.kind, PluginErrorKind::Configure, "{guest:?} {config}");
+            assert!(err.message.contains(expected), "{guest:?}: {err}");
+        }
+        // The version in service keeps its policy.
+        let denied = plugin.validate(&call("drop_database", json!({}))).await;
+        assert!(matches!(denied, Verdict::Deny(_)), "{guest:?}: {denied:?}");
+    }
+}
+
+/// Load (compile + type-check + first configure) and per-call times, and the smallest
+/// `memory_mb` each guest loads with. Not a check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "figures, not a check: run in release with --ignored --nocapture"]
+async fn figures() {
+    println!("memory reset: {}", host().memory_reset());
+    let invocation = call(
+        "search",
+        json!({"path": "/data/reports/q3.csv", "query": "total", "limit": 20}),
+    );
+    for guest in Guest::ALL {
+        let spec = guest.spec(policy());
+        let size = std::fs::metadata(&spec.path).map_or(0, |m| m.len());
+        let started = Instant::now();
+        let plugin = host().load(&spec).await.expect("loads");
+        let load = started.elapsed();
+        let started = Instant::now();
+        assert_eq!(plugin.validate(&invocation).await, Verdict::Allow);
+        let first = started.elapsed();
+        let mut samples: Vec<Duration> = Vec::new();
+        for _ in 0..1000 {
+            let started = Instant::now();
+            assert_eq!(plugin.validate(&invocation).await, Verdict::Allow);
+            samples.push(started.elapsed());
+        }
+        samples.sort();
+        let mean = samples.iter().sum::<Duration>() / 1000;
+        // A hot swap of the config alone: the same file (read again and compared, its
+        // compilation reused) and a new instance configured. The file read is shown beside
+        // it: what is left is about what a call pays when it needs a new instance.
+        let started = Instant::now();
+        std::hint::black_box(std::fs::read(&spec.path).expect("readable"));
+        let read = started.elapsed();
+        let started = Instant::now();
+        plugin.reload_with(&spec).await.expect("reloads");
+        let reload = started.elapsed();
+        println!(
+            "{:<13} {:>5.1} MB  load {load:>8.2?}  first call {first:>8.2?}  then mean \
+             {mean:>8.2?} p50 {:>8.2?} p99 {:>8.2?}  config reload {reload:>8.2?} \
+             (file read {read:>8.2?})",
+            guest.name(),
+            size as f64 / 1e6,
+            samples[500],
+            samples[990],
+        );
+        let mut smallest = None;
+        for memory_mb in [4, 8, 12, 16, 20, 24, 32, 40, 48, 64] {
+            let spec = PluginSpec {
+                memory_mb,
+                ..guest.spec(policy())
+            };
+            if plugin.reload_with(&spec).await.is_ok() {
+                smallest = Some(memory_mb);
+                break;
+            }
+        }
+        println!(
+            "{:<13} smallest memory_mb that loads: {smallest:?}",
+            guest.name()
+        );
+    }
+}
