@@ -69,7 +69,7 @@ export const validator = {
   // `{ tag: 'rewrite', val: argumentsJson }`.
   validate(call) {
     if (forbidden.has(call.tool)) {
-      return deny(call, `tool \`${call.tool}\` is forbidden by the js-guard policy`);
+      return deny(call, `tool \`${call.tool}\` is forbidden (\`forbidden_tools\`)`);
     }
     let args;
     try {

@@ -78,7 +78,7 @@ class Validator(exports.Validator):
 
     def validate(self, call: Invocation) -> Verdict:
         if call.tool in _forbidden:
-            return deny(call, f"tool `{call.tool}` is forbidden by the python-guard policy")
+            return deny(call, f"tool `{call.tool}` is forbidden (`forbidden_tools`)")
         try:
             arguments = json.loads(call.arguments_json)
         except ValueError:
