@@ -19,19 +19,9 @@
 //!
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
-use std::sync::Mutex;
-
+use hangar_plugin_sdk::{Config as PluginConfig, Invocation, Level, Validator, Verdict, log};
 use serde::Deserialize;
 use serde_json::Value;
-
-wit_bindgen::generate!({
-    world: "validator-plugin",
-    path: "../../wit/0.1.0",
-});
-
-use exports::hangar::plugin::validator::Guest;
-use hangar::plugin::host::{self, Level};
-use hangar::plugin::types::{Invocation, Verdict};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,15 +34,16 @@ struct Config {
     allowed_root: Option<String>,
 }
 
-/// Set by `configure`; a plugin instance is single-threaded, the mutex only satisfies `static`.
-static CONFIG: Mutex<Option<Config>> = Mutex::new(None);
+#[derive(Default)]
+struct DenyPatterns {
+    config: Config,
+}
 
-struct DenyPatterns;
-
-impl Guest for DenyPatterns {
-    fn configure(config_json: String) -> Result<(), String> {
-        let mut config: Config = serde_json::from_str(&config_json)
-            .map_err(|err| format!("deny-patterns: invalid config: {err}"))?;
+impl Validator for DenyPatterns {
+    fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
+        let mut config: Config = config
+            .parse()
+            .map_err(|err| format!("deny-patterns: {err}"))?;
         if let Some(pattern) = config.patterns.iter().find(|p| p.is_empty()) {
             return Err(format!(
                 "deny-patterns: invalid config: the empty pattern {pattern:?} would deny every call"
@@ -66,16 +57,13 @@ impl Guest for DenyPatterns {
             }
             config.allowed_root = Some(normalize("/", root));
         }
-        *CONFIG.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
+        self.config = config;
         Ok(())
     }
 
-    fn validate(call: Invocation) -> Verdict {
-        let guard = CONFIG.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(config) = guard.as_ref() else {
-            return Verdict::Deny("deny-patterns: not configured".into());
-        };
-        let arguments: Value = match serde_json::from_str(&call.arguments_json) {
+    fn validate(&mut self, call: &Invocation) -> Verdict {
+        let config = &self.config;
+        let arguments: Value = match call.arguments() {
             Ok(value) => value,
             Err(err) => {
                 return Verdict::Deny(format!("deny-patterns: arguments are not JSON: {err}"));
@@ -83,7 +71,7 @@ impl Guest for DenyPatterns {
         };
         match check(config, None, &arguments).map(|denial| denial.reason()) {
             Some(reason) => {
-                host::log(
+                log(
                     Level::Info,
                     &format!("denied {}/{}: {reason}", call.provider, call.tool),
                 );
@@ -189,4 +177,4 @@ fn normalize(base: &str, path: &str) -> String {
     format!("/{}", parts.join("/"))
 }
 
-export!(DenyPatterns);
+hangar_plugin_sdk::export_validator!(DenyPatterns);

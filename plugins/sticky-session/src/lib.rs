@@ -12,17 +12,8 @@
 //!
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
+use hangar_plugin_sdk::{Config as PluginConfig, Invocation, LbPolicy, Member};
 use serde::Deserialize;
-
-wit_bindgen::generate!({
-    world: "lb-policy-plugin",
-    path: "../../wit/0.1.0",
-});
-
-use exports::hangar::plugin::lb_policy::Guest;
-use hangar::plugin::types::{Invocation, Member};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,32 +22,33 @@ struct Config {
     seed: u64,
 }
 
-static SEED: AtomicU64 = AtomicU64::new(0);
+#[derive(Default)]
+struct StickySession {
+    seed: u64,
+}
 
-struct StickySession;
-
-impl Guest for StickySession {
-    fn configure(config_json: String) -> Result<(), String> {
-        let config: Config = serde_json::from_str(&config_json)
-            .map_err(|err| format!("sticky-session: invalid config: {err}"))?;
-        SEED.store(config.seed, Ordering::Relaxed);
+impl LbPolicy for StickySession {
+    fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
+        let config: Config = config
+            .parse()
+            .map_err(|err| format!("sticky-session: {err}"))?;
+        self.seed = config.seed;
         Ok(())
     }
 
-    fn pick(call: Invocation, members: Vec<Member>) -> Option<u32> {
+    fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
         let session = call.session.as_deref().filter(|s| !s.is_empty())?;
-        let seed = SEED.load(Ordering::Relaxed);
         let mut best: Option<(f64, usize)> = None;
         for (index, member) in members.iter().enumerate() {
             if !member.healthy || member.weight == 0 {
                 continue;
             }
-            let score = score(seed, session, &member.id, member.weight);
+            let score = score(self.seed, session, &member.id, member.weight);
             if best.is_none_or(|(top, _)| score > top) {
                 best = Some((score, index));
             }
         }
-        best.and_then(|(_, index)| u32::try_from(index).ok())
+        best.map(|(_, index)| index)
     }
 }
 
@@ -96,4 +88,4 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
-export!(StickySession);
+hangar_plugin_sdk::export_lb_policy!(StickySession);

@@ -156,6 +156,7 @@ pub mod bundled;
 mod discovery;
 mod engine;
 mod error;
+pub mod inspect;
 mod lb;
 mod load;
 mod sandbox;

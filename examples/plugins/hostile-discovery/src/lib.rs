@@ -9,33 +9,25 @@
 //!
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
-wit_bindgen::generate!({
-    world: "discovery-source",
-    path: "../../../wit/0.1.0",
-});
+use hangar_plugin_sdk::{Config, DiscoverySource, ProviderSpec, docker, kubernetes};
 
-use exports::hangar::plugin::discovery::Guest;
-use hangar::plugin::types::ProviderSpec;
-use hangar::plugin::{docker, kubernetes};
+#[derive(Default)]
+struct HostileDiscovery {
+    kubernetes_first: bool,
+}
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
-static KUBERNETES_FIRST: AtomicBool = AtomicBool::new(false);
-
-struct HostileDiscovery;
-
-impl Guest for HostileDiscovery {
-    fn configure(config_json: String) -> Result<(), String> {
-        let first = config_json.replace(' ', "");
-        KUBERNETES_FIRST.store(first.contains(r#""first":"kubernetes""#), Ordering::Relaxed);
+impl DiscoverySource for HostileDiscovery {
+    fn configure(&mut self, config: &Config) -> Result<(), String> {
+        let first = config.json().replace(' ', "");
+        self.kubernetes_first = first.contains(r#""first":"kubernetes""#);
         Ok(())
     }
 
-    fn discover() -> Result<Vec<ProviderSpec>, String> {
-        if KUBERNETES_FIRST.load(Ordering::Relaxed) {
+    fn discover(&mut self) -> Result<Vec<ProviderSpec>, String> {
+        if self.kubernetes_first {
             kubernetes::list_pods(&[], None)?;
         }
-        let containers = docker::list_containers(&["hangar.provider".to_owned()])?;
+        let containers = docker::list_containers(&["hangar.provider"])?;
         let pods = kubernetes::list_pods(&[], None)?;
         let names = containers
             .into_iter()
@@ -43,20 +35,11 @@ impl Guest for HostileDiscovery {
             .chain(pods.into_iter().map(|p| p.name));
         Ok(names
             .map(|name| ProviderSpec {
-                name,
-                mode: "remote".into(),
-                command: Vec::new(),
-                image: None,
-                endpoint: Some("http://127.0.0.1:1/mcp".into()),
-                env: Vec::new(),
-                group: None,
-                labels: Vec::new(),
                 description: Some("found by hostile-discovery".into()),
-                idle_ttl_s: None,
-                tools_json: None,
+                ..ProviderSpec::remote(name, "http://127.0.0.1:1/mcp")
             })
             .collect())
     }
 }
 
-export!(HostileDiscovery);
+hangar_plugin_sdk::export_discovery_source!(HostileDiscovery);

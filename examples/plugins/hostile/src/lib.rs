@@ -1,8 +1,8 @@
 //! `hostile`: a plugin that misbehaves on demand, for the plugin host's containment tests.
 //! Never deploy it.
 //!
-//! It exports both `validator` and `lb-policy` (its world includes `validator-plugin` and
-//! `lb-policy-plugin`, which import only `host`), so the one file loads as either kind.
+//! It exports both `validator` and `lb-policy` (one export macro of the SDK for each; both
+//! worlds import only `host`), so the one file loads as either kind.
 //! It behaves well except on the trigger: a `validate` of tool `attack`, or a `pick` for
 //! session `attack`. Then it does what `mode` says:
 //!
@@ -22,26 +22,10 @@
 //!
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
-use std::sync::Mutex;
-
+use hangar_plugin_sdk::{
+    Config as PluginConfig, Invocation, LbPolicy, Level, Member, Validator, Verdict, log, now_ms,
+};
 use serde::Deserialize;
-
-wit_bindgen::generate!({
-    inline: "
-        package hangar-test:hostile;
-
-        world hostile {
-            include hangar:plugin/validator-plugin@0.1.0;
-            include hangar:plugin/lb-policy-plugin@0.1.0;
-        }
-    ",
-    world: "hostile",
-    path: "../../../wit/0.1.0",
-    generate_all,
-});
-
-use hangar::plugin::host::{self, Level};
-use hangar::plugin::types::{Invocation, Member, Verdict};
 
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
 #[serde(rename_all = "kebab-case")]
@@ -64,24 +48,24 @@ struct Config {
     in_configure: bool,
 }
 
-static MODE: Mutex<Option<Mode>> = Mutex::new(None);
-
 const TRIGGER: &str = "attack";
 
-struct Hostile;
-
-fn configure(config_json: &str) -> Result<(), String> {
-    let config: Config = serde_json::from_str(config_json)
-        .map_err(|err| format!("hostile: invalid config: {err}"))?;
-    if config.in_configure {
-        misbehave(config.mode);
-    }
-    *MODE.lock().unwrap_or_else(|e| e.into_inner()) = Some(config.mode);
-    Ok(())
+/// `None` until configured.
+#[derive(Default)]
+struct Hostile {
+    mode: Option<Mode>,
 }
 
-fn mode() -> Option<Mode> {
-    *MODE.lock().unwrap_or_else(|e| e.into_inner())
+impl Hostile {
+    /// `configure` of both exports.
+    fn apply(&mut self, config: &PluginConfig) -> Result<(), String> {
+        let config: Config = config.parse().map_err(|err| format!("hostile: {err}"))?;
+        if config.in_configure {
+            misbehave(config.mode);
+        }
+        self.mode = Some(config.mode);
+        Ok(())
+    }
 }
 
 /// Does the damage. Returns only for the modes whose damage is in the answer.
@@ -106,12 +90,12 @@ fn misbehave(mode: Mode) {
         Mode::Panic => panic!("hostile plugin panics on purpose"),
         Mode::LogFlood => {
             for i in 0..100_000 {
-                host::log(Level::Warn, &format!("flood line {i}"));
+                log(Level::Warn, &format!("flood line {i}"));
             }
         }
         Mode::Slow => {
-            let until = host::now_ms() + 30;
-            while host::now_ms() < until {
+            let until = now_ms() + 30;
+            while now_ms() < until {
                 std::hint::spin_loop();
             }
         }
@@ -119,13 +103,13 @@ fn misbehave(mode: Mode) {
     }
 }
 
-impl exports::hangar::plugin::validator::Guest for Hostile {
-    fn configure(config_json: String) -> Result<(), String> {
-        configure(&config_json)
+impl Validator for Hostile {
+    fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
+        self.apply(config)
     }
 
-    fn validate(call: Invocation) -> Verdict {
-        let Some(mode) = mode().filter(|_| call.tool == TRIGGER) else {
+    fn validate(&mut self, call: &Invocation) -> Verdict {
+        let Some(mode) = self.mode.filter(|_| call.tool == TRIGGER) else {
             return Verdict::Allow;
         };
         misbehave(mode);
@@ -137,13 +121,16 @@ impl exports::hangar::plugin::validator::Guest for Hostile {
     }
 }
 
-impl exports::hangar::plugin::lb_policy::Guest for Hostile {
-    fn configure(config_json: String) -> Result<(), String> {
-        configure(&config_json)
+impl LbPolicy for Hostile {
+    fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
+        self.apply(config)
     }
 
-    fn pick(call: Invocation, members: Vec<Member>) -> Option<u32> {
-        let Some(mode) = mode().filter(|_| call.session.as_deref() == Some(TRIGGER)) else {
+    fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
+        let Some(mode) = self
+            .mode
+            .filter(|_| call.session.as_deref() == Some(TRIGGER))
+        else {
             return (!members.is_empty()).then_some(0);
         };
         misbehave(mode);
@@ -154,4 +141,5 @@ impl exports::hangar::plugin::lb_policy::Guest for Hostile {
     }
 }
 
-export!(Hostile);
+hangar_plugin_sdk::export_validator!(Hostile);
+hangar_plugin_sdk::export_lb_policy!(Hostile);

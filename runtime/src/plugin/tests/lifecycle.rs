@@ -1,5 +1,5 @@
-//! Nothing is left behind: an instance ends with its call, a policy's instance with its
-//! plugin, and a failed instance at once.
+//! Nothing is left behind: a configured instance is kept for the next call while it behaves,
+//! a failed one is dropped at once, and every instance ends with its plugin.
 
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ async fn settled(host: &PluginHost) -> u64 {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_instance_outlives_its_call_or_its_plugin() {
+async fn instances_are_reused_while_they_behave_and_end_with_their_plugin() {
     let host = own_host();
     let deny = host
         .load(&spec(
@@ -42,14 +42,16 @@ async fn no_instance_outlives_its_call_or_its_plugin() {
         .expect("loads");
     assert_eq!(
         host.live_instances().0,
-        0,
-        "the load's trial instance is gone"
+        1,
+        "the instance that proved the config is kept for the first call"
     );
-    assert_eq!(deny.validate(&call("t", json!({}))).await, Verdict::Allow);
+    for _ in 0..5 {
+        assert_eq!(deny.validate(&call("t", json!({}))).await, Verdict::Allow);
+    }
     assert_eq!(
         host.live_instances().0,
-        0,
-        "a validator instance ends with its call"
+        1,
+        "calls one after another reuse one instance"
     );
 
     let hostile = host
@@ -61,6 +63,7 @@ async fn no_instance_outlives_its_call_or_its_plugin() {
         ))
         .await
         .expect("loads");
+    assert_eq!(host.live_instances().0, 2);
     assert!(
         hostile
             .try_validate(&call("attack", json!({})))
@@ -69,8 +72,8 @@ async fn no_instance_outlives_its_call_or_its_plugin() {
     );
     assert_eq!(
         host.live_instances().0,
-        0,
-        "a stopped instance is dropped at once"
+        1,
+        "a stopped instance is dropped at once, not put back"
     );
 
     let sticky = host
@@ -83,7 +86,11 @@ async fn no_instance_outlives_its_call_or_its_plugin() {
         .await
         .expect("loads");
     assert!(sticky.pick(&with_session("a"), &members(3)).await.is_ok());
-    assert_eq!(host.live_instances().0, 1, "a policy keeps one instance");
-    drop(sticky);
-    assert_eq!(settled(&host).await, 0, "and it ends with the plugin");
+    assert_eq!(host.live_instances().0, 2, "a policy keeps its instance");
+    drop((deny, hostile, sticky));
+    assert_eq!(
+        settled(&host).await,
+        0,
+        "and every instance ends with its plugin"
+    );
 }

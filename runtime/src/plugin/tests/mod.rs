@@ -1,5 +1,6 @@
-//! The plugin host's tests, against the real example plugins in `examples/plugins/`, which
-//! they build for wasm32-wasip2 first (`cargo build --release --target wasm32-wasip2`, once
+//! The plugin host's tests, against real plugins: the bundled ones (`plugins/`, built and
+//! embedded by `runtime/build.rs`) and the test fixtures of `examples/plugins/`, which these
+//! tests build for wasm32-wasip2 first (`cargo build --release --target wasm32-wasip2`, once
 //! per test process). The figures are an ignored test:
 //! `cargo test --release -p mcp-hangar plugin::tests::figures -- --ignored --nocapture`.
 
@@ -7,6 +8,7 @@ mod deny_patterns;
 mod figures;
 mod hostile;
 mod hot_swap;
+mod inspect;
 mod lifecycle;
 mod loading;
 mod polyglot;
@@ -33,52 +35,63 @@ const TARGET: &str = match option_env!("HANGAR_PLUGINS_TARGET") {
     None => concat!(env!("CARGO_MANIFEST_DIR"), "/../target/wasm-plugins"),
 };
 
-/// The example plugin `crate_dir` built for wasm32-wasip2 (built once per test process).
-pub(super) fn wasm(crate_dir: &str) -> PathBuf {
+/// The plugin `name` as a file: a bundled plugin's embedded bytes, written out when the file
+/// does not hold them yet (tests that swap files need one), or an example plugin of
+/// `examples/plugins/` built for wasm32-wasip2 (the whole workspace, once per test process).
+pub(super) fn wasm(name: &str) -> PathBuf {
+    if let Some(bytes) = crate::plugin::bundled::get(name) {
+        let dir = Path::new(TARGET).join("bundled-for-tests");
+        let file = dir.join(format!("{name}.wasm"));
+        if std::fs::read(&file).ok().as_deref() != Some(bytes) {
+            // A file of this process first, then a rename: a test never reads half a file.
+            std::fs::create_dir_all(&dir).expect("the plugin target dir is writable");
+            let partial = dir.join(format!("{name}.{}.partial", std::process::id()));
+            std::fs::write(&partial, bytes).expect("the plugin target dir is writable");
+            std::fs::rename(&partial, &file).expect("the plugin target dir is writable");
+        }
+        return file;
+    }
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        for dir in [
-            "deny-patterns",
-            "sticky-session",
-            "hostile",
-            "hostile-discovery",
-        ] {
-            let manifest = Path::new(REPO)
-                .join("examples/plugins")
-                .join(dir)
-                .join("Cargo.toml");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "--target",
-                    "wasm32-wasip2",
-                    "--manifest-path",
-                ])
-                .arg(&manifest)
-                .env("CARGO_TARGET_DIR", TARGET)
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building {} failed", manifest.display());
-        }
+        let manifest = Path::new(REPO).join("examples/plugins/Cargo.toml");
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--release",
+                "--quiet",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", TARGET)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building {} failed", manifest.display());
     });
     Path::new(TARGET)
         .join("wasm32-wasip2/release")
-        .join(format!("{}.wasm", crate_dir.replace('-', "_")))
+        .join(format!("{}.wasm", name.replace('-', "_")))
 }
 
+/// A spec of the plugin `plugin` (bundled: `path: bundled:NAME`, as a config names it; an
+/// example: its built file) loaded as `name` of `kind`.
 pub(super) fn spec(
     name: &str,
     kind: PluginKind,
-    crate_dir: &str,
+    plugin: &str,
     config: serde_json::Value,
 ) -> PluginSpec {
+    let path = if crate::plugin::bundled::get(plugin).is_some() {
+        PathBuf::from(format!("{}{plugin}", crate::config::BUNDLED_PREFIX))
+    } else {
+        wasm(plugin)
+    };
     PluginSpec {
         name: name.to_owned(),
         kind,
         defined_at: None,
-        path: wasm(crate_dir),
+        path,
         config: PluginConfig::plain(config),
         timeout: Duration::from_millis(50),
         memory_mb: 64,
