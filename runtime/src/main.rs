@@ -1,5 +1,7 @@
 //! The `mcp-hangar` command line.
 
+mod cli_plugin;
+
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +30,9 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the config and print it normalised, with secrets redacted.
     Check(ConfigArg),
+    /// Write a new WebAssembly plugin project, or inspect a built plugin.
+    #[command(subcommand)]
+    Plugin(cli_plugin::PluginCommand),
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +75,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Check(arg)) => config_path(arg).and_then(|p| serve::check(&p)),
         Some(Command::Serve(args)) => run_serve(args),
+        Some(Command::Plugin(command)) => cli_plugin::run(command),
         None => run_serve(cli.serve),
     };
     match result {
