@@ -167,19 +167,25 @@ async fn a_nested_secret_is_denied_naming_where_and_which_pattern_but_not_the_se
 async fn repeated_and_concurrent_calls_get_the_same_answers() {
     for guest in Guest::ALL {
         let plugin = loaded(guest).await;
-        let secret = call("t", json!({"token": format!("ghp_{}", "a".repeat(36))}));
-        let clean = call("t", json!({"token": "none"}));
-        let round = || async {
-            let denied = plugin.validate(&secret).await;
-            assert!(
-                matches!(&denied, Verdict::Deny(r) if r.contains("(pattern `github-token`)")),
-                "{guest:?}: {denied:?}"
-            );
-            assert_eq!(plugin.validate(&clean).await, Verdict::Allow, "{guest:?}");
-        };
-        // Four at once: the host makes more instances, each configured before its first call.
-        for _ in 0..3 {
-            futures::future::join_all((0..4).map(|_| round())).await;
+        // Eight tasks on two workers, ten rounds each: calls overlap, so the host takes idle
+        // instances and makes new ones (each configured before its first call). Whichever
+        // instance answers, and however often it answered before, the answers are the same.
+        let tasks = (0..8).map(|task| {
+            tokio::spawn(async move {
+                let secret = call("t", json!({"token": format!("ghp_{}", "a".repeat(36))}));
+                let clean = call("t", json!({"token": format!("task {task}")}));
+                for _ in 0..10 {
+                    let denied = plugin.validate(&secret).await;
+                    assert!(
+                        matches!(&denied, Verdict::Deny(r) if r.contains("(pattern `github-token`)")),
+                        "{guest:?}: {denied:?}"
+                    );
+                    assert_eq!(plugin.validate(&clean).await, Verdict::Allow, "{guest:?}");
+                }
+            })
+        });
+        for task in futures::future::join_all(tasks).await {
+            task.expect("no call panicked");
         }
         assert_eq!(plugin.stats().failures_total(), 0, "{guest:?}");
     }
