@@ -296,13 +296,13 @@ impl Provider {
                     let (checked, _) =
                         self.shared
                             .schemas
-                            .validate(id, &call.tool, &tool.input_schema, &value);
+                            .validate(id, call.tool, &tool.input_schema, &value);
                     if let Err(e) = checked {
                         return Err(InvokeError::InvalidArguments {
                             provider: id.clone(),
                             tool: call.tool.to_owned(),
                             detail: format!(
-                                "validator plugin `{}` rewrote the arguments of `{}` into ones                                  its schema refuses: {e}",
+                                "validator plugin `{}` rewrote the arguments of `{}` into ones its schema refuses: {e}",
                                 validator.name(),
                                 call.tool
                             ),
