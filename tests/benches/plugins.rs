@@ -4,12 +4,14 @@
 //!   `sticky-session` policy plugin (goal: ≤ 1.5 µs p50 for the plugin);
 //! - a call's validation step with ~1 KB of arguments: no validator vs the bundled
 //!   `deny-patterns` validator, serialising the arguments included (goal: ≤ 5 µs p50 added);
+//! - the Python and JavaScript example validators, when the tests have built them: load time
+//!   and a call on the same arguments;
 //! - a hot swap: loading a changed plugin file and swapping it in (compile, type-check,
 //!   configure).
 //!
 //! The host is the hangar's own (`mcp_hangar::plugin`), on a 2-worker tokio runtime as in the
-//! hangar. Run: `cargo bench -p hangar-tests --bench plugins` (`-- pick`, `-- validate` or
-//! `-- swap` for one part, e.g. under a profiler).
+//! hangar. Run: `cargo bench -p hangar-tests --bench plugins` (`-- pick`, `-- validate`,
+//! `-- polyglot` or `-- swap` for one part, e.g. under a profiler).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -105,8 +107,57 @@ async fn run() {
     if part("validate") {
         validate(&host).await;
     }
+    if part("polyglot") {
+        polyglot(&host).await;
+    }
     if part("swap") {
         swap(&host).await;
+    }
+}
+
+/// The Python and JavaScript example validators, when the tests have built them
+/// (`target/wasm-plugins/{python,js}_validator.wasm`): load time and a call on ~1 KB.
+async fn polyglot(host: &PluginHost) {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/wasm-plugins");
+    let config = json!({
+        "forbidden_tools": ["delete_repo", "drop_database"],
+        "secret_patterns": {"aws-access-key": "AKIA[0-9A-Z]{16}", "github-token": "gh[pousr]_[A-Za-z0-9]{36}"},
+    });
+    let arguments = serde_json::to_string(&one_kb_arguments()).unwrap();
+    for (label, file) in [
+        (
+            "python-validator (componentize-py)",
+            "python_validator.wasm",
+        ),
+        ("js-validator (componentize-js)", "js_validator.wasm"),
+    ] {
+        let path = dir.join(file);
+        if !path.is_file() {
+            println!("  {label}: not built (run the tests first)");
+            continue;
+        }
+        let mut plugin_spec = spec(label, PluginKind::Validator, path, config.clone());
+        plugin_spec.memory_mb = 64;
+        plugin_spec.timeout = Duration::from_millis(500);
+        let started = Instant::now();
+        let plugin = host.load(&plugin_spec).await.expect("loads");
+        let load = started.elapsed();
+        let mut samples = Vec::with_capacity(2000);
+        for _ in 0..2000 {
+            let call = Invocation {
+                provider: "files".into(),
+                tool: "search".into(),
+                arguments_json: arguments.clone(),
+                session: None,
+                meta: Vec::new(),
+            };
+            let started = Instant::now();
+            let verdict = plugin.validate(&call).await;
+            samples.push(started.elapsed());
+            assert_eq!(verdict, Verdict::Allow);
+        }
+        println!("{label}: load {:.2} s", load.as_secs_f64());
+        row("validation of the same ~1 KB", &figures(samples));
     }
 }
 

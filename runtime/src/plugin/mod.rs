@@ -1,123 +1,3 @@
-//! # HANDOVER (keep this section current; the session writing it may stop at any time)
-//!
-//! Status: complete as a module and tested; **not yet wired into the runtime crate** (see
-//! "Wiring"). All 51 tests of the module (`plugin/tests/` and unit tests) pass in release and
-//! in a debug build with the workspace's dev profile; clippy `-D warnings` and rustfmt clean.
-//! Built and tested in a scratch crate (/tmp/phost, not in the repo: a `lib.rs` with `#[path]`
-//! modules for `config/` and `plugin/`, a `build.rs` setting `HANGAR_REPO_ROOT` and
-//! `HANGAR_PLUGINS_TARGET`, a `/tmp/wit` symlink to `wit/` for `bindings.rs`'s relative path,
-//! and the deps listed under "Wiring").
-//!
-//! Done:
-//! - One engine per host (`engine.rs`): epoch ticker thread (1 ms), pooling allocator with each
-//!   limit commented, fuel only when `HostOptions::fuel` (`HostOptions::for_plugins`), memory
-//!   reset by PAGEMAP_SCAN where the kernel has it (Linux 6.7+), madvise otherwise.
-//! - Load (`load.rs`): read + compile on the blocking pool; core module / not wasm / wrong world
-//!   told apart, each a `Load` error naming plugin, path and the world its kind needs;
-//!   `instantiate_pre` once per version; a first instance + `configure` proves the config
-//!   (`Configure` error). An unchanged file is not compiled again on reload.
-//! - Sandbox (`sandbox.rs`): WASI p2 with an empty context (no env, args, stdin, network;
-//!   stdout dropped; stderr kept 4 KiB to quote panics), preopens read-only, `host.log` →
-//!   tracing with the plugin's name (32 lines per call, 2 KiB each, control chars escaped),
-//!   `now-ms`; `docker`/`kubernetes` linked for discovery only and refusing unless granted
-//!   ("plugin `X` was not granted `docker`; add `grants: [docker]` to its config"), and when
-//!   granted saying the backend is not built yet.
-//! - Limits per call: deadline (epoch, checked against the wall clock every tick; the call
-//!   yields to tokio each tick), async backstop 50 ms after it, memory cap (`memory_mb`, a
-//!   refused growth traps as `MemoryLimit`), fuel, answer caps (deny reason 64 KiB, rewrite
-//!   1 MiB and a JSON object, discovery 16 MiB, member index in range).
-//! - Validators (`validator.rs`): fresh store + instance + configure + validate per call.
-//!   LB policies (`lb.rs`): one long-lived instance owned by a task, dropped after any failure
-//!   and re-created for the next pick. Discovery (`discovery.rs`): fresh instance per call.
-//! - `on_error`: `validate` → fail_open allows, fail_closed denies with a reason naming the
-//!   plugin and the failure; `pick` → fail_open `Ok(None)` (native strategy), fail_closed
-//!   `Err`. `try_validate`/`try_pick` give the raw error.
-//! - Hot swap: `reload()`/`reload_with(spec)` load a new version (same name and kind) and swap
-//!   the `ArcSwap`; in-flight calls finish on the old one; a broken file or refused config
-//!   keeps the old one and returns the error; racing reloads: the last started wins.
-//! - `DiscoveredProvider`'s `Debug` shows env names, never values (invariant 8).
-//! - Counters per plugin (`PluginStats`: calls, denials, rewrites, failures by kind,
-//!   failed_open/closed, total latency, instances, reloads, dropped log lines) and per host
-//!   (`live_instances`).
-//! - Example plugins in `examples/plugins/` (each its own workspace, `cdylib`,
-//!   wit-bindgen 0.63, wasm32-wasip2): `deny-patterns` (validator), `sticky-session`
-//!   (weighted rendezvous lb policy), `hostile` (validator + lb policy that misbehaves on
-//!   demand: loop, memory, trap, panic, big, log-flood, bad-index, slow), `hostile-discovery`
-//!   (discovery source that calls docker/kubernetes ungranted).
-//!
-//! Tests (`plugin/tests/`, they build the example plugins first with cargo): deny-patterns
-//! denies `rm -rf /` naming the pattern and allows clean calls; sticky-session keeps a session
-//! on one member over 100 picks, spreads 800 sessions over 8 members, moves only an unhealthy
-//! member's sessions; hostile: a loop is stopped at ~51 ms for a 50 ms timeout (median
-//! asserted < +10 ms), a memory bomb traps at its cap, trap and panic are contained (panic
-//! message quoted), a 100 MiB deny reason is refused, a log flood is cut; after each, a
-//! deny-patterns call and a call to the same plugin work; a failing lb instance is replaced;
-//! hot swap under 4 callers × 10 swaps loses no call; a call in flight finishes on its old
-//! version; wrong world, core module, non-wasm, missing file, missing preopen, ungranted
-//! capability, fuel, a full instance pool (`Busy`) and instance lifetimes are covered.
-//!
-//! Figures (2-core machine, release; `cargo test --release -p mcp-hangar
-//! plugin::tests::figures -- --ignored --nocapture`, or in the scratch crate `cargo test
-//! --release --lib plugin::tests::figures -- --ignored --nocapture`):
-//! - no validator: ~0.1 µs (a clone of the call); deny-patterns on ~1 KB arguments with a
-//!   fresh instance per call: 22–26 µs mean (p99 ~40 µs), of which ~11 µs is the fixed cost of
-//!   a fresh instance (store + instantiate + configure of a minimal plugin); ~86 000 calls/s
-//!   with 4 callers on 2 workers. With madvise instead of PAGEMAP_SCAN the fixed cost is
-//!   ~20 µs (and ~35 µs with 1 MiB kept resident by memset, hence keep-resident 0 there).
-//! - sticky-session pick, 8 members: 3.7 µs on a current-thread runtime; 8.6 µs p50 / ~50 µs
-//!   p99 on a 2-worker runtime, the difference being the hop to the policy's task.
-//! - hot swap: ~70 ms for a changed file (compile + type-check + configure), ~0.1 ms for a
-//!   config change on the same file; first load 70–210 ms.
-//!
-//! Not done / open decisions:
-//! - Not wired into the runtime: no `pub mod plugin;` in `lib.rs`, no wasmtime deps in
-//!   `runtime/Cargo.toml`; nothing calls validators or policies on the call path yet, and no
-//!   file watcher calls `reload` (notify is the crate the design names).
-//! - Real docker (bollard) and kubernetes (kube) backends behind the grants.
-//! - Only WIT 0.1.0 has bindings (`bindings::v0_1_0`). A second version = a new bindings
-//!   module, conversions of the public types, and `load` trying each version's `*Pre::new`.
-//! - The lb task hop (above) costs ~5 µs p50 and up to ~45 µs p99 per pick on a multi-thread
-//!   runtime. Running the pick in the caller's task (instance taken from a slot, put back
-//!   after, dropped if the caller was cancelled mid-call) would remove it; not done because
-//!   DESIGN.md says "owned by a task" and a cancelled caller cannot poison a task-owned
-//!   instance. Worth measuring against real group traffic before changing.
-//! - `configure` runs for every validator call (fresh instance); its cost is in the figures.
-//!   A pool of pre-configured instances would move it off the call path at the cost of idle
-//!   instances.
-//! - Answer sizes are checked after wasmtime copied the answer out (it lifts strings before
-//!   the host sees their length); the copy is bounded by the plugin's `memory_mb`.
-//! - Fuel metering is engine-wide: a config reload that adds `fuel:` needs a restart (the load
-//!   error says so).
-//! - Compiled code is not cached across restarts (wasmtime's `cache` feature is off).
-//! - Python (componentize-py) and JS (jco) plugins are untested; the pool limits (16 core
-//!   instances, 2 memories, 4 tables, 20 000 table elements per component) are believed to fit
-//!   them. An lb instance's stderr capture (4 KiB) fills over its life and then stops.
-//! - No Prometheus export: `Plugin::stats()` and `PluginHost::live_instances()` are snapshots
-//!   for the metrics module to read.
-//! - A plugin's `timeout_ms` default (50 ms) is short for discovery that calls docker;
-//!   discovery specs will want a larger one.
-//!
-//! Wiring (for whoever adds this module to the runtime crate):
-//! - `runtime/Cargo.toml`: `wasmtime = { version = "=48.0.8", default-features = false,
-//!   features = ["std", "runtime", "cranelift", "component-model", "pooling-allocator",
-//!   "async", "anyhow", "parallel-compilation"] }` and `wasmtime-wasi = { version = "=48.0.8",
-//!   default-features = false, features = ["p2"] }` (pinned together: 49+ needs a newer
-//!   rustc); `arc-swap`, `tokio`, `tracing`, `thiserror`, `serde_json` are already there.
-//! - `lib.rs`: `pub mod plugin;`. The module uses `crate::config::{PluginSpec, …}` only.
-//! - `bindings.rs` reads `../wit/0.1.0` relative to the crate's manifest dir (`runtime/`).
-//! - The tests build `examples/plugins/*` into `target/wasm-plugins/` (override with
-//!   `HANGAR_REPO_ROOT` / `HANGAR_PLUGINS_TARGET` at build time); CI needs
-//!   `rustup target add wasm32-wasip2`. Debug-build tests compile wasm with a debug
-//!   cranelift: slower loads, same deadlines.
-//! - The hangar should build one host with `HostOptions::for_plugins(config.plugins.values())`
-//!   and load every plugin at start; a `Plugin` is `Send + Sync`, share it in an `Arc`.
-//!
-//! API: `PluginHost::{new, with_options, load, live_instances, meters_fuel, memory_reset}`;
-//! `Plugin::{validate, try_validate, pick, try_pick, discover, reload, reload_with, stats,
-//! version, spec, name, kind}` (all calls async); data: `Invocation`, `Member`, `Verdict`,
-//! `DiscoveredProvider`, `PluginError { plugin, kind: PluginErrorKind, message }`,
-//! `PluginStats`, `HostOptions`, `HostError`.
-//!
 //! # The plugin host
 //!
 //! Runs the hangar's WebAssembly plugins (WIT `hangar:plugin@0.1.0`, `wit/`): validators,
@@ -128,8 +8,8 @@
 //! PluginHost::with_options ─▶ one Engine (epoch ticker 1 ms, pooling allocator, fuel if asked)
 //!   .load(&PluginSpec) ─▶ read + compile (spawn_blocking) ─▶ instantiate_pre against the kind's
 //!                         world ─▶ a first instance + configure(config) ─▶ Plugin
-//! Plugin::validate ─▶ fresh store + instance ─▶ configure ─▶ validate ─▶ Verdict
-//! Plugin::pick     ─▶ the policy's task ─▶ its long-lived instance ─▶ pick ─▶ member index
+//! Plugin::validate ─▶ an idle configured instance (or a new one) ─▶ validate ─▶ Verdict
+//! Plugin::pick     ─▶ an idle configured instance (or a new one) ─▶ pick ─▶ member index
 //! Plugin::discover ─▶ fresh store + instance ─▶ configure ─▶ discover ─▶ providers
 //! Plugin::reload   ─▶ load again; swap (ArcSwap) only if it loaded; calls in flight finish
 //!                     on the version they started on
@@ -143,14 +23,35 @@
 //!   even unused, but its context is empty: no environment, arguments, stdin or network;
 //!   preopens are read-only. `docker` and `kubernetes` are linked for discovery sources only,
 //!   and refuse with a message naming the plugin and the grant unless the config grants them.
-//! - No reuse of a failed instance. A validator or discovery instance lives for one call; a
-//!   policy's instance is dropped on its first trap, timeout or memory fault.
+//! - No reuse of a failed instance. Validators and policies reuse configured instances (a
+//!   fresh one per call cost ~11 µs); one that traps, times out, faults or whose caller went
+//!   away mid-call is dropped. A discovery instance lives for one call.
 //! - No unbounded answer. Deny reasons, rewrites, discovery answers and log lines have caps;
 //!   an answer can never exceed the plugin's memory (`memory_mb`), which bounds the copy made
 //!   before the cap is checked (wasmtime lifts the string before the host can see its size).
-//! - No blocking lock across a plugin call. The policy's instance is owned by a task, not
-//!   behind a mutex; hot swap is an `ArcSwap`.
+//! - No blocking lock across a plugin call. An instance is taken out of its idle list for the
+//!   call and put back after; hot swap is an `ArcSwap`.
 
+//!
+//! The runtime uses the host through `PluginSet` (`set.rs`): every plugin of the config loaded
+//! in the background (calls wait for a plugin's first load), reloaded when notify sees its file
+//! change, its `on_error` applied when it is not loaded. `inspect.rs` is `mcp-hangar plugin
+//! inspect`. Bundled plugins (`bundled.rs`) are embedded by `runtime/build.rs`.
+//!
+//! Open decisions:
+//! - Calls are async (each runs on a wasmtime fiber and yields every epoch tick). Crossing into
+//!   a plugin costs ~2.2 µs (a pick with 8 members, or a validation of 1 KB, into a plugin that
+//!   answers at once); the issue's goals are 1.5 µs per pick and 5 µs per validation. wasmtime
+//!   48 allows sync calls on stores with no async features: a sync linker for validators and
+//!   policies, with epochs trapping at the deadline instead of yielding, would save the fiber
+//!   at the price of holding a worker up to `timeout_ms` for a runaway plugin.
+//! - Compiled code is not cached across restarts: a Python or JS component takes seconds to
+//!   compile at every start, and a call that needs it waits for it (counted against its call
+//!   timeout).
+//! - Answer sizes are checked after wasmtime copied the answer out; the copy is bounded by
+//!   the plugin's `memory_mb`. Fuel metering is engine-wide: adding `fuel:` needs a restart.
+//! - Real docker (bollard) and kubernetes (kube) backends behind the grants come with the
+//!   discovery issue; granted calls say the backend is not built yet.
 mod bindings;
 pub mod bundled;
 mod discovery;

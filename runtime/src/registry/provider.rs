@@ -879,7 +879,30 @@ impl Provider {
                 session: call.session.as_deref(),
                 correlation_id: &call.correlation_id,
             };
-            match self.run_validators(&context, &tool, arguments).await {
+            // The call's deadline covers its validators too (one still compiling included).
+            let checked = tokio::time::timeout_at(
+                call.deadline,
+                self.run_validators(&context, &tool, arguments),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(InvokeError::Denied {
+                    provider: id.clone(),
+                    tool: call.tool.clone(),
+                    plugin: self
+                        .validators
+                        .iter()
+                        .map(|v| v.name())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    reason: format!(
+                        "the validators did not answer within the call's {:.1}s deadline (a \
+                         plugin may still be loading); retry, or pass a larger `timeout`",
+                        call.limit.as_secs_f64()
+                    ),
+                })
+            });
+            match checked {
                 Ok(arguments) => arguments,
                 Err(e) => {
                     breaker.finish(true); // refused before the provider saw it

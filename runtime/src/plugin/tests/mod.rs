@@ -1,11 +1,9 @@
 //! The plugin host's tests, against real plugins: the bundled ones (`plugins/`, built and
 //! embedded by `runtime/build.rs`) and the test fixtures of `examples/plugins/`, which these
 //! tests build for wasm32-wasip2 first (`cargo build --release --target wasm32-wasip2`, once
-//! per test process). The figures are an ignored test:
-//! `cargo test --release -p mcp-hangar plugin::tests::figures -- --ignored --nocapture`.
+//! per test process). The figures are a benchmark: `cargo bench -p hangar-tests --bench plugins`.
 
 mod deny_patterns;
-mod figures;
 mod hostile;
 mod hot_swap;
 mod inspect;

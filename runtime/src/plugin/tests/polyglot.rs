@@ -5,13 +5,13 @@
 //!
 //! These components carry an interpreter (CPython ~18 MB, SpiderMonkey ~12 MB), so they are
 //! what the pool limits in `engine.rs` and the memory and timeout figures in
-//! `sdk/guides/{python,javascript}.md` are measured against. The figures are an ignored test:
-//! `cargo test --release -p mcp-hangar plugin::tests::polyglot::figures -- --ignored --nocapture`.
+//! `sdk/guides/{python,javascript}.md` are measured against. Their figures are printed by
+//! `cargo bench -p hangar-tests --bench plugins -- polyglot`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::OnceCell;
@@ -220,88 +220,5 @@ async fn a_config_the_plugin_refuses_is_a_configure_error_naming_the_problem() {
         // The version in service keeps its policy.
         let denied = plugin.validate(&call("drop_database", json!({}))).await;
         assert!(matches!(denied, Verdict::Deny(_)), "{guest:?}: {denied:?}");
-    }
-}
-
-/// Load (compile + type-check + first configure) and per-call times, and the smallest
-/// `memory_mb` each guest loads with, beside the bundled Rust `deny-patterns` for scale. Not
-/// a check.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "figures, not a check: run in release with --ignored --nocapture"]
-async fn figures() {
-    println!("memory reset: {}", host().memory_reset());
-    let invocation = call(
-        "search",
-        json!({"path": "/data/reports/q3.csv", "query": "total", "limit": 20}),
-    );
-    let rust = PluginSpec {
-        name: "deny-patterns".into(),
-        path: PathBuf::from(format!("{}deny-patterns", crate::config::BUNDLED_PREFIX)),
-        ..Guest::Python.spec(json!({"patterns": ["rm -rf", "DROP TABLE"]}))
-    };
-    let specs = [
-        Guest::Python.spec(policy()),
-        Guest::JavaScript.spec(policy()),
-        rust,
-    ];
-    // What the host reads for a spec: the file, or the bundled bytes.
-    let bytes = |spec: &PluginSpec| match spec.bundled_name() {
-        Some(name) => crate::plugin::bundled::get(name).expect("bundled").to_vec(),
-        None => std::fs::read(&spec.path).expect("readable"),
-    };
-    for spec in specs {
-        let kept = bytes(&spec);
-        let started = Instant::now();
-        let plugin = host().load(&spec).await.expect("loads");
-        let load = started.elapsed();
-        let started = Instant::now();
-        assert_eq!(plugin.validate(&invocation).await, Verdict::Allow);
-        let first = started.elapsed();
-        let mut samples: Vec<Duration> = Vec::new();
-        for _ in 0..1000 {
-            let started = Instant::now();
-            assert_eq!(plugin.validate(&invocation).await, Verdict::Allow);
-            samples.push(started.elapsed());
-        }
-        samples.sort();
-        let mean = samples.iter().sum::<Duration>() / 1000;
-        // A new instance (instantiate + configure), as a call pays when every idle one is busy
-        // or the last one trapped: a reload of the same file and config (the host reads the
-        // file again, compares it with the bytes it compiled, reuses the compilation and
-        // configures a new instance) less the same read and compare. Best of five each.
-        let mut read = Duration::MAX;
-        let mut reload = Duration::MAX;
-        for _ in 0..5 {
-            let started = Instant::now();
-            assert!(std::hint::black_box(bytes(&spec) == kept));
-            read = read.min(started.elapsed());
-            let started = Instant::now();
-            plugin.reload_with(&spec).await.expect("reloads");
-            reload = reload.min(started.elapsed());
-        }
-        let instance = reload.saturating_sub(read);
-        println!(
-            "{:<13} {:>5.2} MB  load {load:>8.2?}  first call {first:>8.2?}  then mean \
-             {mean:>8.2?} p50 {:>8.2?} p99 {:>8.2?}  new instance {instance:>8.2?}",
-            spec.name,
-            kept.len() as f64 / 1e6,
-            samples[500],
-            samples[990],
-        );
-        let mut smallest = None;
-        for memory_mb in [1, 2, 4, 8, 12, 16, 20, 24, 32, 40, 48, 64] {
-            let spec = PluginSpec {
-                memory_mb,
-                ..spec.clone()
-            };
-            if plugin.reload_with(&spec).await.is_ok() {
-                smallest = Some(memory_mb);
-                break;
-            }
-        }
-        println!(
-            "{:<13} smallest memory_mb that loads: {smallest:?}",
-            spec.name
-        );
     }
 }
