@@ -20,8 +20,11 @@
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
 use hangar_plugin_sdk::{Config as PluginConfig, Invocation, Level, Validator, Verdict, log};
+use std::borrow::Cow;
+use std::fmt;
+
 use serde::Deserialize;
-use serde_json::Value;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -62,39 +65,131 @@ impl Validator for DenyPatterns {
     }
 
     fn validate(&mut self, call: &Invocation) -> Verdict {
-        let config = &self.config;
-        let arguments: Value = match call.arguments() {
-            Ok(value) => value,
-            Err(err) => {
-                return Verdict::Deny(format!("deny-patterns: arguments are not JSON: {err}"));
-            }
-        };
-        match check(config, None, &arguments).map(|denial| denial.reason()) {
-            Some(reason) => {
+        let scanned = scan(&self.config, &call.arguments_json);
+        match scanned {
+            Ok(None) => Verdict::Allow,
+            Ok(Some(denial)) => {
+                let reason = denial.reason();
                 log(
                     Level::Info,
                     &format!("denied {}/{}: {reason}", call.provider, call.tool),
                 );
                 Verdict::Deny(reason)
             }
-            None => Verdict::Allow,
+            Err(err) => Verdict::Deny(format!("deny-patterns: arguments are not JSON: {err}")),
         }
     }
 }
 
-/// The reason to deny `value` (under object key `key`), if any. `at` is the JSON pointer of
-/// `value`, built only for a denial (most calls are allowed, and most values are short).
-fn check(config: &Config, key: Option<&str>, value: &Value) -> Option<Denial> {
-    match value {
-        Value::String(text) => check_string(config, key, text),
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(i, item)| check(config, key, item).map(|d| d.under(&i.to_string()))),
-        Value::Object(map) => map
-            .iter()
-            .find_map(|(k, v)| check(config, Some(k), v).map(|d| d.under(k))),
-        _ => None,
+/// The first denial in the arguments, in document order. The JSON is checked as it is parsed,
+/// string by string, without building a tree: validation is on every call's path, and most
+/// calls are allowed.
+fn scan(config: &Config, json: &str) -> Result<Option<Denial>, serde_json::Error> {
+    let mut parser = serde_json::Deserializer::from_str(json);
+    let found = Node { config, key: None }.deserialize(&mut parser)?;
+    parser.end()?;
+    Ok(found)
+}
+
+/// A value under object key `key` (the nearest one above it, for arrays).
+struct Node<'a> {
+    config: &'a Config,
+    key: Option<&'a str>,
+}
+
+impl<'de> DeserializeSeed<'de> for Node<'_> {
+    type Value = Option<Denial>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Node<'_> {
+    type Value = Option<Denial>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(check_string(self.config, self.key, text))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        let mut index = 0usize;
+        while let Some(denial) = items.next_element_seed(Node {
+            config: self.config,
+            key: self.key,
+        })? {
+            if found.is_none() {
+                found = denial.map(|d| d.under(&index.to_string()));
+            }
+            index += 1;
+        }
+        Ok(found)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            let denial = map.next_value_seed(Node {
+                config: self.config,
+                key: Some(&key),
+            })?;
+            if found.is_none() {
+                found = denial.map(|d| d.under(&key));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// An object key, borrowed from the input unless it has escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
     }
 }
 
