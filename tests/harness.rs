@@ -327,6 +327,18 @@ impl Hangar {
     }
 }
 
+/// Plugin `name` as `registry_plugins` reports it.
+pub async fn plugin_status(hangar: &Hangar, name: &str) -> Result<Value> {
+    let all = hangar
+        .call_ok("registry_plugins", serde_json::json!({}))
+        .await?;
+    all["plugins"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .cloned()
+        .ok_or_else(|| anyhow!("registry_plugins does not list `{name}`: {all}"))
+}
+
 pub async fn call(
     client: &RunningService<RoleClient, TestClient>,
     name: &str,

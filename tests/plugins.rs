@@ -46,15 +46,6 @@ async fn echo_ok(hangar: &Hangar, tool: &str, args: Value) -> Result<String> {
     Ok(text(&r))
 }
 
-async fn plugin_status(hangar: &Hangar, name: &str) -> Result<Value> {
-    let all = hangar.call_ok("registry_plugins", json!({})).await?;
-    all["plugins"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
-        .cloned()
-        .ok_or_else(|| anyhow!("registry_plugins does not list `{name}`: {all}"))
-}
-
 #[tokio::test]
 async fn a_validator_refuses_matching_calls_before_the_provider_sees_them() -> Result<()> {
     let dir = TestDir::new("plugin-deny");

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 use hangar_tests::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// One of the interpreted example validators.
 #[derive(Clone, Copy, Debug)]
@@ -117,15 +117,6 @@ async fn guarded_hangar(guest: Guest) -> Result<(TestDir, Hangar)> {
         started.elapsed()
     );
     Ok((dir, hangar))
-}
-
-async fn plugin_status(hangar: &Hangar, plugin: &str) -> Result<Value> {
-    let all = hangar.call_ok("registry_plugins", json!({})).await?;
-    all["plugins"]
-        .as_array()
-        .and_then(|ps| ps.iter().find(|p| p["name"] == plugin))
-        .cloned()
-        .ok_or_else(|| anyhow!("registry_plugins does not list `{plugin}`: {all}"))
 }
 
 async fn allows_clean_calls_and_refuses_the_policys(guest: Guest) -> Result<()> {

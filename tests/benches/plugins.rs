@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use mcp_hangar::config::{PluginConfig, PluginKind, PluginSpec};
 use mcp_hangar::group::strategy::{self, Candidate};
-use mcp_hangar::plugin::{Invocation, Member, PluginHost, Verdict, bundled};
+use mcp_hangar::plugin::{Invocation, Member, Plugin, PluginHost, Verdict, bundled};
 use serde_json::json;
 
 const PICKS: usize = 20_000;
@@ -269,21 +269,7 @@ async fn validate(host: &PluginHost) {
         ))
         .await
         .expect("deny-patterns loads");
-    let mut samples = Vec::with_capacity(VALIDATIONS);
-    for _ in 0..VALIDATIONS {
-        let started = Instant::now();
-        let call = Invocation {
-            provider: "files".into(),
-            tool: "search".into(),
-            arguments_json: serde_json::to_string(&arguments).unwrap(),
-            session: Some("session-1".into()),
-            meta: vec![("correlation-id".into(), "c-42".into())],
-        };
-        let verdict = guard.validate(&call).await;
-        samples.push(started.elapsed());
-        assert_eq!(verdict, Verdict::Allow);
-    }
-    let with_validator = figures(samples);
+    let with_validator = time_validation(&guard, &arguments).await;
     if let Some(path) = std::env::var_os("HANGAR_BENCH_BASELINE_WASM") {
         let baseline = host
             .load(&spec(
@@ -294,21 +280,10 @@ async fn validate(host: &PluginHost) {
             ))
             .await
             .expect("the baseline plugin loads");
-        let mut samples = Vec::with_capacity(VALIDATIONS);
-        for _ in 0..VALIDATIONS {
-            let started = Instant::now();
-            let call = Invocation {
-                provider: "files".into(),
-                tool: "search".into(),
-                arguments_json: serde_json::to_string(&arguments).unwrap(),
-                session: Some("session-1".into()),
-                meta: vec![("correlation-id".into(), "c-42".into())],
-            };
-            let verdict = baseline.validate(&call).await;
-            samples.push(started.elapsed());
-            assert_eq!(verdict, Verdict::Allow);
-        }
-        row("validator that answers at once", &figures(samples));
+        row(
+            "validator that answers at once",
+            &time_validation(&baseline, &arguments).await,
+        );
     }
     println!("validation step, {size} bytes of arguments");
     row("no validator", &no_validator);
@@ -318,6 +293,29 @@ async fn validate(host: &PluginHost) {
         "added by the validator",
         us(with_validator.p50.saturating_sub(no_validator.p50))
     );
+}
+
+/// The validation step of `VALIDATIONS` calls with `arguments`: serialising them for the
+/// plugin, and the plugin's verdict (which must be allow).
+async fn time_validation(
+    plugin: &Plugin,
+    arguments: &serde_json::Map<String, serde_json::Value>,
+) -> Figures {
+    let mut samples = Vec::with_capacity(VALIDATIONS);
+    for _ in 0..VALIDATIONS {
+        let started = Instant::now();
+        let call = Invocation {
+            provider: "files".into(),
+            tool: "search".into(),
+            arguments_json: serde_json::to_string(arguments).unwrap(),
+            session: Some("session-1".into()),
+            meta: vec![("correlation-id".into(), "c-42".into())],
+        };
+        let verdict = plugin.validate(&call).await;
+        samples.push(started.elapsed());
+        assert_eq!(verdict, Verdict::Allow);
+    }
+    figures(samples)
 }
 
 async fn swap(host: &PluginHost) {
