@@ -241,14 +241,23 @@ fn check_string(config: &Config, key: Option<&str>, text: &str) -> Option<Denial
 
 fn looks_like_path(key: Option<&str>, text: &str) -> bool {
     let by_key = key.is_some_and(|k| {
-        let k = k.to_ascii_lowercase();
-        k.contains("path") || k.contains("file") || k.contains("dir")
+        ["path", "file", "dir"]
+            .iter()
+            .any(|word| contains_ignoring_ascii_case(k, word))
     });
     by_key
         || text.starts_with('/')
         || text.starts_with('~')
         || text.starts_with("./")
         || text.starts_with("../")
+}
+
+/// Whether `word` (lowercase ASCII) occurs in `text`, ignoring ASCII case; no allocation, as
+/// it runs for every keyed string of every call.
+fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {
+    text.as_bytes()
+        .windows(word.len())
+        .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
 }
 
 /// `path` resolved against `base` (when relative), with `.`, `..` and repeated `/` removed.
