@@ -41,10 +41,11 @@
 //! Open decisions:
 //! - Calls are async (each runs on a wasmtime fiber and yields every epoch tick). Crossing into
 //!   a plugin costs ~2.2 µs (a pick with 8 members, or a validation of 1 KB, into a plugin that
-//!   answers at once); the goals are 1.5 µs per pick and 5 µs per validation. wasmtime
-//!   48 allows sync calls on stores with no async features: a sync linker for validators and
-//!   policies, with epochs trapping at the deadline instead of yielding, would save the fiber
-//!   at the price of holding a worker up to `timeout_ms` for a runaway plugin.
+//!   answers at once); the goals are 1.5 µs per pick and 5 µs per validation. Tried
+//!   and dropped: calling policies synchronously (a sync WASI linker, epochs that continue
+//!   instead of yielding) saved only ~0.25 µs of it, so the fiber is not the cost; copying the
+//!   call and the members into owned WIT values and lowering them (a guest `realloc` per
+//!   string) is where to look next.
 //! - Compiled code is not cached across restarts: a Python or JS component takes seconds to
 //!   compile at every start, and a call that needs it waits for it (counted against its call
 //!   timeout).
