@@ -26,19 +26,7 @@ const VALIDATIONS: usize = 20_000;
 const SWAPS: usize = 10;
 
 fn spec(name: &str, kind: PluginKind, path: PathBuf, config: serde_json::Value) -> PluginSpec {
-    PluginSpec {
-        name: name.to_owned(),
-        kind,
-        defined_at: None,
-        path,
-        config: PluginConfig::plain(config),
-        timeout: Duration::from_millis(50),
-        memory_mb: 64,
-        fuel: None,
-        on_error: kind.default_on_error(),
-        grants: Vec::new(),
-        preopens: Vec::new(),
-    }
+    PluginSpec::new(name, kind, path, PluginConfig::plain(config))
 }
 
 /// ~1 KB of realistic arguments: a path, a command, options, a list.

@@ -626,6 +626,24 @@ pub struct PluginSpec {
 pub const BUNDLED_PREFIX: &str = "bundled:";
 
 impl PluginSpec {
+    /// A plugin built in code rather than read from a file: every setting not given is the
+    /// config file's default.
+    pub fn new(name: &str, kind: PluginKind, path: PathBuf, config: PluginConfig) -> Self {
+        Self {
+            name: name.to_owned(),
+            kind,
+            defined_at: None,
+            path,
+            config,
+            timeout: DEFAULT_PLUGIN_TIMEOUT,
+            memory_mb: DEFAULT_PLUGIN_MEMORY_MB,
+            fuel: None,
+            on_error: kind.default_on_error(),
+            grants: Vec::new(),
+            preopens: Vec::new(),
+        }
+    }
+
     /// The bundled plugin this spec names (`path: bundled:NAME`), if it names one.
     pub fn bundled_name(&self) -> Option<&str> {
         self.path.to_str()?.strip_prefix(BUNDLED_PREFIX)

@@ -74,19 +74,12 @@ impl PluginSlot {
     /// (`config::load` refuses such names; this keeps a registry built from a config alone,
     /// without its plugins, from letting calls through unchecked.)
     pub fn missing(name: &str, kind: PluginKind) -> Self {
-        let slot = Self::new(PluginSpec {
-            name: name.to_owned(),
+        let slot = Self::new(PluginSpec::new(
+            name,
             kind,
-            defined_at: None,
-            path: PathBuf::new(),
-            config: Default::default(),
-            timeout: Duration::ZERO,
-            memory_mb: 0,
-            fuel: None,
-            on_error: kind.default_on_error(),
-            grants: Vec::new(),
-            preopens: Vec::new(),
-        });
+            PathBuf::new(),
+            Default::default(),
+        ));
         slot.set_error(Some(PluginError::new(
             name,
             PluginErrorKind::Load,

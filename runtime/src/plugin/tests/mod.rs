@@ -15,7 +15,6 @@ mod sticky_session;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{LazyLock, OnceLock};
-use std::time::Duration;
 
 use crate::config::{PluginConfig, PluginKind, PluginSpec};
 use crate::plugin::{Invocation, Member, PluginHost};
@@ -85,19 +84,7 @@ pub(super) fn spec(
     } else {
         wasm(plugin)
     };
-    PluginSpec {
-        name: name.to_owned(),
-        kind,
-        defined_at: None,
-        path,
-        config: PluginConfig::plain(config),
-        timeout: Duration::from_millis(50),
-        memory_mb: 64,
-        fuel: None,
-        on_error: kind.default_on_error(),
-        grants: Vec::new(),
-        preopens: Vec::new(),
-    }
+    PluginSpec::new(name, kind, path, PluginConfig::plain(config))
 }
 
 /// One host for every test of the process (no fuel), as the hangar has one per process.
