@@ -354,7 +354,16 @@ async fn a_crashed_provider_is_dead_with_its_exit_status_and_restarts_on_the_nex
 -> Result<()> {
     let dir = TestDir::new("crash");
     let token = unique_token("crash");
-    let cfg = dir.write("h.yaml", &config(&[provider_yaml("math", &token, &[], "")]));
+    // Automatic recovery far off: this test sees the DEAD state, then the restart a call makes.
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[provider_yaml(
+            "math",
+            &token,
+            &[],
+            "recovery: {base_delay_s: 60, max_delay_s: 60}",
+        )]),
+    );
     let h = Hangar::stdio(&cfg).await?;
     h.call_ok("math__add", json!({"a": 1, "b": 1})).await?;
     let r = h.call("math__crash", json!({"code": 9})).await?;
