@@ -493,3 +493,165 @@ async fn a_2026_client_gets_list_changed_on_its_subscription_and_paged_tools_are
     assert_eq!(listed, Some(9), "all pages of the provider's tools/list");
     Ok(())
 }
+
+/// A client that writes and reads raw JSON lines, to see exactly what the hangar answers on its
+/// fast path for `tools/call`.
+struct RawClient {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+}
+
+impl RawClient {
+    async fn start(config: &std::path::Path) -> Result<Self> {
+        use tokio::io::AsyncBufReadExt;
+        let log = std::fs::File::create(config.with_extension("log"))?;
+        let mut child = tokio::process::Command::new(hangar_bin())
+            .arg("serve")
+            .arg("--config")
+            .arg(config)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdin = child.stdin.take().expect("piped");
+        let lines = tokio::io::BufReader::new(child.stdout.take().expect("piped")).lines();
+        let mut c = Self {
+            child,
+            stdin,
+            lines,
+        };
+        c.send(
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"}}}),
+        )
+        .await?;
+        let init = c.answer(&json!(0)).await?;
+        assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "{init}");
+        c.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            .await?;
+        Ok(c)
+    }
+
+    async fn send(&mut self, msg: serde_json::Value) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        let mut line = serde_json::to_vec(&msg)?;
+        line.push(b'\n');
+        self.stdin.write_all(&line).await?;
+        Ok(())
+    }
+
+    /// The next answer (notifications skipped), which must carry `id`.
+    async fn answer(&mut self, id: &serde_json::Value) -> Result<serde_json::Value> {
+        let got = self.next_answer(Duration::from_secs(10)).await?;
+        let got = got.ok_or_else(|| anyhow::anyhow!("no answer to {id}"))?;
+        assert_eq!(&got["id"], id, "answers in an unexpected order: {got}");
+        Ok(got)
+    }
+
+    async fn next_answer(&mut self, wait: Duration) -> Result<Option<serde_json::Value>> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let line = match tokio::time::timeout_at(deadline, self.lines.next_line()).await {
+                Err(_) => return Ok(None),
+                Ok(line) => line?.ok_or_else(|| anyhow::anyhow!("the hangar closed stdout"))?,
+            };
+            let msg: serde_json::Value = serde_json::from_str(&line)?;
+            if msg.get("method").is_none() {
+                return Ok(Some(msg));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fast_path_keeps_ids_answers_out_of_order_and_honours_cancellation() -> Result<()> {
+    let dir = TestDir::new("fast-path");
+    let token = unique_token("fast");
+    let cfg = dir.write("h.yaml", &config(&[provider_yaml("math", &token, &[], "")]));
+    let mut c = RawClient::start(&cfg).await?;
+
+    // A string id and a number id come back exactly as sent, and the provider's result is
+    // relayed as it is: no `resultType` for a handshake-era client.
+    c.send(json!({"jsonrpc": "2.0", "id": "a-1", "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "one"}, "_meta": {"progressToken": 9}}}))
+        .await?;
+    let one = c.answer(&json!("a-1")).await?;
+    assert_eq!(one["result"]["content"][0]["text"], "one", "{one}");
+    assert!(one["result"].get("resultType").is_none(), "{one}");
+
+    // A slow call does not hold up a quick one behind it.
+    c.send(json!({"jsonrpc": "2.0", "id": 10, "method": "tools/call",
+        "params": {"name": "math__sleep", "arguments": {"ms": 600}}}))
+        .await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 11, "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "quick"}}}))
+        .await?;
+    let quick = c.answer(&json!(11)).await?;
+    assert_eq!(quick["result"]["content"][0]["text"], "quick", "{quick}");
+    let slow = c.answer(&json!(10)).await?;
+    assert_eq!(
+        slow["result"]["content"][0]["text"], "slept 600 ms",
+        "{slow}"
+    );
+
+    // Schema errors, tool errors and unknown names answer as on rmcp's path.
+    c.send(json!({"jsonrpc": "2.0", "id": 12, "method": "tools/call",
+        "params": {"name": "math__add", "arguments": {"a": "x", "b": 1}}}))
+        .await?;
+    let invalid = c.answer(&json!(12)).await?;
+    assert_eq!(invalid["result"]["isError"], true, "{invalid}");
+    c.send(json!({"jsonrpc": "2.0", "id": 13, "method": "tools/call",
+        "params": {"name": "math__fail", "arguments": {"message": "own error"}}}))
+        .await?;
+    let failed = c.answer(&json!(13)).await?;
+    assert_eq!(failed["result"]["isError"], true, "{failed}");
+    assert_eq!(
+        failed["result"]["content"][0]["text"], "own error",
+        "{failed}"
+    );
+    c.send(json!({"jsonrpc": "2.0", "id": 14, "method": "tools/call",
+        "params": {"name": "math__nope", "arguments": {}}}))
+        .await?;
+    let unknown = c.answer(&json!(14)).await?;
+    assert_eq!(unknown["result"]["isError"], true, "{unknown}");
+    assert!(
+        unknown["result"]["content"][0]["text"]
+            .as_str()
+            .is_some_and(|m| m.contains("`nope` not found") && m.contains("`echo`")),
+        "{unknown}"
+    );
+
+    // A cancelled call gets no answer, and the provider hears of the cancellation.
+    c.send(
+        json!({"jsonrpc": "2.0", "id": "long", "method": "tools/call",
+        "params": {"name": "math__sleep", "arguments": {"ms": 5000}}}),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    c.send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": "long", "reason": "changed my mind"}}),
+    )
+    .await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 15, "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "after"}}}))
+        .await?;
+    let after = c.answer(&json!(15)).await?;
+    assert_eq!(after["result"]["content"][0]["text"], "after", "{after}");
+    let log = cfg.with_extension("log");
+    assert!(
+        wait_until(Duration::from_secs(5), || read_log(&log)
+            .contains("request cancelled by the client"))
+        .await,
+        "the provider was not told; log:\n{}",
+        read_log(&log)
+    );
+    let late = c.next_answer(Duration::from_millis(500)).await?;
+    assert!(late.is_none(), "a cancelled call was answered: {late:?}");
+
+    c.child.start_kill()?;
+    Ok(())
+}

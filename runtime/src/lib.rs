@@ -19,3 +19,4 @@ pub mod recovery;
 pub mod registry;
 pub mod serve;
 pub mod validate;
+pub mod wire;

@@ -6,13 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::ServiceExt;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Config};
 use crate::events::{self, EventBus};
-use crate::gateway::{Catalog, Gateway, HangarServer};
+use crate::gateway::{Catalog, Gateway};
 use crate::http::{self, Readiness};
 use crate::plugin::PluginSet;
 use crate::registry::Registry;
@@ -124,9 +123,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
 
     let outcome = match opts.listen {
         Listen::Stdio => {
-            let server = HangarServer::new(gateway.clone())
-                .serve(rmcp::transport::stdio_pipes())
-                .await;
+            let server = crate::gateway::stdio::serve(gateway.clone()).await;
             match server {
                 Ok(running) => {
                     let ct = running.cancellation_token();

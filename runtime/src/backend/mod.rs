@@ -3,6 +3,7 @@
 
 mod client;
 mod groups;
+pub mod raw;
 pub mod subprocess;
 
 pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient};
@@ -73,6 +74,8 @@ pub struct Connection {
     pub stderr: StderrTail,
     /// Routes the provider's progress notifications to the callers waiting for them.
     pub progress: ProgressRoutes,
+    /// `tools/call` written and answered on the pipes directly, past rmcp's service loop.
+    pub raw: Arc<raw::RawCalls>,
     process: subprocess::Process,
 }
 

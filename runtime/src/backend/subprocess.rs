@@ -18,7 +18,9 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{ProgressRoutes, ProviderClient, ToolsChangedHook};
+use super::raw::RawCalls;
 use super::{Connection, START_TIMEOUT, StartError, StderrTail, groups};
+use crate::wire::{SharedWriter, TapTransport};
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -110,8 +112,11 @@ pub async fn start(
         session: Mutex::new(None),
     };
 
+    let writer = SharedWriter::new(stdin);
+    let (raw, tap) = RawCalls::new(writer.clone());
+    let transport = TapTransport::<RoleClient>::new(stdout, writer, tap, session_ct.clone());
     let handshake = async {
-        let session = serve_client_with_ct(handler, (stdout, stdin), session_ct.clone())
+        let session = serve_client_with_ct(handler, transport, session_ct.clone())
             .await
             .map_err(|e| format!("MCP initialization failed: {e}"))?;
         let tools = session
@@ -159,6 +164,7 @@ pub async fn start(
                 pid,
                 stderr,
                 progress,
+                raw,
                 process,
             })
         }

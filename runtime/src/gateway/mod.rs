@@ -7,6 +7,7 @@
 
 mod catalog;
 mod management;
+pub mod stdio;
 
 pub use catalog::{Catalog, Route, aggregated_name, is_valid_tool_name};
 

@@ -454,6 +454,7 @@ impl Group {
                 correlation_id: request.correlation_id.clone(),
                 progress: request.progress.clone(),
                 session: request.session.clone(),
+                reply: request.reply.clone(),
             };
             match member.provider.call(attempt).await {
                 Ok(r) => {

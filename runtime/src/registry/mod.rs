@@ -88,6 +88,9 @@ pub struct Invocation {
     pub correlation_id: Option<String>,
     /// The client's session, for validators and policies (`sticky-session` keys on it).
     pub session: Option<String>,
+    /// Where the client's answer goes, for a provider that can send it the moment it arrives
+    /// (the caller then sends nothing if [`crate::wire::Reply::sent`]).
+    pub reply: Option<Arc<crate::wire::Reply>>,
 }
 
 /// What a caller can reach by id.
@@ -255,7 +258,8 @@ impl Registry {
 
     pub fn correlation_id(&self) -> String {
         let n = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        format!("{:08x}-{n}", std::process::id())
+        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+        format!("{:08x}-{n}", PID.get_or_init(std::process::id))
     }
 
     /// Calls a tool of a provider or a group, starting what is needed. The whole call, start
@@ -296,6 +300,7 @@ impl Registry {
             correlation_id: call.correlation_id.unwrap_or_else(|| self.correlation_id()),
             progress: call.progress,
             session: call.session,
+            reply: call.reply,
         };
         match target {
             Target::Provider(p) => p.call(request).await,

@@ -9,7 +9,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared as SharedFuture};
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ErrorCode, JsonObject,
-    PingRequest, ServerResult, Tool,
+    PingRequest, Tool,
 };
 use rmcp::service::{PeerRequestOptions, ServiceError};
 
@@ -22,6 +22,7 @@ use crate::events::Event;
 use crate::plugin::{self, PluginSlot, Verdict};
 use crate::provider::breaker::{BreakerChange, CircuitBreaker, Permit};
 use crate::provider::{Lifecycle, ProviderState, Transition};
+use crate::wire::Reply;
 
 type StartFuture = SharedFuture<BoxFuture<'static, Result<Arc<Connection>, StartError>>>;
 
@@ -107,6 +108,8 @@ pub struct ProviderCall {
     pub correlation_id: String,
     pub progress: Option<ProgressSink>,
     pub session: Option<String>,
+    /// Where the client's answer goes, for a provider that can send it the moment it arrives.
+    pub reply: Option<Arc<Reply>>,
 }
 
 /// What validators see of a call besides its arguments.
@@ -836,10 +839,10 @@ impl Provider {
             Ok(Err(e)) => return Err(e), // the guard records the failure
             Err(_) => return Err(timeout_err()),
         };
+        let tools = self.tools();
         let tool = {
-            let tools = self.tools();
             match tools.iter().find(|t| t.name == call.tool) {
-                Some(t) => t.clone(),
+                Some(t) => t,
                 None => {
                     breaker.finish(true); // the provider is up; the caller asked for the wrong tool
                     return Err(InvokeError::ToolNotFound {
@@ -882,7 +885,7 @@ impl Provider {
             // The call's deadline covers its validators too (one still compiling included).
             let checked = tokio::time::timeout_at(
                 call.deadline,
-                self.run_validators(&context, &tool, arguments),
+                self.run_validators(&context, tool, arguments),
             )
             .await
             .unwrap_or_else(|_| {
@@ -928,18 +931,26 @@ impl Provider {
                 }
             },
         };
-        self.publish(Event::ToolInvocationRequested {
-            provider: id.clone(),
-            tool: call.tool.clone(),
-            correlation_id: call.correlation_id.clone(),
-        });
         self.lock().lifecycle.begin_call(Instant::now());
         let started = Instant::now();
-        let mut params = CallToolRequestParams::new(call.tool.clone());
-        params.arguments = Some(arguments);
+        let requested = || {
+            self.publish(Event::ToolInvocationRequested {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                correlation_id: call.correlation_id.clone(),
+            })
+        };
         let outcome = tokio::time::timeout_at(
             call.deadline,
-            send_call(&conn, params, call.progress, call.limit),
+            send_call(
+                &conn,
+                &call.tool,
+                arguments,
+                call.progress,
+                call.reply,
+                requested,
+                call.limit,
+            ),
         )
         .await;
         let result = match outcome {
@@ -988,40 +999,43 @@ impl Provider {
     }
 }
 
-/// Sends one tools/call, relaying the provider's progress to `progress` if given. If this future
-/// is dropped before the answer (deadline, caller gone), the provider is sent
-/// `notifications/cancelled`.
+/// Sends one tools/call and runs `sent` once it is on its way. A call without a progress route
+/// goes on the connection's raw path; one with goes through rmcp, which relays the provider's
+/// progress to `progress`. If this future is dropped before the answer (deadline, caller gone),
+/// the provider is sent `notifications/cancelled`.
 async fn send_call(
     conn: &Connection,
-    params: CallToolRequestParams,
+    tool: &str,
+    arguments: JsonObject,
     progress: Option<ProgressSink>,
+    reply: Option<Arc<Reply>>,
+    sent: impl FnOnce(),
     limit: Duration,
 ) -> Result<CallToolResult, ServiceError> {
+    let reason = || format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64());
+    let Some(progress) = progress else {
+        return conn
+            .raw
+            .call(&conn.peer, tool, &arguments, reply, sent, reason)
+            .await;
+    };
+    let mut params = CallToolRequestParams::new(tool.to_string());
+    params.arguments = Some(arguments);
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let handle = conn
         .peer
         .send_request_with_option(request, PeerRequestOptions::no_options())
         .await?;
-    let _route = progress.map(|sink| conn.progress.register(handle.progress_token.clone(), sink));
+    sent();
+    let _route = conn
+        .progress
+        .register(handle.progress_token.clone(), progress);
     let mut guard = CancelOnDrop {
         peer: Some(conn.peer.clone()),
         id: handle.id.clone(),
-        reason: format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64()),
+        reason: reason(),
     };
     let response = handle.await_response().await;
     guard.peer = None;
-    match response? {
-        ServerResult::CallToolResult(r) => Ok(r),
-        other => Err(ServiceError::McpError(rmcp::ErrorData::internal_error(
-            format!(
-                "the provider answered tools/call with an unsupported result ({}); the hangar relays complete results only",
-                match other {
-                    ServerResult::InputRequiredResult(_) => "input_required",
-                    ServerResult::CreateTaskResult(_) => "task",
-                    _ => "unexpected type",
-                }
-            ),
-            None,
-        ))),
-    }
+    backend::raw::into_call_result(response?)
 }

@@ -1,0 +1,267 @@
+//! `tools/call` to a provider without rmcp's service loop: the hangar writes the request line
+//! itself, under an id of its own (`"hangar-N"`), and the [`RawTap`] on the provider's output
+//! takes the answer off the pipe before rmcp sees it. When the client's answer can be the
+//! provider's result as it is, the tap writes it to the client at once ([`Reply`]); the caller
+//! then gets the decoded result for its bookkeeping, off the client's critical path.
+//!
+//! Everything else on the connection (handshake, tools/list, pings, notifications, progress)
+//! stays with rmcp.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use rmcp::model::{CallToolResult, JsonObject, RequestId, ServerResult};
+use rmcp::service::{Peer, RoleClient, ServiceError};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::sync::oneshot;
+
+use crate::wire::{Reply, SharedWriter, Tap, Tapped};
+
+const ID_PREFIX: &str = "hangar-";
+
+/// The calls sent on one connection and not answered yet.
+pub struct RawCalls {
+    out: Arc<SharedWriter>,
+    table: Arc<Mutex<Table>>,
+    next: AtomicU64,
+}
+
+struct Table {
+    open: bool,
+    pending: BTreeMap<u64, Pending>,
+}
+
+struct Pending {
+    reply: Option<Arc<Reply>>,
+    done: oneshot::Sender<Answer>,
+}
+
+/// The provider's answer line.
+type Answer = Vec<u8>;
+
+impl RawCalls {
+    /// The calls on a connection whose input is `out`, and the tap for its output.
+    pub fn new(out: Arc<SharedWriter>) -> (Arc<Self>, RawTap) {
+        let table = Arc::new(Mutex::new(Table {
+            open: true,
+            pending: BTreeMap::new(),
+        }));
+        let calls = Arc::new(Self {
+            out,
+            table: table.clone(),
+            next: AtomicU64::new(1),
+        });
+        (calls, RawTap { table })
+    }
+
+    /// Sends `tools/call`, runs `sent` once the request is written, and waits for the answer.
+    /// If `reply` is given and the provider's result can go to the client unchanged, it goes
+    /// at once. If this future is dropped before the answer, the provider is sent
+    /// `notifications/cancelled` with `reason`.
+    pub async fn call(
+        &self,
+        peer: &Peer<RoleClient>,
+        tool: &str,
+        arguments: &JsonObject,
+        reply: Option<Arc<Reply>>,
+        sent: impl FnOnce(),
+        reason: impl FnOnce() -> String,
+    ) -> Result<CallToolResult, ServiceError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut line = Vec::with_capacity(128);
+        line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"");
+        line.extend_from_slice(ID_PREFIX.as_bytes());
+        line.extend_from_slice(n.to_string().as_bytes());
+        line.extend_from_slice(b"\",\"method\":\"tools/call\",\"params\":{\"name\":");
+        serde_json::to_writer(&mut line, tool).map_err(encode_error)?;
+        line.extend_from_slice(b",\"arguments\":");
+        serde_json::to_writer(&mut line, arguments).map_err(encode_error)?;
+        line.extend_from_slice(b"}}\n");
+
+        let (done, answer) = oneshot::channel();
+        {
+            let mut table = lock(&self.table);
+            if !table.open {
+                return Err(ServiceError::TransportClosed);
+            }
+            table.pending.insert(n, Pending { reply, done });
+        }
+        let mut guard = CancelOnDrop {
+            table: &self.table,
+            n,
+            peer: Some(peer.clone()),
+            reason: Some(reason),
+        };
+        if self.out.write_line(&line).await.is_err() {
+            guard.peer = None; // the provider never got it
+            return Err(ServiceError::TransportClosed);
+        }
+        sent();
+        let answer = answer.await.map_err(|_| ServiceError::TransportClosed)?;
+        guard.peer = None;
+        decode(&answer)
+    }
+}
+
+/// A call abandoned before its answer (deadline, client gone) is forgotten, and the provider
+/// told so.
+struct CancelOnDrop<'a, F: FnOnce() -> String> {
+    table: &'a Mutex<Table>,
+    n: u64,
+    peer: Option<Peer<RoleClient>>,
+    reason: Option<F>,
+}
+
+impl<F: FnOnce() -> String> Drop for CancelOnDrop<'_, F> {
+    fn drop(&mut self) {
+        let waiting = lock(self.table).pending.remove(&self.n).is_some();
+        if let (true, Some(peer), Some(reason)) = (waiting, self.peer.take(), self.reason.take()) {
+            let params = rmcp::model::CancelledNotificationParam::new(
+                Some(RequestId::String(format!("{ID_PREFIX}{}", self.n).into())),
+                Some(reason()),
+            );
+            tokio::spawn(async move {
+                let _ = peer.notify_cancelled(params).await;
+            });
+        }
+    }
+}
+
+fn lock(table: &Mutex<Table>) -> std::sync::MutexGuard<'_, Table> {
+    table.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn encode_error(e: serde_json::Error) -> ServiceError {
+    ServiceError::McpError(rmcp::ErrorData::invalid_params(
+        format!("the arguments could not be encoded: {e}"),
+        None,
+    ))
+}
+
+/// The parts of an answer line the tap looks at.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+}
+
+/// Takes the answers to the connection's raw calls off the provider's output.
+pub struct RawTap {
+    table: Arc<Mutex<Table>>,
+}
+
+impl RawTap {
+    /// The call number and, when the result may go to the client as it is, where it lies in
+    /// `line`.
+    fn classify(line: &[u8]) -> Option<(u64, Option<Range<usize>>)> {
+        // Most lines that are not ours never get parsed.
+        memchr::memmem::find(line, ID_PREFIX.as_bytes())?;
+        let env: Envelope = serde_json::from_slice(line).ok()?;
+        if env.method.is_some() || (env.result.is_none() && env.error.is_none()) {
+            return None;
+        }
+        let n = env
+            .id?
+            .get()
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .strip_prefix(ID_PREFIX)?
+            .parse()
+            .ok()?;
+        // A result with a `resultType` is left for the typed path, which knows what each
+        // client version expects of it.
+        let early = env
+            .result
+            .filter(|r| memchr::memmem::find(r.get().as_bytes(), b"\"resultType\"").is_none())
+            .map(|r| {
+                let start = r.get().as_ptr() as usize - line.as_ptr() as usize;
+                start..start + r.get().len()
+            });
+        Some((n, early))
+    }
+}
+
+impl Tap for RawTap {
+    fn intercept(&mut self, line: Vec<u8>) -> Tapped {
+        let Some((n, early)) = Self::classify(&line) else {
+            return Tapped::Pass(line);
+        };
+        let Some(pending) = lock(&self.table).pending.remove(&n) else {
+            tracing::debug!("an answer to call {ID_PREFIX}{n} arrived after it was abandoned");
+            return Tapped::Taken(None);
+        };
+        match (pending.reply, early) {
+            (Some(reply), Some(range)) => Tapped::Taken(Some(
+                async move {
+                    reply.result(&line[range]).await;
+                    let _ = pending.done.send(line);
+                }
+                .boxed(),
+            )),
+            _ => {
+                let _ = pending.done.send(line);
+                Tapped::Taken(None)
+            }
+        }
+    }
+
+    fn closed(&mut self) {
+        let mut table = lock(&self.table);
+        table.open = false;
+        table.pending.clear();
+    }
+}
+
+/// The answer as the call's result, with the same errors as the rmcp path.
+fn decode(answer: &[u8]) -> Result<CallToolResult, ServiceError> {
+    let env: Envelope = serde_json::from_slice(answer).map_err(|e| undecodable(&e))?;
+    if let Some(error) = env.error {
+        let error: rmcp::ErrorData =
+            serde_json::from_str(error.get()).map_err(|e| undecodable(&e))?;
+        return Err(ServiceError::McpError(error));
+    }
+    let result = env.result.ok_or(ServiceError::UnexpectedResponse)?;
+    match serde_json::from_str::<CallToolResult>(result.get()) {
+        Ok(r) if r.result_type.as_ref().is_none_or(|t| t.is_complete()) => Ok(r),
+        _ => {
+            let typed: ServerResult =
+                serde_json::from_str(result.get()).map_err(|e| undecodable(&e))?;
+            into_call_result(typed)
+        }
+    }
+}
+
+fn undecodable(e: &serde_json::Error) -> ServiceError {
+    ServiceError::McpError(rmcp::ErrorData::internal_error(
+        format!("the provider's answer to tools/call could not be decoded: {e}"),
+        None,
+    ))
+}
+
+/// A provider's answer to tools/call as a result the hangar can relay.
+pub fn into_call_result(result: ServerResult) -> Result<CallToolResult, ServiceError> {
+    match result {
+        ServerResult::CallToolResult(r) => Ok(r),
+        other => Err(ServiceError::McpError(rmcp::ErrorData::internal_error(
+            format!(
+                "the provider answered tools/call with an unsupported result ({}); the hangar relays complete results only",
+                match other {
+                    ServerResult::InputRequiredResult(_) => "input_required",
+                    ServerResult::CreateTaskResult(_) => "task",
+                    _ => "unexpected type",
+                }
+            ),
+            None,
+        ))),
+    }
+}

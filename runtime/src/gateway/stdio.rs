@@ -1,0 +1,187 @@
+//! The gateway on stdio, with a fast path for `tools/call`.
+//!
+//! rmcp serves the session as usual; a [`FrontTap`] in front of it takes the plain calls of
+//! offered provider tools (all but task-augmented ones) once a
+//! handshake-era client has initialized. Such a call runs the same registry path as any other
+//! (limits, breaker, start, schema check, validators, events), and the provider's answer is
+//! written to the client the moment it arrives, without a typed decode and encode in between.
+//! Everything else — the handshake, management tools, task-augmented calls,
+//! unknown names, 2026-07-28 sessions — is rmcp's.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{JsonObject, JsonRpcMessage, ServerResult};
+use rmcp::service::{RoleServer, RunningService, ServerInitializeError};
+use rmcp::{ServiceExt, transport};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::{Gateway, HangarServer, Route};
+use crate::registry::Invocation;
+use crate::wire::{Reply, SharedWriter, Tap, TapTransport, Tapped};
+
+/// Serves one client on the process's stdin and stdout.
+pub async fn serve(
+    gw: Arc<Gateway>,
+) -> Result<RunningService<RoleServer, HangarServer>, ServerInitializeError> {
+    let (input, output) = transport::stdio_pipes();
+    let out = SharedWriter::new(output);
+    let server = HangarServer::new(gw.clone());
+    let fast = Arc::new(AtomicBool::new(false));
+    let tap = FrontTap {
+        gw,
+        out: out.clone(),
+        session: server.connection.clone(),
+        fast: fast.clone(),
+        calls: Arc::default(),
+    };
+    let transport = TapTransport::<RoleServer>::new(input, out, tap, CancellationToken::new())
+        .on_send(move |msg| {
+            if let JsonRpcMessage::Response(r) = msg
+                && let ServerResult::InitializeResult(init) = &r.result
+            {
+                // A 2026-07-28 session has no `initialize`; rmcp shapes its results.
+                fast.store(init.protocol_version.has_initialize(), Ordering::Release);
+            }
+        });
+    server.serve(transport).await
+}
+
+/// Calls under way on the fast path, by the client's request id (its JSON text), so that
+/// `notifications/cancelled` reaches them.
+type Calls = Arc<Mutex<HashMap<Box<str>, AbortHandle>>>;
+
+struct FrontTap {
+    gw: Arc<Gateway>,
+    out: Arc<SharedWriter>,
+    session: Arc<str>,
+    /// Set once a handshake-era session is initialized.
+    fast: Arc<AtomicBool>,
+    calls: Calls,
+}
+
+/// A request as the fast path reads it: one pass over the line, nothing kept that it does not
+/// use. `_meta` goes no further, as on rmcp's path: rmcp clients put a progress token in every
+/// request, and the hangar relays no progress of aggregated tools.
+#[derive(Deserialize)]
+struct Request<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    params: Option<Params<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Params<'a> {
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    arguments: Option<JsonObject>,
+    /// A task-augmented call is rmcp's.
+    task: Option<serde::de::IgnoredAny>,
+    /// For `notifications/cancelled`.
+    #[serde(borrow, rename = "requestId")]
+    request_id: Option<&'a RawValue>,
+}
+
+fn lock(calls: &Calls) -> std::sync::MutexGuard<'_, HashMap<Box<str>, AbortHandle>> {
+    calls.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl FrontTap {
+    /// The invocation a call asks for, if the fast path takes it.
+    fn fast_call(
+        &self,
+        id: Option<&RawValue>,
+        params: Option<Params>,
+    ) -> Option<(Box<RawValue>, Invocation)> {
+        let (id, params) = (id?, params?);
+        if params.task.is_some() {
+            return None;
+        }
+        let Some(Route::Provider { provider, tool }) = self
+            .gw
+            .catalog
+            .load()
+            .routes
+            .get(params.name?.as_ref())
+            .cloned()
+        else {
+            return None;
+        };
+        let invocation = Invocation {
+            provider,
+            tool,
+            arguments: params.arguments,
+            session: Some(self.session.to_string()),
+            ..Default::default()
+        };
+        Some((id.to_owned(), invocation))
+    }
+
+    fn cancel(&self, params: Option<Params>) {
+        if let Some(id) = params.and_then(|p| p.request_id)
+            && let Some(call) = lock(&self.calls).remove(id.get())
+        {
+            call.abort();
+        }
+    }
+}
+
+impl Tap for FrontTap {
+    fn intercept(&mut self, line: Vec<u8>) -> Tapped {
+        // Only calls and cancellations are parsed here; rmcp parses the rest.
+        if !self.fast.load(Ordering::Acquire)
+            || (memchr::memmem::find(&line, b"tools/call").is_none()
+                && memchr::memmem::find(&line, b"notifications/cancelled").is_none())
+        {
+            return Tapped::Pass(line);
+        }
+        let Ok(req) = serde_json::from_slice::<Request>(&line) else {
+            return Tapped::Pass(line);
+        };
+        let call = match req.method.as_deref() {
+            Some("tools/call") => self.fast_call(req.id, req.params),
+            Some("notifications/cancelled") => {
+                // rmcp gets it too: it may be about a request of its own.
+                self.cancel(req.params);
+                None
+            }
+            _ => None,
+        };
+        let Some((id, mut invocation)) = call else {
+            return Tapped::Pass(line);
+        };
+        let key: Box<str> = id.get().into();
+        let reply = Reply::new(self.out.clone(), id);
+        invocation.reply = Some(reply.clone());
+        let gw = self.gw.clone();
+        let calls = self.calls.clone();
+        // Held while spawning, so the call cannot finish (and forget itself) before it is known.
+        let mut running = lock(&self.calls);
+        let forget = key.clone();
+        let task = tokio::spawn(async move {
+            // Boxed: the call's state is large, and a small task is cheap to spawn.
+            let mut result = Box::pin(gw.invoke(invocation)).await;
+            lock(&calls).remove(&forget);
+            if !reply.sent() {
+                // A handshake-era client: no `resultType` (as rmcp strips it).
+                result.result_type = None;
+                match serde_json::to_vec(&result) {
+                    Ok(body) => {
+                        reply.result(&body).await;
+                    }
+                    Err(e) => tracing::error!("could not encode a tools/call result: {e}"),
+                }
+            }
+        });
+        running.insert(key, task.abort_handle());
+        Tapped::Taken(None)
+    }
+}
