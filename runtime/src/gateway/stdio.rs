@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use futures::FutureExt;
 use rmcp::model::{JsonObject, JsonRpcMessage, ServerResult};
 use rmcp::service::{RoleServer, RunningService, ServerInitializeError};
 use rmcp::{ServiceExt, transport};
@@ -163,12 +164,9 @@ impl Tap for FrontTap {
         invocation.reply = Some(reply.clone());
         let gw = self.gw.clone();
         let calls = self.calls.clone();
-        // Held while spawning, so the call cannot finish (and forget itself) before it is known.
-        let mut running = lock(&self.calls);
         let forget = key.clone();
-        let task = tokio::spawn(async move {
-            // Boxed: the call's state is large, and a small task is cheap to spawn.
-            let mut result = Box::pin(gw.invoke(invocation)).await;
+        let mut call = Box::pin(async move {
+            let mut result = gw.invoke(invocation).await;
             lock(&calls).remove(&forget);
             if !reply.sent() {
                 // A handshake-era client: no `resultType` (as rmcp strips it).
@@ -181,7 +179,21 @@ impl Tap for FrontTap {
                 }
             }
         });
-        running.insert(key, task.abort_handle());
-        Tapped::Taken(None)
+        let calls = self.calls.clone();
+        // The call runs here until it first waits (for the provider's answer, usually), so its
+        // request is on its way before the next line is read; then it goes on as a task.
+        Tapped::Taken(Some(
+            async move {
+                if futures::poll!(call.as_mut()).is_ready() {
+                    return;
+                }
+                // Held while spawning, so the call cannot finish (and forget itself) before
+                // it is known.
+                let mut running = lock(&calls);
+                let task = tokio::spawn(call);
+                running.insert(key, task.abort_handle());
+            }
+            .boxed(),
+        ))
     }
 }
