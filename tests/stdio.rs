@@ -655,3 +655,29 @@ async fn fast_path_keeps_ids_answers_out_of_order_and_honours_cancellation() -> 
     c.child.start_kill()?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_line_is_dropped_and_the_session_goes_on() -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let dir = TestDir::new("oversized");
+    let token = unique_token("big");
+    let cfg = dir.write("h.yaml", &config(&[provider_yaml("math", &token, &[], "")]));
+    let mut c = RawClient::start(&cfg).await?;
+    // Over the 16 MiB line limit, in pieces, as a client streaming a huge argument would.
+    let head = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"math__echo","arguments":{"text":""#;
+    c.stdin.write_all(head).await?;
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..17 {
+        c.stdin.write_all(&chunk).await?;
+    }
+    c.stdin.write_all(b"\"}}}\n").await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "small"}}}))
+        .await?;
+    let next = c.answer(&json!(2)).await?;
+    assert_eq!(next["result"]["content"][0]["text"], "small", "{next}");
+    let log = read_log(&cfg.with_extension("log"));
+    assert!(log.contains("exceeded the maximum line length"), "{log}");
+    c.child.start_kill()?;
+    Ok(())
+}
