@@ -23,6 +23,8 @@ use serde_json::json;
 use tokio::process::Command;
 
 const CALLS_PER_ROUND: usize = 500;
+const SESSIONS: usize = 6;
+const ROUNDS_PER_SESSION: usize = 2;
 const STARTS: usize = 15;
 const LAZY_PROVIDERS: usize = 100;
 
@@ -177,50 +179,73 @@ async fn bench() -> Result<()> {
     );
 
     // 1. Warm call latency, direct and through the hangar, interleaved round by round so both
-    //    see the same machine noise.
-    let mut pc = Command::new(&provider);
-    pc.args(["--name", "bench-direct"]);
-    let direct = connect(pc).await.context("direct provider")?;
-    let mut rc = Command::new(std::env::current_exe()?);
-    rc.arg("--relay")
-        .arg(&provider)
-        .args(["--name", "bench-relay"]);
-    let relayed = connect(rc).await.context("relay")?;
-    let mut ac = Command::new(std::env::current_exe()?);
-    ac.arg("--async-relay")
-        .arg(&provider)
-        .args(["--name", "bench-async-relay"]);
-    let async_relayed = connect(ac).await.context("async relay")?;
-    let mut hc = Command::new(&hangar);
-    hc.args(["serve", "--config"])
-        .arg(&cfg)
-        .env("MCP_HANGAR_LOG", "warn");
-    let through = connect(hc).await.context("hangar")?;
-    for _ in 0..200 {
-        call_once(&direct, "echo").await?;
-        call_once(&relayed, "echo").await?;
-        call_once(&async_relayed, "echo").await?;
-        call_once(&through, "math__echo").await?;
-    }
+    //    see the same machine noise. Where the kernel places the processes on 2 cores changes
+    //    every figure by tens of µs for the life of a process, so each session starts all four
+    //    anew, and the figures are over all sessions.
+    let sessions: usize = std::env::var("HANGAR_BENCH_SESSIONS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(SESSIONS);
     // More rounds (HANGAR_BENCH_ROUNDS) give a profiler time to attach.
     let rounds: usize = std::env::var("HANGAR_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(10);
+        .unwrap_or(ROUNDS_PER_SESSION);
     let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        for _ in 0..CALLS_PER_ROUND {
-            d.push(call_once(&direct, "echo").await?);
+    let mut per_session = Vec::new();
+    for session in 0..sessions {
+        let mut pc = Command::new(&provider);
+        pc.args(["--name", "bench-direct"]);
+        let direct = connect(pc).await.context("direct provider")?;
+        let mut rc = Command::new(std::env::current_exe()?);
+        rc.arg("--relay")
+            .arg(&provider)
+            .args(["--name", "bench-relay"]);
+        let relayed = connect(rc).await.context("relay")?;
+        let mut ac = Command::new(std::env::current_exe()?);
+        ac.arg("--async-relay")
+            .arg(&provider)
+            .args(["--name", "bench-async-relay"]);
+        let async_relayed = connect(ac).await.context("async relay")?;
+        let mut hc = Command::new(&hangar);
+        hc.args(["serve", "--config"])
+            .arg(&cfg)
+            .env("MCP_HANGAR_LOG", "warn");
+        let through = connect(hc).await.context("hangar")?;
+        for _ in 0..200 {
+            call_once(&direct, "echo").await?;
+            call_once(&relayed, "echo").await?;
+            call_once(&async_relayed, "echo").await?;
+            call_once(&through, "math__echo").await?;
         }
-        for _ in 0..CALLS_PER_ROUND {
-            r.push(call_once(&relayed, "echo").await?);
+        let (mut sd, mut sa, mut sh) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            for _ in 0..CALLS_PER_ROUND {
+                sd.push(call_once(&direct, "echo").await?);
+            }
+            for _ in 0..CALLS_PER_ROUND {
+                r.push(call_once(&relayed, "echo").await?);
+            }
+            for _ in 0..CALLS_PER_ROUND {
+                sa.push(call_once(&async_relayed, "echo").await?);
+            }
+            for _ in 0..CALLS_PER_ROUND {
+                sh.push(call_once(&through, "math__echo").await?);
+            }
         }
-        for _ in 0..CALLS_PER_ROUND {
-            a.push(call_once(&async_relayed, "echo").await?);
+        for v in [&mut sd, &mut sa, &mut sh] {
+            v.sort();
         }
-        for _ in 0..CALLS_PER_ROUND {
-            h.push(call_once(&through, "math__echo").await?);
-        }
+        let p50 = |v: &[Duration]| us(percentile(v, 0.5));
+        per_session.push(format!(
+            "  session {}: tokio relay +{:.1}, hangar +{:.1}",
+            session + 1,
+            p50(&sa) - p50(&sd),
+            p50(&sh) - p50(&sd)
+        ));
+        d.extend(sd);
+        a.extend(sa);
+        h.extend(sh);
     }
     for v in [&mut d, &mut r, &mut a, &mut h] {
         v.sort();
@@ -253,10 +278,10 @@ async fn bench() -> Result<()> {
     added("added by the bare relay", &r);
     added("added by the tokio relay", &a);
     added("added by the hangar", &h);
-    drop(relayed);
-    drop(async_relayed);
-    drop(direct);
-    drop(through);
+    println!("  added p50 per session (each with its own processes):");
+    for line in &per_session {
+        println!("  {line}");
+    }
 
     // 2. Start to first tools/list with 100 lazy providers, and the idle RSS.
     let lazy = lazy_config(&dir, &provider);

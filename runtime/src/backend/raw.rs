@@ -10,9 +10,10 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::FutureExt;
+use memchr::memmem::Finder;
 use rmcp::model::{CallToolResult, JsonObject, RequestId, ServerResult};
 use rmcp::service::{Peer, RoleClient, ServiceError};
 use serde::Deserialize;
@@ -22,6 +23,10 @@ use tokio::sync::oneshot;
 use crate::wire::{Reply, SharedWriter, Tap, Tapped};
 
 const ID_PREFIX: &str = "hangar-";
+
+// Searchers built once: building one costs more than searching a short line.
+static OUR_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(ID_PREFIX));
+static RESULT_TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"resultType\""));
 
 /// The calls sent on one connection and not answered yet.
 pub struct RawCalls {
@@ -165,7 +170,7 @@ impl RawTap {
     /// `line`.
     fn classify(line: &[u8]) -> Option<(u64, Option<Range<usize>>)> {
         // Most lines that are not ours never get parsed.
-        memchr::memmem::find(line, ID_PREFIX.as_bytes())?;
+        OUR_ID.find(line)?;
         let env: Envelope = serde_json::from_slice(line).ok()?;
         if env.method.is_some() || (env.result.is_none() && env.error.is_none()) {
             return None;
@@ -182,7 +187,7 @@ impl RawTap {
         // client version expects of it.
         let early = env
             .result
-            .filter(|r| memchr::memmem::find(r.get().as_bytes(), b"\"resultType\"").is_none())
+            .filter(|r| RESULT_TYPE.find(r.get().as_bytes()).is_none())
             .map(|r| {
                 let start = r.get().as_ptr() as usize - line.as_ptr() as usize;
                 start..start + r.get().len()

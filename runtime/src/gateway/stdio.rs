@@ -11,9 +11,10 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::FutureExt;
+use memchr::memmem::Finder;
 use rmcp::model::{JsonObject, JsonRpcMessage, ServerResult};
 use rmcp::service::{RoleServer, RunningService, ServerInitializeError};
 use rmcp::{ServiceExt, transport};
@@ -52,6 +53,11 @@ pub async fn serve(
         });
     server.serve(transport).await
 }
+
+// Searchers built once: building one costs more than searching a short line.
+static TOOLS_CALL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("tools/call"));
+static CANCELLED: LazyLock<Finder<'static>> =
+    LazyLock::new(|| Finder::new("notifications/cancelled"));
 
 /// Calls under way on the fast path, by the client's request id (its JSON text), so that
 /// `notifications/cancelled` reaches them.
@@ -139,8 +145,7 @@ impl Tap for FrontTap {
     fn intercept(&mut self, line: Vec<u8>) -> Tapped {
         // Only calls and cancellations are parsed here; rmcp parses the rest.
         if !self.fast.load(Ordering::Acquire)
-            || (memchr::memmem::find(&line, b"tools/call").is_none()
-                && memchr::memmem::find(&line, b"notifications/cancelled").is_none())
+            || (TOOLS_CALL.find(&line).is_none() && CANCELLED.find(&line).is_none())
         {
             return Tapped::Pass(line);
         }
