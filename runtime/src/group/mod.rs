@@ -464,7 +464,13 @@ impl Group {
                 Err(e) => {
                     let counts_against = e.is_provider_failure();
                     self.record(member.provider.id(), !counts_against);
-                    if e.allows_failover() && tokio::time::Instant::now() < request.deadline {
+                    // The client already has this member's answer (it went out before it was
+                    // decoded): another member must not run the tool again.
+                    let answered = request.reply.as_ref().is_some_and(|r| r.sent());
+                    if e.allows_failover()
+                        && !answered
+                        && tokio::time::Instant::now() < request.deadline
+                    {
                         tracing::info!(group = %self.spec.id, member = %member.provider.id(), "failing over: {e}");
                         attempts.push(format!("`{}`: {e}", member.provider.id()));
                         continue;
