@@ -14,6 +14,7 @@
 //! `-- polyglot` or `-- swap` for one part, e.g. under a profiler).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mcp_hangar::config::{PluginConfig, PluginKind, PluginSpec};
@@ -21,8 +22,8 @@ use mcp_hangar::group::strategy::{self, Candidate};
 use mcp_hangar::plugin::{Invocation, Member, Plugin, PluginHost, Verdict, bundled};
 use serde_json::json;
 
-const PICKS: usize = 20_000;
-const VALIDATIONS: usize = 20_000;
+const PICKS: usize = 20_000 * 25;
+const VALIDATIONS: usize = 20_000 * 10;
 const SWAPS: usize = 10;
 
 fn spec(name: &str, kind: PluginKind, path: PathBuf, config: serde_json::Value) -> PluginSpec {
@@ -132,13 +133,13 @@ async fn polyglot(host: &PluginHost) {
         let load = started.elapsed();
         let mut samples = Vec::with_capacity(2000);
         for _ in 0..2000 {
-            let call = Invocation {
+            let call = Arc::new(Invocation {
                 provider: "files".into(),
                 tool: "search".into(),
                 arguments_json: arguments.clone(),
                 session: None,
                 meta: Vec::new(),
-            };
+            });
             let started = Instant::now();
             let verdict = plugin.validate(&call).await;
             samples.push(started.elapsed());
@@ -178,25 +179,21 @@ async fn pick(host: &PluginHost) {
         ))
         .await
         .expect("sticky-session loads");
-    let members: Vec<Member> = (0..8)
+    let members: Vec<Member> = (0..std::env::var("M").map_or(8, |m| m.parse().unwrap()))
         .map(|i| Member {
-            id: format!("member-{i}"),
-            weight: 1,
-            priority: 1,
-            in_flight: 0,
-            healthy: true,
             ewma_latency_us: 900,
+            ..Member::new(format!("member-{i}"))
         })
         .collect();
     let mut samples = Vec::with_capacity(PICKS);
     for i in 0..PICKS {
-        let call = Invocation {
+        let call = Arc::new(Invocation {
             provider: "pool".into(),
             tool: "search".into(),
             arguments_json: "{}".into(),
             session: Some(format!("session-{}", i % 64)),
             meta: Vec::new(),
-        };
+        });
         let started = Instant::now();
         let picked = sticky.pick(&call, &members).await;
         samples.push(started.elapsed());
@@ -218,13 +215,13 @@ async fn pick(host: &PluginHost) {
             ))
             .await
             .expect("the baseline plugin loads");
-        let call = Invocation {
+        let call = Arc::new(Invocation {
             provider: "pool".into(),
             tool: "search".into(),
             arguments_json: "{}".into(),
             session: Some("session-1".into()),
             meta: Vec::new(),
-        };
+        });
         let mut samples = Vec::with_capacity(PICKS);
         for _ in 0..PICKS {
             let started = Instant::now();
@@ -292,13 +289,13 @@ async fn time_validation(
     let mut samples = Vec::with_capacity(VALIDATIONS);
     for _ in 0..VALIDATIONS {
         let started = Instant::now();
-        let call = Invocation {
+        let call = Arc::new(Invocation {
             provider: "files".into(),
             tool: "search".into(),
             arguments_json: serde_json::to_string(arguments).unwrap(),
             session: Some("session-1".into()),
             meta: vec![("correlation-id".into(), "c-42".into())],
-        };
+        });
         let verdict = plugin.validate(&call).await;
         samples.push(started.elapsed());
         assert_eq!(verdict, Verdict::Allow);

@@ -33,6 +33,9 @@ pub struct Member {
     pub weight: u32,
     pub priority: u32,
     health: Mutex<MemberHealth>,
+    /// The member as a policy plugin sees it, minus what changes per call: built once, so a
+    /// pick copies no id.
+    policy_view: plugin::Member,
 }
 
 impl Member {
@@ -94,6 +97,7 @@ impl Group {
             .iter()
             .zip(providers)
             .map(|((m, _), provider)| Member {
+                policy_view: plugin::Member::new(provider.id()),
                 provider,
                 weight: m.weight,
                 priority: m.priority,
@@ -350,18 +354,18 @@ impl Group {
         let members: Vec<plugin::Member> = candidates
             .iter()
             .map(|c| {
-                let provider = &self.members[c.index].provider;
+                let member = &self.members[c.index];
                 plugin::Member {
-                    id: provider.id().to_owned(),
                     weight: c.weight,
                     priority: c.priority,
                     in_flight: c.in_flight,
                     healthy: in_rotation && !c.warming,
-                    ewma_latency_us: provider.ewma_latency_us(),
+                    ewma_latency_us: member.provider.ewma_latency_us(),
+                    ..member.policy_view.clone()
                 }
             })
             .collect();
-        let call = plugin::Invocation {
+        let call = Arc::new(plugin::Invocation {
             provider: self.spec.id.clone(),
             tool: request.tool.clone(),
             arguments_json: request.arguments.as_ref().map_or_else(
@@ -370,7 +374,7 @@ impl Group {
             ),
             session: request.session.clone(),
             meta: vec![("correlation-id".to_owned(), request.correlation_id.clone())],
-        };
+        });
         match policy.pick(&call, &members).await {
             Ok(Some(i)) => Ok(candidates.get(i as usize).map(|c| c.index)),
             Ok(None) => Ok(self.pick_native(&candidates)),

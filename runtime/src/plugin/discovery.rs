@@ -5,11 +5,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::DiscoveredProvider;
-use super::bindings::v0_1_0::DiscoverySourcePre;
 use super::bindings::v0_1_0::hangar::plugin::types as wit;
+use super::bindings::{v0_1_0 as v1, v0_2_0 as v2};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind, truncate};
-use super::load::{Loaded, backstop, configured, settle, store, within};
+use super::load::{Loaded, backstop, configured, instantiate_configured, settle, store, within};
 use super::sandbox::Sandbox;
 use super::stats::Stats;
 
@@ -19,25 +19,37 @@ pub(super) const MAX_DISCOVERY_BYTES: usize = 16 << 20;
 /// Longest error message of a source kept.
 const REPORTED_BYTES: usize = 4096;
 
+/// How to make instances of a discovery source, by the WIT version it was built against.
+pub(super) enum Pre {
+    V1(v1::DiscoverySourcePre<Sandbox>),
+    V2(v2::DiscoverySourcePre<Sandbox>),
+}
+
+/// A fresh instance, configured, asked once; the answer in 0.1.0's types (the `discovery`
+/// interface is the same in both versions).
+macro_rules! configure_and_discover {
+    ($pre:expr, $store:expr, $config_json:expr) => {{
+        let instance = instantiate_configured!($pre, $store, $config_json, hangar_plugin_discovery);
+        let exports = instance.hangar_plugin_discovery();
+        let outcome = within(backstop(&$store), exports.call_discover(&mut $store)).await;
+        settle(&$store, outcome)?
+    }};
+}
+
 pub(super) async fn discover(
     runtime: &Runtime,
     loaded: &Loaded,
-    pre: &DiscoverySourcePre<Sandbox>,
+    pre: &Pre,
     stats: &Arc<Stats>,
 ) -> Result<Vec<DiscoveredProvider>, PluginError> {
     let plugin = &*loaded.sandbox.plugin;
     let mut store = store(runtime, &loaded.sandbox, stats)?;
-    let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
-    let instance = settle(&store, outcome)?;
-    let exports = instance.hangar_plugin_discovery();
-    let answer = within(
-        backstop(&store),
-        exports.call_configure(&mut store, &loaded.config_json),
-    )
-    .await;
-    configured(&store, answer)?;
-    let outcome = within(backstop(&store), exports.call_discover(&mut store)).await;
-    let found = settle(&store, outcome)?.map_err(|reported| {
+    let answer = match pre {
+        Pre::V1(pre) => configure_and_discover!(pre, store, &loaded.config_json),
+        Pre::V2(pre) => configure_and_discover!(pre, store, &loaded.config_json)
+            .map(|found| found.into_iter().map(from_v2).collect()),
+    };
+    let found = answer.map_err(|reported| {
         PluginError::new(
             plugin,
             PluginErrorKind::Reported,
@@ -57,6 +69,23 @@ pub(super) async fn discover(
         ));
     }
     Ok(found.into_iter().map(DiscoveredProvider::from).collect())
+}
+
+/// A 0.2.0 provider spec in 0.1.0's types: the record is the same in both versions.
+fn from_v2(spec: v2::hangar::plugin::types::ProviderSpec) -> wit::ProviderSpec {
+    wit::ProviderSpec {
+        name: spec.name,
+        mode: spec.mode,
+        command: spec.command,
+        image: spec.image,
+        endpoint: spec.endpoint,
+        env: spec.env,
+        group: spec.group,
+        labels: spec.labels,
+        description: spec.description,
+        idle_ttl_s: spec.idle_ttl_s,
+        tools_json: spec.tools_json,
+    }
 }
 
 fn spec_bytes(spec: &wit::ProviderSpec) -> usize {

@@ -12,6 +12,8 @@ use wasmtime::{
 };
 
 use super::bindings::v0_1_0::hangar::plugin as wit;
+use super::bindings::v0_2_0::hangar::plugin as wit2;
+use super::bindings::v0_2_0::lb::hangar::plugin::calls as wit2_calls;
 use super::sandbox::Sandbox;
 
 /// How often the epoch advances: the resolution of every plugin deadline. A call is stopped
@@ -64,8 +66,8 @@ pub(super) struct Runtime {
     pub fuel: bool,
     /// How pooled memories are reset (depends on the kernel).
     pub reset: MemoryReset,
-    /// WASI p2 (deny-by-default context, see `sandbox`) and `host`: what validators and lb
-    /// policies may import.
+    /// WASI p2 (deny-by-default context, see `sandbox`), `host` and (0.2.0) `calls`: what
+    /// validators and lb policies may import.
     pub plain: Linker<Sandbox>,
     /// `plain` plus `docker` and `kubernetes`, which refuse unless granted: discovery sources.
     pub discovery: Linker<Sandbox>,
@@ -87,10 +89,16 @@ impl Runtime {
         tracing::debug!(?reset, fuel = options.fuel, "plugin engine ready");
         let mut plain = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut plain)?;
+        // Every supported WIT version side by side: `host@0.1.0` and `host@0.2.0` are distinct
+        // names, so one linker serves plugins of either version.
         wit::host::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut plain, |s| s)?;
+        wit2::host::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut plain, |s| s)?;
         let mut discovery = plain.clone();
+        wit2_calls::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut plain, |s| s)?;
         wit::docker::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut discovery, |s| s)?;
         wit::kubernetes::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut discovery, |s| s)?;
+        wit2::docker::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut discovery, |s| s)?;
+        wit2::kubernetes::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut discovery, |s| s)?;
         let ticker = Ticker::start(engine.clone());
         Ok(Self {
             engine,

@@ -12,15 +12,16 @@ use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Error};
 
-use super::bindings::v0_1_0::{
-    DiscoverySourcePre, lb::LbPolicyPluginPre, validator::ValidatorPluginPre,
-};
+use super::bindings::{v0_1_0 as v1, v0_2_0 as v2};
 use super::engine::{HostOptions, Runtime};
-use super::load::{WIT_PACKAGE, world_name};
+use super::load::{
+    WIT_PACKAGE, WIT_VERSIONS, export_interface, link_error, supported_versions, world_name,
+};
 use super::sandbox::Sandbox;
 use crate::config::{BUNDLED_PREFIX, PluginKind};
 
-/// The WIT package (with its version) this host loads plugins of.
+/// The WIT package (with its version) that new plugins are built against: the newest this
+/// host loads. It also loads every older version in `supported_wit_versions`.
 pub const SUPPORTED_WIT_PACKAGE: &str = WIT_PACKAGE;
 
 /// The WIT package name every plugin interface is under; the version follows an `@`.
@@ -150,7 +151,6 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
         .collect();
     wit_versions.sort();
     wit_versions.dedup();
-    let supported = supported_version();
 
     let worlds: Vec<WorldCheck> = [
         PluginKind::Validator,
@@ -164,12 +164,13 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
                 .filter(|(interface, _)| *interface == export_interface(kind))
                 .map(|(_, version)| version.to_owned())
         })?;
-        let outcome = if version == supported {
-            type_check(&runtime, &component, kind, &shown)
+        let outcome = if WIT_VERSIONS.contains(&version.as_str()) {
+            type_check(&runtime, &component, kind, &version, &shown)
         } else {
             Err(format!(
                 "it was built against {PACKAGE_NAME}@{version}; this hangar loads \
-                 {WIT_PACKAGE} (rebuild it with a matching SDK, or upgrade the hangar)"
+                 {PACKAGE_NAME}@{} (rebuild it with a matching SDK, or upgrade the hangar)",
+                supported_versions()
             ))
         };
         Some(WorldCheck {
@@ -203,7 +204,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
         file: shown,
         bytes: bytes.len(),
         wit_versions,
-        supported_wit_versions: vec![supported.to_owned()],
+        supported_wit_versions: WIT_VERSIONS.iter().map(|v| (*v).to_owned()).collect(),
         worlds,
         imports,
         exports,
@@ -280,22 +281,6 @@ impl Inspection {
     }
 }
 
-/// The one WIT version this host has bindings for.
-fn supported_version() -> &'static str {
-    WIT_PACKAGE
-        .split_once('@')
-        .map_or(WIT_PACKAGE, |(_, version)| version)
-}
-
-/// The interface a plugin of `kind` exports, without package and version.
-fn export_interface(kind: PluginKind) -> &'static str {
-    match kind {
-        PluginKind::Validator => "validator",
-        PluginKind::LbPolicy => "lb-policy",
-        PluginKind::Discovery => "discovery",
-    }
-}
-
 /// `hangar:plugin/NAME@VERSION` split into `(NAME, VERSION)`.
 fn plugin_interface(name: &str) -> Option<(&str, &str)> {
     name.strip_prefix(PACKAGE_NAME)?
@@ -325,38 +310,35 @@ fn describe(engine: &Engine, name: &str, item: &ComponentItem) -> Item {
     }
 }
 
-/// The loader's type check for `kind` (see `load::compile` and `load::load`): linking against
-/// the kind's imports, then the typed exports of its world. The error is the loader's.
+/// The loader's type check for `kind` at WIT `version` (see `load::compile` and `load::load`):
+/// linking against the kind's imports, then the typed exports of its world. The error is the
+/// loader's.
 fn type_check(
     runtime: &Runtime,
     component: &Component,
     kind: PluginKind,
+    version: &str,
     shown: &str,
 ) -> Result<(), String> {
     let linker = match kind {
         PluginKind::Discovery => &runtime.discovery,
         PluginKind::Validator | PluginKind::LbPolicy => &runtime.plain,
     };
-    let pre: InstancePre<Sandbox> = linker.instantiate_pre(component).map_err(|err| {
-        format!(
-            "`{shown}` is not a component of the `{}` world of {WIT_PACKAGE}, which a plugin \
-             of kind `{kind}` must be (it may import only {}): {err:#}",
-            world_name(kind),
-            match kind {
-                PluginKind::Discovery => "WASI, `host`, `docker` and `kubernetes`",
-                PluginKind::Validator | PluginKind::LbPolicy => "WASI and `host`",
-            }
-        )
-    })?;
-    let typed: Result<(), Error> = match kind {
-        PluginKind::Validator => ValidatorPluginPre::new(pre).map(drop),
-        PluginKind::LbPolicy => LbPolicyPluginPre::new(pre).map(drop),
-        PluginKind::Discovery => DiscoverySourcePre::new(pre).map(drop),
+    let pre: InstancePre<Sandbox> = linker
+        .instantiate_pre(component)
+        .map_err(|err| link_error(shown, kind, &err))?;
+    let typed: Result<(), Error> = match (kind, version) {
+        (PluginKind::Validator, "0.2.0") => v2::validator::ValidatorPluginPre::new(pre).map(drop),
+        (PluginKind::LbPolicy, "0.2.0") => v2::lb::LbPolicyPluginPre::new(pre).map(drop),
+        (PluginKind::Discovery, "0.2.0") => v2::DiscoverySourcePre::new(pre).map(drop),
+        (PluginKind::Validator, _) => v1::validator::ValidatorPluginPre::new(pre).map(drop),
+        (PluginKind::LbPolicy, _) => v1::lb::LbPolicyPluginPre::new(pre).map(drop),
+        (PluginKind::Discovery, _) => v1::DiscoverySourcePre::new(pre).map(drop),
     };
     typed.map_err(|err| {
         format!(
-            "`{shown}` is not a component of the `{}` world of {WIT_PACKAGE}, which a plugin \
-             of kind `{kind}` must be: {err:#}",
+            "`{shown}` is not a component of the `{}` world of {PACKAGE_NAME}@{version}, which \
+             a plugin of kind `{kind}` must be: {err:#}",
             world_name(kind)
         )
     })

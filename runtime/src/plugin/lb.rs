@@ -8,12 +8,16 @@
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
+use wasmtime::component::Resource;
 
 use super::bindings::v0_1_0::hangar::plugin::types as wit;
-use super::bindings::v0_1_0::lb::{LbPolicyPlugin, LbPolicyPluginPre};
+use super::bindings::v0_1_0::lb as v1;
+use super::bindings::v0_2_0::hangar::plugin::types as wit2;
+use super::bindings::v0_2_0::lb as v2;
+use super::{Invocation, Member, to_wit_invocation, to_wit_member};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind};
-use super::load::{backstop, configured, settle, store, within};
+use super::load::{instantiate_configured, backstop, configured, settle, store, within};
 use super::sandbox::{Sandbox, SandboxSpec, arm};
 use super::stats::Stats;
 
@@ -21,10 +25,21 @@ use super::stats::Stats;
 /// machine, so concurrent picks rarely instantiate.
 const MAX_IDLE: usize = 8;
 
+/// How to make instances of a policy, by the WIT version it was built against.
+pub(super) enum Pre {
+    V1(v1::LbPolicyPluginPre<Sandbox>),
+    V2(v2::LbPolicyPluginPre<Sandbox>),
+}
+
+enum Instance {
+    V1(v1::LbPolicyPlugin),
+    V2(v2::LbPolicyPlugin),
+}
+
 /// What a policy's task needs to make instances.
 pub(super) struct Context {
     pub runtime: Arc<Runtime>,
-    pub pre: LbPolicyPluginPre<Sandbox>,
+    pub pre: Pre,
     pub sandbox: Arc<SandboxSpec>,
     pub config_json: Arc<str>,
     pub stats: Arc<Stats>,
@@ -33,23 +48,24 @@ pub(super) struct Context {
 /// A configured instance of the policy.
 pub(super) struct Live {
     store: Store<Sandbox>,
-    instance: LbPolicyPlugin,
+    instance: Instance,
+    /// The members of a 0.2.0 pick, lowered from here; kept to reuse its allocation.
+    members: Vec<wit2::Member>,
 }
 
 impl Context {
     /// A new instance, configured.
     pub async fn instantiate(&self) -> Result<Live, PluginError> {
         let mut store = store(&self.runtime, &self.sandbox, &self.stats)?;
-        let outcome = within(backstop(&store), self.pre.instantiate_async(&mut store)).await;
-        let instance = settle(&store, outcome)?;
-        let exports = instance.hangar_plugin_lb_policy();
-        let answer = within(
-            backstop(&store),
-            exports.call_configure(&mut store, &self.config_json),
-        )
-        .await;
-        configured(&store, answer)?;
-        Ok(Live { store, instance })
+        let instance = match &self.pre {
+            Pre::V1(pre) => Instance::V1(instantiate_configured!(pre, store, &self.config_json, hangar_plugin_lb_policy)),
+            Pre::V2(pre) => Instance::V2(instantiate_configured!(pre, store, &self.config_json, hangar_plugin_lb_policy)),
+        };
+        Ok(Live {
+            store,
+            instance,
+            members: Vec::new(),
+        })
     }
 
     /// One pick on `live`. On an error the caller drops `live`: trapped, out of time or out
@@ -57,17 +73,48 @@ impl Context {
     async fn pick(
         &self,
         live: &mut Live,
-        call: &wit::Invocation,
-        members: &[wit::Member],
+        call: &Arc<Invocation>,
+        members: &[Member],
     ) -> Result<Option<u32>, PluginError> {
         arm(&mut live.store, self.runtime.fuel)?;
-        let exports = live.instance.hangar_plugin_lb_policy();
-        let outcome = within(
-            backstop(&live.store),
-            exports.call_pick(&mut live.store, call, members),
-        )
-        .await;
-        match settle(&live.store, outcome)? {
+        let picked = match &live.instance {
+            Instance::V1(instance) => {
+                let members: Vec<wit::Member> = members.iter().map(to_wit_member).collect();
+                let exports = instance.hangar_plugin_lb_policy();
+                let outcome = within(
+                    backstop(&live.store),
+                    exports.call_pick(&mut live.store, &to_wit_invocation(call), &members),
+                )
+                .await;
+                settle(&live.store, outcome)?
+            }
+            Instance::V2(instance) => {
+                // Numbers only cross eagerly; the call and the member ids are lent and read on
+                // demand (sandbox `calls`).
+                live.members.clear();
+                live.members.extend(members.iter().map(|m| wit2::Member {
+                    key: m.key,
+                    weight: m.weight,
+                    priority: m.priority,
+                    in_flight: m.in_flight,
+                    healthy: m.healthy,
+                    ewma_latency_us: m.ewma_latency_us,
+                }));
+                live.store
+                    .data_mut()
+                    .begin_call(call, members.iter().map(|m| Arc::clone(&m.id)));
+                let exports = instance.hangar_plugin_lb_policy();
+                let outcome = within(
+                    backstop(&live.store),
+                    exports.call_pick(&mut live.store, Resource::new_borrow(0), &live.members),
+                )
+                .await;
+                let picked = settle(&live.store, outcome)?;
+                live.store.data_mut().end_call();
+                picked
+            }
+        };
+        match picked {
             Some(index) if usize::try_from(index).map_or(true, |i| i >= members.len()) => {
                 Err(PluginError::new(
                     &self.sandbox.plugin,
@@ -102,8 +149,8 @@ impl Policy {
 
     pub async fn pick(
         &self,
-        call: &wit::Invocation,
-        members: &[wit::Member],
+        call: &Arc<Invocation>,
+        members: &[Member],
     ) -> Result<Option<u32>, PluginError> {
         let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         // Dropped, never put back, if the caller goes away mid-pick or the pick fails.

@@ -7,18 +7,49 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime::component::{Component, InstancePre};
 
-use super::bindings::v0_1_0::{
-    DiscoverySourcePre, lb::LbPolicyPluginPre, validator::ValidatorPluginPre,
-};
+use super::bindings::{v0_1_0 as v1, v0_2_0 as v2};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind, classify, truncate};
 use super::sandbox::{Sandbox, SandboxSpec, arm, new_store};
 use super::stats::Stats;
-use super::{lb, validator};
+use super::{discovery, lb, validator};
 use crate::config::{PluginKind, PluginSpec};
 
-/// The WIT package every world below belongs to; named in load errors.
-pub(super) const WIT_PACKAGE: &str = "hangar:plugin@0.1.0";
+/// The WIT package of the newest version this host loads; named in load errors.
+pub(super) const WIT_PACKAGE: &str = "hangar:plugin@0.2.0";
+
+/// Every version of `hangar:plugin` this host loads plugins of, newest first. Released
+/// versions are frozen (`wit/README.md`); dropping one breaks the plugins built against it.
+pub(super) const WIT_VERSIONS: &[&str] = &["0.2.0", "0.1.0"];
+
+/// The versions this host loads, for messages: `0.2.0 or 0.1.0`.
+pub(super) fn supported_versions() -> String {
+    WIT_VERSIONS.join(" or ")
+}
+
+/// The WIT version of `hangar:plugin` whose `interface` (`validator`, `lb-policy`,
+/// `discovery`) the component exports, if it exports one this host knows.
+pub(super) fn wit_version(
+    engine: &wasmtime::Engine,
+    component: &Component,
+    interface: &str,
+) -> Option<&'static str> {
+    let prefix = format!("hangar:plugin/{interface}@");
+    component
+        .component_type()
+        .exports(engine)
+        .filter_map(|(name, _)| name.strip_prefix(&prefix).map(str::to_owned))
+        .find_map(|version| WIT_VERSIONS.iter().copied().find(|v| *v == version))
+}
+
+/// The interface a plugin of `kind` exports, without package and version.
+pub(super) fn export_interface(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Validator => "validator",
+        PluginKind::LbPolicy => "lb-policy",
+        PluginKind::Discovery => "discovery",
+    }
+}
 
 /// How long past its deadline a call may run before the async backstop drops it. The epoch
 /// stops running wasm about a tick after the deadline; the backstop is for time spent in host
@@ -27,6 +58,25 @@ const BACKSTOP_SLACK: Duration = Duration::from_millis(50);
 
 /// Longest `configure` error kept.
 const CONFIGURE_ERROR_BYTES: usize = 4096;
+
+/// Instantiates `$pre` in `$store` and configures the instance with `$config`, whatever WIT
+/// version `$pre` is of (the generated types differ per version, the steps do not); `$exports`
+/// names the world's export accessor. Evaluates to the instance; returns the error from the
+/// enclosing function. Needs `within`, `backstop`, `settle` and `configured` in scope.
+macro_rules! instantiate_configured {
+    ($pre:expr, $store:expr, $config:expr, $exports:ident) => {{
+        let outcome = within(backstop(&$store), $pre.instantiate_async(&mut $store)).await;
+        let instance = settle(&$store, outcome)?;
+        let answer = within(
+            backstop(&$store),
+            instance.$exports().call_configure(&mut $store, $config),
+        )
+        .await;
+        configured(&$store, answer)?;
+        instance
+    }};
+}
+pub(super) use instantiate_configured;
 
 /// One loaded version of a plugin. Calls hold an `Arc` of it, so a hot swap lets them finish
 /// on the version they started with.
@@ -55,7 +105,7 @@ pub(super) enum World {
     /// Configured instances reused across picks.
     LbPolicy(lb::Policy),
     /// A fresh instance per `discover`.
-    Discovery(DiscoverySourcePre<Sandbox>),
+    Discovery(discovery::Pre),
 }
 
 /// The world a plugin of `kind` must be built for.
@@ -111,14 +161,19 @@ pub(super) async fn load(
             })??
     };
     let pre = compiled.pre.clone();
+    // A component that exports no known version is checked against the newest, whose error
+    // then says what is missing.
+    let wit = wit_version(&runtime.engine, pre.component(), export_interface(spec.kind))
+        .unwrap_or(WIT_VERSIONS[0]);
+    let v2 = wit == "0.2.0";
 
     let type_error = |err: wasmtime::Error| {
         PluginError::new(
             name,
             PluginErrorKind::Load,
             format!(
-                "`{}` is not a component of the `{}` world of {WIT_PACKAGE}, which a plugin of \
-                 kind `{}` must be: {err:#}",
+                "`{}` is not a component of the `{}` world of hangar:plugin@{wit}, which a \
+                 plugin of kind `{}` must be: {err:#}",
                 spec.path.display(),
                 world_name(spec.kind),
                 spec.kind
@@ -127,7 +182,11 @@ pub(super) async fn load(
     };
     let world = match spec.kind {
         PluginKind::Validator => {
-            let pre = ValidatorPluginPre::new(pre).map_err(type_error)?;
+            let pre = if v2 {
+                validator::Pre::V2(v2::validator::ValidatorPluginPre::new(pre).map_err(type_error)?)
+            } else {
+                validator::Pre::V1(v1::validator::ValidatorPluginPre::new(pre).map_err(type_error)?)
+            };
             // Prove the config now, so a bad one is a load error rather than every call's;
             // the instance that proved it serves the first call.
             let first =
@@ -135,7 +194,11 @@ pub(super) async fn load(
             World::Validator(validator::Validators::new(pre, first))
         }
         PluginKind::LbPolicy => {
-            let pre = LbPolicyPluginPre::new(pre).map_err(type_error)?;
+            let pre = if v2 {
+                lb::Pre::V2(v2::lb::LbPolicyPluginPre::new(pre).map_err(type_error)?)
+            } else {
+                lb::Pre::V1(v1::lb::LbPolicyPluginPre::new(pre).map_err(type_error)?)
+            };
             let context = lb::Context {
                 runtime: Arc::clone(runtime),
                 pre,
@@ -148,17 +211,16 @@ pub(super) async fn load(
             World::LbPolicy(lb::Policy::new(context, first))
         }
         PluginKind::Discovery => {
-            let pre = DiscoverySourcePre::new(pre).map_err(type_error)?;
             let mut store = store(runtime, &sandbox, stats)?;
-            let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
-            let instance = settle(&store, outcome)?;
-            let exports = instance.hangar_plugin_discovery();
-            let answer = within(
-                backstop(&store),
-                exports.call_configure(&mut store, &config_json),
-            )
-            .await;
-            configured(&store, answer)?;
+            let pre = if v2 {
+                let pre = v2::DiscoverySourcePre::new(pre).map_err(type_error)?;
+                instantiate_configured!(pre, store, &config_json, hangar_plugin_discovery);
+                discovery::Pre::V2(pre)
+            } else {
+                let pre = v1::DiscoverySourcePre::new(pre).map_err(type_error)?;
+                instantiate_configured!(pre, store, &config_json, hangar_plugin_discovery);
+                discovery::Pre::V1(pre)
+            };
             World::Discovery(pre)
         }
     };
@@ -215,23 +277,28 @@ fn compile(
         PluginKind::Discovery => &runtime.discovery,
         PluginKind::Validator | PluginKind::LbPolicy => &runtime.plain,
     };
-    let pre = linker.instantiate_pre(&component).map_err(|err| {
-        load_error(format!(
-            "`{path}` is not a component of the `{}` world of {WIT_PACKAGE}, which a plugin of \
-             kind `{}` must be (it may import only {}): {err:#}",
-            world_name(spec.kind),
-            spec.kind,
-            match spec.kind {
-                PluginKind::Discovery => "WASI, `host`, `docker` and `kubernetes`",
-                PluginKind::Validator | PluginKind::LbPolicy => "WASI and `host`",
-            }
-        ))
-    })?;
+    let pre = linker
+        .instantiate_pre(&component)
+        .map_err(|err| load_error(link_error(&path.to_string(), spec.kind, &err)))?;
     Ok(Arc::new(Compiled {
         bytes,
         kind: spec.kind,
         pre,
     }))
+}
+
+/// Why a component does not link against what a plugin of `kind` may import.
+pub(super) fn link_error(shown: &str, kind: PluginKind, err: &wasmtime::Error) -> String {
+    format!(
+        "`{shown}` is not a component of the `{}` world of hangar:plugin@{}, which a plugin \
+         of kind `{kind}` must be (it may import only {}): {err:#}",
+        world_name(kind),
+        supported_versions(),
+        match kind {
+            PluginKind::Discovery => "WASI, `host`, `docker` and `kubernetes`",
+            PluginKind::Validator | PluginKind::LbPolicy => "WASI, `host` and `calls`",
+        }
+    )
 }
 
 /// A fresh store, armed for one call.

@@ -103,7 +103,10 @@ pub struct Invocation {
 /// A group member as a policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Member {
-    pub id: String,
+    /// A provider id: shared, so handing members to a policy copies no string.
+    pub id: Arc<str>,
+    /// `member_key(&id)`: what a 0.2.0 policy hashes instead of reading the id.
+    pub key: u64,
     /// 1-100, from the config.
     pub weight: u32,
     /// 1-100, lower is preferred.
@@ -114,6 +117,31 @@ pub struct Member {
     pub healthy: bool,
     /// Moving average of its call latency.
     pub ewma_latency_us: u64,
+}
+
+impl Member {
+    /// A member with weight and priority 1, nothing in flight, healthy, no latency yet.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        let id = id.into();
+        Self {
+            key: member_key(&id),
+            id,
+            weight: 1,
+            priority: 1,
+            in_flight: 0,
+            healthy: true,
+            ewma_latency_us: 0,
+        }
+    }
+}
+
+/// The key WIT 0.2.0 gives a member: FNV-1a 64 over its id's UTF-8 bytes. It is part of the
+/// contract (policies hash on it to keep a session on a member across restarts), so it must
+/// never change.
+pub fn member_key(id: &str) -> u64 {
+    id.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 /// What a validator decided about a call.
@@ -292,7 +320,7 @@ impl Plugin {
     /// Asks the validator about `call`, applying its `on_error` to failures: `fail_open`
     /// allows the call, `fail_closed` denies it with a reason naming the plugin and what went
     /// wrong. Failures are logged and counted either way.
-    pub async fn validate(&self, call: &Invocation) -> Verdict {
+    pub async fn validate(&self, call: &Arc<Invocation>) -> Verdict {
         match self.try_validate(call).await {
             Ok(verdict) => verdict,
             Err(err) => match self.on_error(&err) {
@@ -311,13 +339,12 @@ impl Plugin {
     /// # Errors
     ///
     /// Any call error (see `PluginErrorKind`); `WrongKind` if the plugin is not a validator.
-    pub async fn try_validate(&self, call: &Invocation) -> Result<Verdict, PluginError> {
+    pub async fn try_validate(&self, call: &Arc<Invocation>) -> Result<Verdict, PluginError> {
         let started = Instant::now();
         let loaded = self.current.load_full();
         let result = match &loaded.world {
             World::Validator(validators) => {
-                let call = to_wit_invocation(call);
-                validator::validate(&self.runtime, &loaded, validators, &call, &self.stats).await
+                validator::validate(&self.runtime, &loaded, validators, call, &self.stats).await
             }
             _ => Err(self.wrong_kind("validate")),
         };
@@ -341,7 +368,7 @@ impl Plugin {
     /// Only with `on_error: fail_closed`: as `try_pick`.
     pub async fn pick(
         &self,
-        call: &Invocation,
+        call: &Arc<Invocation>,
         members: &[Member],
     ) -> Result<Option<u32>, PluginError> {
         match self.try_pick(call, members).await {
@@ -361,16 +388,13 @@ impl Plugin {
     /// Any call error (see `PluginErrorKind`); `WrongKind` if the plugin is not a policy.
     pub async fn try_pick(
         &self,
-        call: &Invocation,
+        call: &Arc<Invocation>,
         members: &[Member],
     ) -> Result<Option<u32>, PluginError> {
         let started = Instant::now();
         let loaded = self.current.load_full();
         let result = match &loaded.world {
-            World::LbPolicy(policy) => {
-                let members: Vec<wit::Member> = members.iter().map(to_wit_member).collect();
-                policy.pick(&to_wit_invocation(call), &members).await
-            }
+            World::LbPolicy(policy) => policy.pick(call, members).await,
             _ => Err(self.wrong_kind("pick")),
         };
         if let Err(err) = &result {
@@ -500,6 +524,7 @@ impl std::fmt::Debug for Plugin {
     }
 }
 
+/// A call as a 0.1.0 plugin gets it: every part copied.
 fn to_wit_invocation(call: &Invocation) -> wit::Invocation {
     wit::Invocation {
         provider: call.provider.clone(),
@@ -512,7 +537,7 @@ fn to_wit_invocation(call: &Invocation) -> wit::Invocation {
 
 fn to_wit_member(member: &Member) -> wit::Member {
     wit::Member {
-        id: member.id.clone(),
+        id: member.id.to_string(),
         weight: member.weight,
         priority: member.priority,
         in_flight: member.in_flight,

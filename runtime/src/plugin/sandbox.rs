@@ -6,12 +6,15 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
+use super::Invocation;
 use super::bindings::v0_1_0::hangar::plugin as wit;
+use super::bindings::v0_2_0::hangar::plugin as wit2;
+use super::bindings::v0_2_0::lb::hangar::plugin::calls as wit2_calls;
 use super::engine::Runtime;
 use super::error::{MemoryCapHit, PluginError, PluginErrorKind, truncate};
 use super::stats::Stats;
@@ -62,6 +65,12 @@ pub(super) struct Sandbox {
     logs_left: u32,
     stats: Arc<Stats>,
     stderr: MemoryOutputPipe,
+    /// The call a 0.2.0 `validate` or `pick` in flight is about, read by the `calls` methods;
+    /// `None` between calls.
+    current: Option<Arc<Invocation>>,
+    /// The ids of the members of the `pick` in flight, for `call.member-id`; empty otherwise.
+    /// Cleared, not freed, between picks.
+    member_ids: Vec<Arc<str>>,
 }
 
 /// A fresh store for one instance of the plugin, its deadline not yet armed.
@@ -107,6 +116,8 @@ pub(super) fn new_store(
         logs_left: LOG_LINES_PER_CALL,
         stats: Arc::clone(stats),
         stderr,
+        current: None,
+        member_ids: Vec::new(),
     };
     let mut store = Store::new(&runtime.engine, sandbox);
     store.limiter(|s| &mut s.limiter);
@@ -157,6 +168,59 @@ impl Sandbox {
     /// When the current call must be over.
     pub fn deadline(&self) -> Instant {
         self.deadline
+    }
+
+    /// Lends `call` (and, for a pick, the members' ids) to the plugin until `end_call`.
+    pub fn begin_call(&mut self, call: &Arc<Invocation>, member_ids: impl Iterator<Item = Arc<str>>) {
+        self.current = Some(Arc::clone(call));
+        self.member_ids.clear();
+        self.member_ids.extend(member_ids);
+    }
+
+    /// Takes back what `begin_call` lent, so an idle instance holds no call.
+    pub fn end_call(&mut self) {
+        self.current = None;
+        self.member_ids.clear();
+    }
+
+    /// The call in flight. A plugin can reach it only through a `call` borrowed for the call,
+    /// so outside one there is nothing to read and it sees an empty call.
+    fn current(&self) -> &Invocation {
+        static NONE: Invocation = Invocation {
+            provider: String::new(),
+            tool: String::new(),
+            arguments_json: String::new(),
+            session: None,
+            meta: Vec::new(),
+        };
+        self.current.as_deref().unwrap_or(&NONE)
+    }
+
+    fn log_line(&mut self, level: tracing::Level, message: &str) {
+        if self.logs_left == 0 {
+            Stats::bump(&self.stats.log_lines_dropped);
+            return;
+        }
+        self.logs_left -= 1;
+        let plugin = &*self.spec.plugin;
+        let line = printable(&truncate(message, LOG_LINE_BYTES));
+        match level {
+            tracing::Level::TRACE => tracing::trace!(plugin, "plugin `{plugin}`: {line}"),
+            tracing::Level::DEBUG => tracing::debug!(plugin, "plugin `{plugin}`: {line}"),
+            tracing::Level::INFO => tracing::info!(plugin, "plugin `{plugin}`: {line}"),
+            tracing::Level::WARN => tracing::warn!(plugin, "plugin `{plugin}`: {line}"),
+            tracing::Level::ERROR => tracing::error!(plugin, "plugin `{plugin}`: {line}"),
+        }
+    }
+
+    /// Why a granted capability still fails: its backend is not built yet.
+    fn no_backend(&self, grant: PluginGrant) -> String {
+        format!(
+            "plugin `{}` was granted `{}`, but this build of the hangar has no {} backend yet",
+            self.spec.plugin,
+            grant.as_str(),
+            grant.as_str()
+        )
     }
 
     fn granted(&self, grant: PluginGrant) -> Result<(), String> {
@@ -218,27 +282,19 @@ impl wit::types::Host for Sandbox {}
 
 impl wit::host::Host for Sandbox {
     fn log(&mut self, level: wit::types::Level, message: String) {
-        if self.logs_left == 0 {
-            Stats::bump(&self.stats.log_lines_dropped);
-            return;
-        }
-        self.logs_left -= 1;
-        let plugin = &*self.spec.plugin;
-        let line = printable(&truncate(&message, LOG_LINE_BYTES));
         use wit::types::Level;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "plugin `{plugin}`: {line}"),
-            Level::Debug => tracing::debug!(plugin, "plugin `{plugin}`: {line}"),
-            Level::Info => tracing::info!(plugin, "plugin `{plugin}`: {line}"),
-            Level::Warn => tracing::warn!(plugin, "plugin `{plugin}`: {line}"),
-            Level::Error => tracing::error!(plugin, "plugin `{plugin}`: {line}"),
-        }
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log_line(level, &message);
     }
 
     fn now_ms(&mut self) -> u64 {
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        now_ms()
     }
 }
 
@@ -248,11 +304,7 @@ impl wit::docker::Host for Sandbox {
         _label_filters: Vec<String>,
     ) -> Result<Vec<wit::types::Container>, String> {
         self.granted(PluginGrant::Docker)?;
-        Err(format!(
-            "plugin `{}` was granted `docker`, but this build of the hangar has no docker \
-             backend yet",
-            self.spec.plugin
-        ))
+        Err(self.no_backend(PluginGrant::Docker))
     }
 }
 
@@ -263,12 +315,91 @@ impl wit::kubernetes::Host for Sandbox {
         _label_selector: Option<String>,
     ) -> Result<Vec<wit::types::Pod>, String> {
         self.granted(PluginGrant::Kubernetes)?;
-        Err(format!(
-            "plugin `{}` was granted `kubernetes`, but this build of the hangar has no \
-             kubernetes backend yet",
-            self.spec.plugin
-        ))
+        Err(self.no_backend(PluginGrant::Kubernetes))
     }
+}
+
+impl wit2::types::Host for Sandbox {}
+
+impl wit2::host::Host for Sandbox {
+    fn log(&mut self, level: wit2::types::Level, message: String) {
+        use wit2::types::Level;
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log_line(level, &message);
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        now_ms()
+    }
+}
+
+impl wit2::docker::Host for Sandbox {
+    async fn list_containers(
+        &mut self,
+        _label_filters: Vec<String>,
+    ) -> Result<Vec<wit2::types::Container>, String> {
+        self.granted(PluginGrant::Docker)?;
+        Err(self.no_backend(PluginGrant::Docker))
+    }
+}
+
+impl wit2::kubernetes::Host for Sandbox {
+    async fn list_pods(
+        &mut self,
+        _namespaces: Vec<String>,
+        _label_selector: Option<String>,
+    ) -> Result<Vec<wit2::types::Pod>, String> {
+        self.granted(PluginGrant::Kubernetes)?;
+        Err(self.no_backend(PluginGrant::Kubernetes))
+    }
+}
+
+impl wit2_calls::Host for Sandbox {}
+
+/// The parts of the call in flight, copied out only when the plugin asks. The handle is the
+/// one borrow the host lends per call (rep 0); which call it means is the store's.
+impl wit2_calls::HostCall for Sandbox {
+    fn provider(&mut self, _: Resource<wit2_calls::Call>) -> String {
+        self.current().provider.clone()
+    }
+
+    fn tool(&mut self, _: Resource<wit2_calls::Call>) -> String {
+        self.current().tool.clone()
+    }
+
+    fn arguments_json(&mut self, _: Resource<wit2_calls::Call>) -> String {
+        self.current().arguments_json.clone()
+    }
+
+    fn session(&mut self, _: Resource<wit2_calls::Call>) -> Option<String> {
+        self.current().session.clone()
+    }
+
+    fn meta(&mut self, _: Resource<wit2_calls::Call>) -> Vec<(String, String)> {
+        self.current().meta.clone()
+    }
+
+    fn member_id(&mut self, _: Resource<wit2_calls::Call>, index: u32) -> Option<String> {
+        let index = usize::try_from(index).ok()?;
+        self.member_ids.get(index).map(|id| id.to_string())
+    }
+
+    fn drop(&mut self, _: Resource<wit2_calls::Call>) -> wasmtime::Result<()> {
+        // Only borrows are ever lent; there is no owned `call` to free.
+        Ok(())
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// `text` with control characters escaped, so a plugin cannot forge log lines or send

@@ -126,7 +126,7 @@ impl PluginSlot {
 
     /// Runs the validator on `call`; a plugin that is not loaded counts as failed, and its
     /// `on_error` decides.
-    pub async fn validate(&self, call: &Invocation) -> Verdict {
+    pub async fn validate(&self, call: &Arc<Invocation>) -> Verdict {
         self.settled().await;
         match self.plugin() {
             Some(plugin) => plugin.validate(call).await,
@@ -150,7 +150,7 @@ impl PluginSlot {
     /// With `on_error: fail_closed`, a failed pick (or a policy that is not loaded).
     pub async fn pick(
         &self,
-        call: &Invocation,
+        call: &Arc<Invocation>,
         members: &[Member],
     ) -> Result<Option<u32>, PluginError> {
         self.settled().await;

@@ -9,12 +9,16 @@ use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
 
-use super::Verdict;
+use wasmtime::component::Resource;
+
 use super::bindings::v0_1_0::hangar::plugin::types as wit;
-use super::bindings::v0_1_0::validator::{ValidatorPlugin, ValidatorPluginPre};
+use super::bindings::v0_1_0::validator as v1;
+use super::bindings::v0_2_0::hangar::plugin::types as wit2;
+use super::bindings::v0_2_0::validator as v2;
+use super::{Invocation, Verdict, to_wit_invocation};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind};
-use super::load::{Loaded, backstop, configured, settle, store, within};
+use super::load::{instantiate_configured, Loaded, backstop, configured, settle, store, within};
 use super::sandbox::{Sandbox, SandboxSpec, arm};
 use super::stats::Stats;
 
@@ -26,20 +30,31 @@ pub(super) const MAX_REWRITE_BYTES: usize = 1 << 20;
 /// Idle instances kept per validator version (more only while calls run at once).
 const MAX_IDLE: usize = 8;
 
+/// How to make instances of a validator, by the WIT version it was built against.
+pub(super) enum Pre {
+    V1(v1::ValidatorPluginPre<Sandbox>),
+    V2(v2::ValidatorPluginPre<Sandbox>),
+}
+
+enum Instance {
+    V1(v1::ValidatorPlugin),
+    V2(v2::ValidatorPlugin),
+}
+
 /// A configured instance.
 pub(super) struct Live {
     store: Store<Sandbox>,
-    instance: ValidatorPlugin,
+    instance: Instance,
 }
 
 /// A validator version: how to make instances, and the idle ones.
 pub(super) struct Validators {
-    pre: ValidatorPluginPre<Sandbox>,
+    pre: Pre,
     idle: Mutex<Vec<Live>>,
 }
 
 impl Validators {
-    pub fn new(pre: ValidatorPluginPre<Sandbox>, first: Live) -> Self {
+    pub fn new(pre: Pre, first: Live) -> Self {
         Self {
             pre,
             idle: Mutex::new(vec![first]),
@@ -52,20 +67,14 @@ pub(super) async fn instantiate(
     runtime: &Runtime,
     sandbox: &Arc<SandboxSpec>,
     config_json: &str,
-    pre: &ValidatorPluginPre<Sandbox>,
+    pre: &Pre,
     stats: &Arc<Stats>,
 ) -> Result<Live, PluginError> {
     let mut store = store(runtime, sandbox, stats)?;
-    let outcome = within(backstop(&store), pre.instantiate_async(&mut store)).await;
-    let instance = settle(&store, outcome)?;
-    let answer = within(
-        backstop(&store),
-        instance
-            .hangar_plugin_validator()
-            .call_configure(&mut store, config_json),
-    )
-    .await;
-    configured(&store, answer)?;
+    let instance = match pre {
+        Pre::V1(pre) => Instance::V1(instantiate_configured!(pre, store, config_json, hangar_plugin_validator)),
+        Pre::V2(pre) => Instance::V2(instantiate_configured!(pre, store, config_json, hangar_plugin_validator)),
+    };
     Ok(Live { store, instance })
 }
 
@@ -73,7 +82,7 @@ pub(super) async fn validate(
     runtime: &Runtime,
     loaded: &Loaded,
     validators: &Validators,
-    call: &wit::Invocation,
+    call: &Arc<Invocation>,
     stats: &Arc<Stats>,
 ) -> Result<Verdict, PluginError> {
     let taken = validators
@@ -96,14 +105,32 @@ pub(super) async fn validate(
         }
     };
     arm(&mut live.store, runtime.fuel)?;
-    let outcome = within(
-        backstop(&live.store),
-        live.instance
-            .hangar_plugin_validator()
-            .call_validate(&mut live.store, call),
-    )
-    .await;
-    let verdict = settle(&live.store, outcome)?;
+    let verdict = match &live.instance {
+        Instance::V1(instance) => {
+            let call = to_wit_invocation(call);
+            let exports = instance.hangar_plugin_validator();
+            let outcome = within(
+                backstop(&live.store),
+                exports.call_validate(&mut live.store, &call),
+            )
+            .await;
+            settle(&live.store, outcome)?
+        }
+        Instance::V2(instance) => {
+            // The call is lent, not copied: the plugin reads the parts it needs through the
+            // borrowed handle (sandbox `calls`), and an instance that failed is dropped with it.
+            live.store.data_mut().begin_call(call, std::iter::empty());
+            let exports = instance.hangar_plugin_validator();
+            let outcome = within(
+                backstop(&live.store),
+                exports.call_validate(&mut live.store, Resource::new_borrow(0)),
+            )
+            .await;
+            let verdict = settle(&live.store, outcome)?;
+            live.store.data_mut().end_call();
+            from_v2(verdict)
+        }
+    };
     {
         let mut idle = validators.idle.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
@@ -111,6 +138,15 @@ pub(super) async fn validate(
         }
     }
     checked(&loaded.sandbox.plugin, verdict)
+}
+
+/// A 0.2.0 verdict in 0.1.0's words: the variant is the same in both versions.
+fn from_v2(verdict: wit2::Verdict) -> wit::Verdict {
+    match verdict {
+        wit2::Verdict::Allow => wit::Verdict::Allow,
+        wit2::Verdict::Deny(reason) => wit::Verdict::Deny(reason),
+        wit2::Verdict::Rewrite(json) => wit::Verdict::Rewrite(json),
+    }
 }
 
 /// The plugin's verdict, if it is one the host accepts.

@@ -270,13 +270,14 @@ impl Provider {
     ) -> Result<JsonObject, InvokeError> {
         let id = &self.spec.id;
         for validator in &self.validators {
-            let invocation = plugin::Invocation {
+            // Shared, not copied, with the plugin for the length of its call.
+            let invocation = Arc::new(plugin::Invocation {
                 provider: id.clone(),
                 tool: call.tool.to_owned(),
                 arguments_json: serde_json::to_string(&arguments).unwrap_or_default(),
                 session: call.session.map(str::to_owned),
                 meta: vec![("correlation-id".to_owned(), call.correlation_id.to_owned())],
-            };
+            });
             match validator.validate(&invocation).await {
                 Verdict::Allow => {}
                 Verdict::Deny(reason) => {

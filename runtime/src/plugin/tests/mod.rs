@@ -14,7 +14,7 @@ mod sticky_session;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{LazyLock, OnceLock};
+use std::sync::{Arc, LazyLock, OnceLock};
 
 use crate::config::{PluginConfig, PluginKind, PluginSpec};
 use crate::plugin::{Invocation, Member, PluginHost};
@@ -94,35 +94,31 @@ pub(super) fn host() -> &'static PluginHost {
     &HOST
 }
 
-pub(super) fn call(tool: &str, arguments: serde_json::Value) -> Invocation {
-    Invocation {
+pub(super) fn call(tool: &str, arguments: serde_json::Value) -> Arc<Invocation> {
+    Arc::new(Invocation {
         provider: "fs".into(),
         tool: tool.into(),
         arguments_json: arguments.to_string(),
         session: None,
         meta: vec![("correlation-id".into(), "t-1".into())],
-    }
+    })
 }
 
-pub(super) fn with_session(session: &str) -> Invocation {
-    Invocation {
+pub(super) fn with_session(session: &str) -> Arc<Invocation> {
+    Arc::new(Invocation {
         provider: "pool".into(),
         tool: "echo".into(),
         arguments_json: "{}".into(),
         session: Some(session.into()),
         meta: Vec::new(),
-    }
+    })
 }
 
 pub(super) fn members(n: usize) -> Vec<Member> {
     (0..n)
         .map(|i| Member {
-            id: format!("member-{i}"),
-            weight: 1,
-            priority: 1,
-            in_flight: 0,
-            healthy: true,
             ewma_latency_us: 1000,
+            ..Member::new(format!("member-{i}"))
         })
         .collect()
 }

@@ -116,7 +116,7 @@ async fn loaded(guest: Guest) -> &'static Plugin {
     .await
 }
 
-async fn validate(guest: Guest, invocation: &Invocation) -> Verdict {
+async fn validate(guest: Guest, invocation: &std::sync::Arc<Invocation>) -> Verdict {
     loaded(guest).await.validate(invocation).await
 }
 

@@ -104,10 +104,10 @@ async fn an_unhealthy_member_loses_only_its_own_sessions() {
 async fn no_session_or_no_healthy_member_leaves_the_choice_to_the_group() {
     let plugin = sticky().await;
     let members = members(4);
-    let anonymous = Invocation {
+    let anonymous = std::sync::Arc::new(Invocation {
         session: None,
-        ..with_session("x")
-    };
+        ..(*with_session("x")).clone()
+    });
     assert_eq!(plugin.pick(&anonymous, &members).await, Ok(None));
     let mut down = members.clone();
     for m in &mut down {
