@@ -1,9 +1,14 @@
 //! # hangar-plugin-sdk
 //!
 //! Write MCP Hangar plugins in Rust: implement one trait, call one export macro, build for
-//! `wasm32-wasip2`. The plugin contract is the WIT package `hangar:plugin@0.1.0` (`wit/` in the
+//! `wasm32-wasip2`. The plugin contract is the WIT package `hangar:plugin@0.2.0` (`wit/` in the
 //! hangar's repository); this crate generates its bindings from there and keeps them private,
 //! so a plugin sees plain Rust types only.
+//!
+//! A call is read on demand: [`Invocation`]'s accessors (`tool()`, `arguments_json()`,
+//! `session()`, …) copy a part from the hangar the first time it is read, and only then, so a
+//! plugin pays for what it looks at. A policy's [`Member`]s are numbers only; `key` is a stable
+//! hash of the member's id ([`member_key`]) and `call.member_id(i)` the id itself.
 //!
 //! | kind            | trait               | macro                       | WIT world           |
 //! |-----------------|---------------------|-----------------------------|---------------------|
@@ -27,7 +32,8 @@
 //!     }
 //!
 //!     fn validate(&mut self, call: &Invocation) -> Verdict {
-//!         if call.tool == self.tool {
+//!         // Only the tool crosses from the hangar: the arguments are never read here.
+//!         if call.tool() == self.tool {
 //!             Verdict::deny(format!("`{}` is not allowed here", self.tool))
 //!         } else {
 //!             Verdict::Allow
@@ -57,6 +63,7 @@
 
 mod bindings;
 mod host;
+mod invocation;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 #[cfg(test)]
@@ -64,13 +71,14 @@ mod tests;
 mod types;
 
 pub use self::host::{docker, kubernetes, log, now_ms};
-pub use self::types::{Config, Container, Invocation, Level, Member, Pod, ProviderSpec, Verdict};
+pub use self::invocation::Invocation;
+pub use self::types::{Config, Container, Level, Member, Pod, ProviderSpec, Verdict, member_key};
 
 /// The version of the WIT package this SDK is built from, which is also the SDK's version.
-pub const WIT_VERSION: &str = "0.1.0";
+pub const WIT_VERSION: &str = "0.2.0";
 
 /// The WIT package a plugin built with this SDK is a component of.
-pub const WIT_PACKAGE: &str = "hangar:plugin@0.1.0";
+pub const WIT_PACKAGE: &str = "hangar:plugin@0.2.0";
 
 /// `Validator` is the interface to check a tool call before it reaches its provider. It runs
 /// after the hangar's JSON Schema check of the arguments.
@@ -83,7 +91,9 @@ pub trait Validator: Default + 'static {
     }
 
     /// Allow, deny with a reason, or rewrite the arguments of `call`. By default, allow.
-    fn validate(&mut self, call: &Invocation) -> Verdict {
+    /// Read only the parts of `call` the decision needs: each one read is copied from the
+    /// hangar (once).
+    fn validate(&mut self, call: &Invocation<'_>) -> Verdict {
         let _ = call;
         Verdict::Allow
     }
@@ -100,8 +110,9 @@ pub trait LbPolicy: Default + 'static {
     }
 
     /// The index into `members` of the member to call, or `None` to leave the choice to the
-    /// group's native strategy (the default). `members` holds only members the hangar may call.
-    fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
+    /// group's native strategy (the default). `members` holds only members the hangar may call;
+    /// `call.member_id(i)` is the id of `members[i]`, `members[i].key` a hash of it.
+    fn pick(&mut self, call: &Invocation<'_>, members: &[Member]) -> Option<usize> {
         let _ = (call, members);
         None
     }
@@ -151,9 +162,7 @@ macro_rules! export_validator {
                     })
                 }
 
-                fn validate(
-                    call: $crate::__private::wit::Invocation,
-                ) -> $crate::__private::wit::Verdict {
+                fn validate(call: &$crate::__private::Call) -> $crate::__private::wit::Verdict {
                     PLUGIN.with_borrow_mut(|slot| $crate::__private::validate(slot, call))
                 }
             }
@@ -192,7 +201,7 @@ macro_rules! export_lb_policy {
                 }
 
                 fn pick(
-                    call: $crate::__private::wit::Invocation,
+                    call: &$crate::__private::Call,
                     members: ::std::vec::Vec<$crate::__private::wit::Member>,
                 ) -> ::core::option::Option<u32> {
                     PLUGIN.with_borrow_mut(|slot| $crate::__private::pick(slot, call, members))
@@ -256,7 +265,7 @@ pub mod __private {
     pub use crate::bindings::lb::exports::hangar::plugin::lb_policy::Guest as LbPolicyGuest;
     pub use crate::bindings::validator as validator_world;
     pub use crate::bindings::validator::exports::hangar::plugin::validator::Guest as ValidatorGuest;
-    pub use crate::bindings::wit;
+    pub use crate::bindings::{Call, wit};
 
     use crate::{Config, DiscoverySource, Invocation, LbPolicy, Member, Validator};
 
@@ -278,21 +287,42 @@ pub mod __private {
         Ok(())
     }
 
-    pub fn validate<T: Validator>(slot: &mut Option<T>, call: wit::Invocation) -> wit::Verdict {
+    /// The `validate` export: the borrowed `call`, as an [`Invocation`] that reads it on demand.
+    pub fn validate<T: Validator>(slot: &mut Option<T>, call: &Call) -> wit::Verdict {
+        validate_invocation(slot, &Invocation::from_host(call, 0))
+    }
+
+    /// What `validate` does with the call, wherever it comes from (the hangar, the harness).
+    pub fn validate_invocation<T: Validator>(
+        slot: &mut Option<T>,
+        call: &Invocation<'_>,
+    ) -> wit::Verdict {
         match slot {
-            Some(plugin) => plugin.validate(&Invocation::from(call)).into(),
+            Some(plugin) => plugin.validate(call).into(),
             None => wit::Verdict::Deny(NOT_CONFIGURED.to_owned()),
         }
     }
 
+    /// The `pick` export: the borrowed `call`, as an [`Invocation`] that reads it on demand.
     pub fn pick<T: LbPolicy>(
         slot: &mut Option<T>,
-        call: wit::Invocation,
+        call: &Call,
+        members: Vec<wit::Member>,
+    ) -> Option<u32> {
+        let count = members.len();
+        pick_invocation(slot, &Invocation::from_host(call, count), members)
+    }
+
+    /// What `pick` does with the call and the members, wherever they come from.
+    pub fn pick_invocation<T: LbPolicy>(
+        slot: &mut Option<T>,
+        call: &Invocation<'_>,
         members: Vec<wit::Member>,
     ) -> Option<u32> {
         let plugin = slot.as_mut()?;
+        // In place (same layout, see `types.rs`): no allocation and no copy per member.
         let members: Vec<Member> = members.into_iter().map(Member::from).collect();
-        let index = plugin.pick(&Invocation::from(call), &members)?;
+        let index = plugin.pick(call, &members)?;
         // Out of range of `members` is the hangar's to refuse (it names the plugin); an index
         // that does not even fit a u32 is refused the same way, as the largest one.
         Some(u32::try_from(index).unwrap_or(u32::MAX))

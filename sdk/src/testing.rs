@@ -1,28 +1,36 @@
 //! Run a plugin's logic in plain `cargo test`, natively, through the same conversions as the
-//! hangar's calls (the harness calls what the export macros call, with the WIT types).
+//! hangar's calls (the harness calls what the export macros call, with the WIT types; the call
+//! is read through the same lazy [`Invocation`] accessors, backed by the test's values instead
+//! of the hangar's `call` resource).
 //!
 //! ```
 //! use hangar_plugin_sdk::testing::LbPolicyHarness;
 //! use hangar_plugin_sdk::{Invocation, LbPolicy, Member};
 //!
-//! /// The least busy healthy member.
+//! /// The least busy healthy member; `canary` only for the session `canary`.
 //! #[derive(Default)]
 //! struct LeastBusy;
 //!
 //! impl LbPolicy for LeastBusy {
-//!     fn pick(&mut self, _call: &Invocation, members: &[Member]) -> Option<usize> {
-//!         let healthy = members.iter().enumerate().filter(|(_, m)| m.healthy);
+//!     fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
+//!         let canary = call.session() == Some("canary");
+//!         let allowed = |i: usize| (call.member_id(i) == Some("canary")) == canary;
+//!         let healthy = members.iter().enumerate().filter(|&(i, m)| m.healthy && allowed(i));
 //!         healthy.min_by_key(|(_, m)| m.in_flight).map(|(i, _)| i)
 //!     }
 //! }
 //!
 //! let mut policy = LbPolicyHarness::<LeastBusy>::new();
+//! // Each member with its id, which the hangar sends apart (`call.member_id(i)`).
 //! let members = [
-//!     Member { in_flight: 3, ..Member::new("a") },
-//!     Member { in_flight: 1, ..Member::new("b") },
-//!     Member { in_flight: 0, healthy: false, ..Member::new("c") },
+//!     ("a", Member { in_flight: 3, ..Member::new("a") }),
+//!     ("b", Member { in_flight: 1, ..Member::new("b") }),
+//!     ("c", Member { in_flight: 0, healthy: false, ..Member::new("c") }),
+//!     ("canary", Member { in_flight: 9, ..Member::new("canary") }),
 //! ];
 //! assert_eq!(policy.pick(&Invocation::new("pool", "echo"), &members), Some(1));
+//! let canary = Invocation::new("pool", "echo").with_session("canary");
+//! assert_eq!(policy.pick(&canary, &members), Some(3));
 //! ```
 //!
 //! Each harness treats instances as the hangar does: a validator's or a policy's configured
@@ -46,7 +54,8 @@ use serde_json::Value;
 
 use crate::__private;
 use crate::bindings::wit;
-use crate::types::{Container, Invocation, Level, Member, Pod, ProviderSpec, Verdict};
+use crate::invocation::Invocation;
+use crate::types::{Container, Level, Member, Pod, ProviderSpec, Verdict, member_key};
 use crate::{DiscoverySource, LbPolicy, Validator};
 
 /// One line a plugin logged.
@@ -218,7 +227,7 @@ impl<T: Validator> ValidatorHarness<T> {
     ///
     /// When the validator was never configured and refuses `{}`, or rewrites to something
     /// that is not a JSON object (the hangar counts that as the plugin's failure).
-    pub fn validate(&mut self, call: &Invocation) -> Verdict {
+    pub fn validate(&mut self, call: &Invocation<'_>) -> Verdict {
         if self.instance.is_none()
             && let Err(refusal) = self.configure(Value::Object(Default::default()))
         {
@@ -226,7 +235,7 @@ impl<T: Validator> ValidatorHarness<T> {
         }
         let instance = &mut self.instance;
         let verdict = fake::run(&mut self.host, || {
-            __private::validate(instance, wit::Invocation::from(call))
+            __private::validate_invocation(instance, call)
         });
         Verdict::try_from(verdict).unwrap_or_else(|err| panic!("{err}"))
     }
@@ -275,23 +284,43 @@ impl<T: LbPolicy> LbPolicyHarness<T> {
         Ok(())
     }
 
-    /// The member the policy picks for `call`, or `None` when it leaves the choice to the
-    /// group's native strategy. The answer is not checked against `members`: the hangar
-    /// refuses an index out of range, so test for it.
+    /// The member the policy picks for `call` among `members`, each given with its id (what
+    /// `call.member_id(i)` answers; the hangar sends the ids apart from the numbers), or `None`
+    /// when it leaves the choice to the group's native strategy. The answer is not checked
+    /// against `members`: the hangar refuses an index out of range, so test for it.
     ///
     /// # Panics
     ///
-    /// When the policy was never configured and refuses `{}`.
-    pub fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
+    /// When the policy was never configured and refuses `{}`, or when a member's `key` is not
+    /// [`member_key`] of its id (the hangar always sends that; build members with
+    /// [`Member::new`]).
+    pub fn pick<S: AsRef<str>>(
+        &mut self,
+        call: &Invocation<'_>,
+        members: &[(S, Member)],
+    ) -> Option<usize> {
         if self.instance.is_none()
             && let Err(refusal) = self.configure(Value::Object(Default::default()))
         {
             panic!("the policy refuses `{{}}`; call `configure` first: {refusal}");
         }
+        let mut ids = Vec::with_capacity(members.len());
+        let mut numbers = Vec::with_capacity(members.len());
+        for (index, (id, member)) in members.iter().enumerate() {
+            let id = id.as_ref();
+            assert_eq!(
+                member.key,
+                member_key(id),
+                "members[{index}]: the key is not member_key({id:?}); build it with \
+                 Member::new({id:?})"
+            );
+            ids.push(id.to_owned());
+            numbers.push(wit::Member::from(member));
+        }
+        let call = call.for_pick(ids);
         let instance = &mut self.instance;
-        let members: Vec<wit::Member> = members.iter().map(wit::Member::from).collect();
         let index = fake::run(&mut self.host, || {
-            __private::pick(instance, wit::Invocation::from(call), members)
+            __private::pick_invocation(instance, &call, numbers)
         })?;
         usize::try_from(index).ok()
     }

@@ -6,10 +6,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::bindings::wit;
 use crate::testing::{DiscoveryHarness, LbPolicyHarness, LogLine, ValidatorHarness};
 use crate::{
     Config, Container, DiscoverySource, Invocation, LbPolicy, Level, Member, Pod, ProviderSpec,
-    Validator, Verdict, docker, kubernetes, log, now_ms,
+    Validator, Verdict, docker, kubernetes, log, member_key, now_ms,
 };
 
 /// Denies a tool by name, rewrites `path` arguments to lower case, and counts its calls.
@@ -37,14 +38,14 @@ impl Validator for Guard {
 
     fn validate(&mut self, call: &Invocation) -> Verdict {
         self.calls += 1;
-        if call.tool == self.forbidden {
+        if call.tool() == self.forbidden {
             log(
                 Level::Warn,
-                &format!("denied {} (call {})", call.tool, self.calls),
+                &format!("denied {} (call {})", call.tool(), self.calls),
             );
-            return Verdict::deny(format!("`{}` is forbidden", call.tool));
+            return Verdict::deny(format!("`{}` is forbidden", call.tool()));
         }
-        if call.tool == "panic" {
+        if call.tool() == "panic" {
             log(Level::Error, "about to panic");
             panic!("guard panics on purpose");
         }
@@ -80,6 +81,33 @@ impl LbPolicy for Rotate {
 }
 
 crate::export_lb_policy!(Rotate);
+
+/// The member whose id is the session (by `member_id`), else none.
+#[derive(Default)]
+struct Named;
+
+impl LbPolicy for Named {
+    fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
+        let session = call.session()?;
+        // Reads one id past the end too: it must be `None`, not a trap or a wrong id.
+        (0..=members.len()).find(|&i| call.member_id(i) == Some(session))
+    }
+}
+
+/// Reads the tool (twice) and nothing else.
+#[derive(Default)]
+struct ToolOnly;
+
+impl Validator for ToolOnly {
+    fn validate(&mut self, call: &Invocation) -> Verdict {
+        let first = call.tool().len();
+        if call.tool() == "t" && first == 1 && call.member_id(0).is_none() {
+            Verdict::deny("tool t")
+        } else {
+            Verdict::Allow
+        }
+    }
+}
 
 /// One remote provider per running container labelled `mcp.port`, and one per ready pod.
 #[derive(Default)]
@@ -245,7 +273,7 @@ fn the_defaults_accept_any_config_allow_leave_picks_native_and_find_nothing() {
     assert_eq!(validator.validate(&call), Verdict::Allow);
     let mut policy = LbPolicyHarness::<Defaults>::new();
     policy.configure(config.clone()).unwrap();
-    assert_eq!(policy.pick(&call, &[Member::new("a")]), None);
+    assert_eq!(policy.pick(&call, &[("a", Member::new("a"))]), None);
     let mut source = DiscoveryHarness::<Defaults>::new();
     source.configure(config).unwrap();
     assert_eq!(source.discover(), Ok(Vec::new()));
@@ -255,22 +283,28 @@ fn the_defaults_accept_any_config_allow_leave_picks_native_and_find_nothing() {
 fn a_policy_keeps_its_state_across_picks_until_configured_again() {
     let mut rotate = LbPolicyHarness::<Rotate>::new();
     let members = [
-        Member::new("a"),
-        Member {
-            healthy: false,
-            ..Member::new("b")
-        },
-        Member::new("c"),
+        ("a", Member::new("a")),
+        (
+            "b",
+            Member {
+                healthy: false,
+                ..Member::new("b")
+            },
+        ),
+        ("c", Member::new("c")),
     ];
     let call = Invocation::new("pool", "echo");
     let picks: Vec<_> = (0..4).map(|_| rotate.pick(&call, &members)).collect();
     assert_eq!(picks, [Some(0), Some(2), Some(0), Some(2)]);
     rotate.configure(json!({})).unwrap();
     assert_eq!(rotate.pick(&call, &members), Some(0), "a new instance");
-    let down = [Member {
-        healthy: false,
-        ..Member::new("a")
-    }];
+    let down = [(
+        "a",
+        Member {
+            healthy: false,
+            ..Member::new("a")
+        },
+    )];
     assert_eq!(rotate.pick(&call, &down), None);
 }
 
@@ -429,7 +463,109 @@ fn invocation_helpers_read_what_the_builder_wrote() {
         .with_meta("client", "cli")
         .with_meta("client", "second");
     assert_eq!(call.arguments().unwrap(), json!({"a": 1}));
-    assert_eq!(call.meta("client"), Some("cli"));
-    assert_eq!(call.meta("absent"), None);
-    assert_eq!(Invocation::new("p", "t").arguments_json, "{}");
+    assert_eq!(call.meta_value("client"), Some("cli"));
+    assert_eq!(call.meta_value("absent"), None);
+    assert_eq!(call.meta().len(), 2);
+    assert_eq!((call.provider(), call.tool()), ("p", "t"));
+    assert_eq!(call.session(), None);
+    assert_eq!(Invocation::new("p", "t").arguments_json(), "{}");
+    let raw = Invocation::new("p", "t").with_arguments_json("{not json");
+    assert_eq!(raw.arguments_json(), "{not json");
+    assert!(raw.arguments().is_err());
+}
+
+#[test]
+fn a_builder_after_a_read_is_what_the_next_read_sees() {
+    let call = Invocation::new("p", "t");
+    assert_eq!(call.session(), None);
+    let call = call.with_session("s-2");
+    assert_eq!(call.session(), Some("s-2"));
+}
+
+#[test]
+fn each_part_is_copied_once_however_often_it_is_read_and_unread_parts_never() {
+    let call = Invocation::new("fs", "read")
+        .with_arguments(json!({"path": "/x"}))
+        .with_session("s")
+        .with_meta("k", "v");
+    assert_eq!(call.fetches(), 0, "building reads nothing");
+    for _ in 0..3 {
+        assert_eq!(call.tool(), "read");
+    }
+    assert_eq!(call.fetches(), 1);
+    for _ in 0..2 {
+        assert_eq!(call.arguments_json(), r#"{"path":"/x"}"#);
+        assert_eq!(call.session(), Some("s"));
+        assert_eq!(call.meta_value("k"), Some("v"));
+        assert_eq!(call.provider(), "fs");
+    }
+    assert_eq!(call.fetches(), 5);
+
+    // Through the harness, as a validator that reads only the tool (twice).
+    let call = Invocation::new("fs", "t").with_arguments(json!({"big": "x".repeat(1000)}));
+    let mut validator = ValidatorHarness::<ToolOnly>::new();
+    assert_eq!(validator.validate(&call), Verdict::deny("tool t"));
+    assert_eq!(call.fetches(), 1, "only the tool was copied");
+}
+
+#[test]
+fn member_ids_are_read_by_index_in_a_pick_and_never_in_a_validate() {
+    let mut named = LbPolicyHarness::<Named>::new();
+    let members = [
+        ("files-eu", Member::new("files-eu")),
+        ("files-us", Member::new("files-us")),
+    ];
+    let call = |session: &str| Invocation::new("pool", "echo").with_session(session);
+    assert_eq!(named.pick(&call("files-us"), &members), Some(1));
+    assert_eq!(named.pick(&call("files-eu"), &members), Some(0));
+    assert_eq!(named.pick(&call("files-xx"), &members), None);
+    assert_eq!(named.pick(&call("files-eu"), &members[..0]), None);
+    // Ids may be given as `String`s too.
+    let owned = [("a".to_owned(), Member::new("a"))];
+    assert_eq!(named.pick(&call("a"), &owned), Some(0));
+
+    let plain = Invocation::new("pool", "echo");
+    assert_eq!(plain.member_id(0), None, "a validate's call has no members");
+}
+
+#[test]
+fn the_harness_refuses_a_member_whose_key_is_not_the_hash_of_its_id() {
+    let mut named = LbPolicyHarness::<Named>::new();
+    let wrong = [("b", Member::new("a"))];
+    let refused = catch_unwind(AssertUnwindSafe(|| {
+        named.pick(&Invocation::new("pool", "echo"), &wrong)
+    }));
+    let message = *refused.unwrap_err().downcast::<String>().unwrap();
+    assert!(
+        message.contains(r#"members[0]: the key is not member_key("b")"#),
+        "{message}"
+    );
+}
+
+#[test]
+fn member_keys_are_fnv1a_64_of_the_id() {
+    // Known values of FNV-1a 64 (the first three are the reference test vectors; the last two
+    // were computed apart, in Python).
+    assert_eq!(member_key(""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(member_key("a"), 0xaf63_dc4c_8601_ec8c);
+    assert_eq!(member_key("foobar"), 0x8594_4171_f739_67e8);
+    assert_eq!(member_key("member-0"), 0x3fce_5fa5_1baa_0d6e);
+    assert_eq!(member_key("files-eu"), 0xaae9_4edd_b478_8969);
+    const KEY: u64 = member_key("files-eu");
+    assert_eq!(Member::new("files-eu").key, KEY);
+}
+
+#[test]
+fn members_are_converted_in_place_without_an_allocation() {
+    let members: Vec<wit::Member> = (0..8)
+        .map(|i| wit::Member::from(&Member::new(format!("m{i}"))))
+        .collect();
+    let before = members.as_ptr() as usize;
+    let converted: Vec<Member> = members.into_iter().map(Member::from).collect();
+    assert_eq!(
+        converted.as_ptr() as usize,
+        before,
+        "the allocation was reused"
+    );
+    assert_eq!(converted[3], Member::new("m3"));
 }

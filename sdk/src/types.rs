@@ -1,6 +1,7 @@
 //! The plain Rust types a plugin sees, and their conversions to and from the generated WIT
 //! types (both ways: the export macros convert what the hangar sends, the test harness converts
-//! what a test sends, so a test runs the same conversions as the hangar's calls).
+//! what a test sends, so a test runs the same conversions as the hangar's calls). The call
+//! itself is not one of them: it is read from the hangar on demand (`invocation.rs`).
 
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
@@ -31,71 +32,30 @@ impl Config {
     }
 }
 
-/// One tool call about to be made.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Invocation {
-    /// Provider (or group) id the call is addressed to.
-    pub provider: String,
-    /// Tool name as the provider calls it.
-    pub tool: String,
-    /// The arguments object, serialized as JSON.
-    pub arguments_json: String,
-    /// The client's session id, when the transport has one.
-    pub session: Option<String>,
-    /// Call metadata: `correlation-id`, the client's name and version, …
-    pub meta: Vec<(String, String)>,
+/// FNV-1a 64 of `id`'s UTF-8 bytes (offset basis `0xcbf29ce484222325`, prime
+/// `0x100000001b3`): the [`Member::key`] the hangar sends for the member of that id. The same id
+/// has the same key on every host, in every version and across restarts, so a policy may hash
+/// on it (rendezvous or consistent hashing) and recognise a member it was configured with
+/// (`member_key("files-eu")`, even in a `const`).
+pub const fn member_key(id: &str) -> u64 {
+    let bytes = id.as_bytes();
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        i += 1;
+    }
+    hash
 }
 
-impl Invocation {
-    /// A call of `tool` on `provider` with no arguments (`{}`), no session and no metadata.
-    /// Chain the `with_*` methods to fill in the rest (mostly useful in tests).
-    pub fn new(provider: impl Into<String>, tool: impl Into<String>) -> Self {
-        Self {
-            provider: provider.into(),
-            tool: tool.into(),
-            arguments_json: "{}".to_owned(),
-            session: None,
-            meta: Vec::new(),
-        }
-    }
-
-    /// These arguments (normally a JSON object).
-    pub fn with_arguments(mut self, arguments: Value) -> Self {
-        self.arguments_json = arguments.to_string();
-        self
-    }
-
-    /// In this client session.
-    pub fn with_session(mut self, session: impl Into<String>) -> Self {
-        self.session = Some(session.into());
-        self
-    }
-
-    /// With one more metadata pair.
-    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.meta.push((key.into(), value.into()));
-        self
-    }
-
-    /// The arguments parsed as JSON.
-    pub fn arguments(&self) -> Result<Value, serde_json::Error> {
-        serde_json::from_str(&self.arguments_json)
-    }
-
-    /// The first metadata value under `key`.
-    pub fn meta(&self, key: &str) -> Option<&str> {
-        self.meta
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A group member as a load-balancing policy sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A group member as a load-balancing policy sees it: numbers only, so the hangar copies no
+/// string to hand a policy the members. Its id, when a policy needs it, is
+/// [`Invocation::member_id`](crate::Invocation::member_id) of its index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Member {
-    /// Member id (a provider id).
-    pub id: String,
+    /// [`member_key`] of the member's id: stable across hosts and restarts.
+    pub key: u64,
     /// 1-100, from the config.
     pub weight: u32,
     /// 1-100, lower is preferred, from the config.
@@ -109,11 +69,11 @@ pub struct Member {
 }
 
 impl Member {
-    /// A healthy, idle member of weight 1 and priority 1 (mostly useful in tests; set the
-    /// fields to change the rest).
-    pub fn new(id: impl Into<String>) -> Self {
+    /// The member of id `id` (its key is [`member_key`] of it), healthy, idle, of weight 1
+    /// and priority 1 (mostly useful in tests; set the fields to change the rest).
+    pub fn new(id: impl AsRef<str>) -> Self {
         Self {
-            id: id.into(),
+            key: member_key(id.as_ref()),
             weight: 1,
             priority: 1,
             in_flight: 0,
@@ -255,34 +215,13 @@ impl std::fmt::Display for Level {
     }
 }
 
-impl From<wit::Invocation> for Invocation {
-    fn from(call: wit::Invocation) -> Self {
-        Self {
-            provider: call.provider,
-            tool: call.tool,
-            arguments_json: call.arguments_json,
-            session: call.session,
-            meta: call.meta,
-        }
-    }
-}
-
-impl From<&Invocation> for wit::Invocation {
-    fn from(call: &Invocation) -> Self {
-        Self {
-            provider: call.provider.clone(),
-            tool: call.tool.clone(),
-            arguments_json: call.arguments_json.clone(),
-            session: call.session.clone(),
-            meta: call.meta.clone(),
-        }
-    }
-}
-
+// Field for field, so that `Vec<wit::Member>` → `Vec<Member>` is collected in place: the two
+// types have one layout, and the standard library then reuses the allocation (a pick copies
+// no member and allocates nothing of its own; `tests.rs` checks it).
 impl From<wit::Member> for Member {
     fn from(member: wit::Member) -> Self {
         Self {
-            id: member.id,
+            key: member.key,
             weight: member.weight,
             priority: member.priority,
             in_flight: member.in_flight,
@@ -295,7 +234,7 @@ impl From<wit::Member> for Member {
 impl From<&Member> for wit::Member {
     fn from(member: &Member) -> Self {
         Self {
-            id: member.id.clone(),
+            key: member.key,
             weight: member.weight,
             priority: member.priority,
             in_flight: member.in_flight,

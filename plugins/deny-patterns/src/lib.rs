@@ -1,10 +1,11 @@
-//! `deny-patterns`: a validator plugin for the hangar (WIT `hangar:plugin@0.1.0`, world
+//! `deny-patterns`: a validator plugin for the hangar (WIT `hangar:plugin@0.2.0`, world
 //! `validator-plugin`).
 //!
 //! It refuses a call when any string in its arguments (at any depth) contains one of the
 //! configured patterns, or names a path outside `allowed_root`. Patterns are plain substrings,
 //! compared case-sensitively: no regular expressions, so a pattern means exactly what it says
-//! and costs nothing to check.
+//! and costs nothing to check. Strings are compared as JSON decodes them, so an escape
+//! (`rm \u002drf`) hides nothing. Object keys are not checked, only values.
 //!
 //! Config (`config:` of the plugin in the hangar's file, handed over as JSON):
 //!
@@ -13,18 +14,24 @@
 //! ```
 //!
 //! A string is taken as a path when it starts with `/`, `~`, `./` or `../`, or when its key's
-//! name contains `path`, `file` or `dir`. Relative paths are resolved against `allowed_root`;
-//! `.` and `..` are resolved lexically (the plugin has no filesystem, so symlinks are not
-//! followed — pair it with the provider's own sandbox for that).
+//! name (the nearest key above it, for a string in an array) contains `path`, `file` or `dir`.
+//! Relative paths are resolved against `allowed_root`; `.` and `..` are resolved lexically (the
+//! plugin has no filesystem, so symlinks are not followed — pair it with the provider's own
+//! sandbox for that).
+//!
+//! A denial names the argument by its JSON pointer and the pattern it contains, never the
+//! string itself (it may be the secret the pattern is there to stop); a path outside the root is
+//! named, with the root. Arguments that are not JSON are denied, with what is wrong and where.
 //!
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
 use hangar_plugin_sdk::{Config as PluginConfig, Invocation, Level, Validator, Verdict, log};
-use std::borrow::Cow;
-use std::fmt;
-
+use memchr::memmem::Finder;
 use serde::Deserialize;
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+mod scan;
+
+use self::scan::{Malformed, Scanner};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -37,14 +44,30 @@ struct Config {
     allowed_root: Option<String>,
 }
 
+/// A denied substring and its searcher, built once per config.
+struct Pattern {
+    text: String,
+    finder: Finder<'static>,
+}
+
+/// `allowed_root`, normalised, and its segments (`/data/x` → `data`, `x`).
+struct Root {
+    path: String,
+    segments: Vec<String>,
+}
+
 #[derive(Default)]
 struct DenyPatterns {
-    config: Config,
+    patterns: Vec<Pattern>,
+    root: Option<Root>,
+    /// Buffers of the scan, kept from call to call so a call allocates nothing once the
+    /// instance has seen arguments as deep and as escaped as these.
+    scratch: scan::Scratch,
 }
 
 impl Validator for DenyPatterns {
     fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
-        let mut config: Config = config
+        let config: Config = config
             .parse()
             .map_err(|err| format!("deny-patterns: {err}"))?;
         if let Some(pattern) = config.patterns.iter().find(|p| p.is_empty()) {
@@ -52,216 +75,139 @@ impl Validator for DenyPatterns {
                 "deny-patterns: invalid config: the empty pattern {pattern:?} would deny every call"
             ));
         }
-        if let Some(root) = &config.allowed_root {
-            if !root.starts_with('/') {
+        let root = match &config.allowed_root {
+            Some(root) if !root.starts_with('/') => {
                 return Err(format!(
                     "deny-patterns: invalid config: `allowed_root` must be absolute, got {root:?}"
                 ));
             }
-            config.allowed_root = Some(normalize("/", root));
-        }
-        self.config = config;
+            Some(root) => {
+                let path = normalize("/", root);
+                let segments = path
+                    .split('/')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                Some(Root { path, segments })
+            }
+            None => None,
+        };
+        self.patterns = config
+            .patterns
+            .into_iter()
+            .map(|text| Pattern {
+                finder: Finder::new(text.as_bytes()).into_owned(),
+                text,
+            })
+            .collect();
+        self.root = root;
         Ok(())
     }
 
     fn validate(&mut self, call: &Invocation) -> Verdict {
-        let scanned = scan(&self.config, &call.arguments_json);
+        // The arguments are the only part read, unless there is a denial to log.
+        let scanned = Scanner::new(
+            &self.patterns,
+            self.root.as_ref(),
+            &mut self.scratch,
+            call.arguments_json(),
+        )
+        .run();
         match scanned {
             Ok(None) => Verdict::Allow,
-            Ok(Some(denial)) => {
-                let reason = denial.reason();
+            Ok(Some(reason)) => {
                 log(
                     Level::Info,
-                    &format!("denied {}/{}: {reason}", call.provider, call.tool),
+                    &format!("denied {}/{}: {reason}", call.provider(), call.tool()),
                 );
                 Verdict::Deny(reason)
             }
-            Err(err) => Verdict::Deny(format!("deny-patterns: arguments are not JSON: {err}")),
+            Err(Malformed { what, at }) => Verdict::Deny(format!(
+                "deny-patterns: arguments are not JSON: {what} at byte {at}"
+            )),
         }
     }
 }
 
-/// The first denial in the arguments, in document order. The JSON is checked as it is parsed,
-/// string by string, without building a tree: validation is on every call's path, and most
-/// calls are allowed.
-fn scan(config: &Config, json: &str) -> Result<Option<Denial>, serde_json::Error> {
-    let mut parser = serde_json::Deserializer::from_str(json);
-    let found = Node { config, key: None }.deserialize(&mut parser)?;
-    parser.end()?;
-    Ok(found)
-}
-
-/// A value under object key `key` (the nearest one above it, for arrays).
-struct Node<'a> {
-    config: &'a Config,
-    key: Option<&'a str>,
-}
-
-impl<'de> DeserializeSeed<'de> for Node<'_> {
-    type Value = Option<Denial>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Node<'_> {
-    type Value = Option<Denial>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(check_string(self.config, self.key, text))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        let mut index = 0usize;
-        while let Some(denial) = items.next_element_seed(Node {
-            config: self.config,
-            key: self.key,
-        })? {
-            if found.is_none() {
-                found = denial.map(|d| d.under(&index.to_string()));
-            }
-            index += 1;
-        }
-        Ok(found)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut found = None;
-        while let Some(key) = map.next_key_seed(Key)? {
-            let denial = map.next_value_seed(Node {
-                config: self.config,
-                key: Some(&key),
-            })?;
-            if found.is_none() {
-                found = denial.map(|d| d.under(&key));
-            }
-        }
-        Ok(found)
-    }
-}
-
-/// An object key, borrowed from the input unless it has escapes.
-struct Key;
-
-impl<'de> DeserializeSeed<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Key {
-    type Value = Cow<'de, str>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object key")
-    }
-
-    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
-        Ok(Cow::Borrowed(key))
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(Cow::Owned(key.to_owned()))
-    }
-}
-
-/// Why a string was denied, and the pointer to it, built from the leaf up.
-struct Denial {
-    /// Pointer segments, leaf first.
-    at: Vec<String>,
-    what: String,
-}
-
-impl Denial {
-    fn under(mut self, segment: &str) -> Self {
-        self.at.push(segment.replace('~', "~0").replace('/', "~1"));
-        self
-    }
-
-    fn reason(&self) -> String {
-        let at = if self.at.is_empty() {
-            "/".to_owned()
-        } else {
-            self.at.iter().rev().map(|s| format!("/{s}")).collect()
-        };
-        format!("argument `{at}` {}", self.what)
-    }
-}
-
-fn check_string(config: &Config, key: Option<&str>, text: &str) -> Option<Denial> {
-    if let Some(pattern) = config.patterns.iter().find(|p| text.contains(p.as_str())) {
-        return Some(Denial {
-            at: Vec::new(),
-            what: format!("contains the denied pattern `{pattern}`"),
-        });
-    }
-    let root = config.allowed_root.as_deref()?;
-    if !looks_like_path(key, text) {
-        return None;
-    }
-    let resolved = normalize(root, text.strip_prefix('~').unwrap_or(text));
-    let inside = resolved == root
-        || root == "/"
-        || resolved
-            .strip_prefix(root)
-            .is_some_and(|rest| rest.starts_with('/'));
-    (!inside).then(|| Denial {
-        at: Vec::new(),
-        what: format!("names the path `{text}`, which is outside `{root}`"),
-    })
-}
-
-fn looks_like_path(key: Option<&str>, text: &str) -> bool {
-    let by_key = key.is_some_and(|k| {
-        ["path", "file", "dir"]
-            .iter()
-            .any(|word| contains_ignoring_ascii_case(k, word))
+/// Why `text` (a string value) is denied, if it is. `escaped`: it had escapes, so it is
+/// searched for every pattern; otherwise only for those the raw arguments contain
+/// (`in_text`), since an unescaped string is a piece of the raw text.
+fn denial(
+    patterns: &[Pattern],
+    in_text: &[bool],
+    escaped: bool,
+    root: Option<&Root>,
+    key_is_pathy: bool,
+    text: &str,
+) -> Option<String> {
+    let found = patterns.iter().zip(in_text).find(|(pattern, hit)| {
+        (escaped || **hit) && pattern.finder.find(text.as_bytes()).is_some()
     });
-    by_key
+    if let Some((pattern, _)) = found {
+        return Some(format!("contains the denied pattern `{}`", pattern.text));
+    }
+    let root = root?;
+    (looks_like_path(key_is_pathy, text) && outside(root, text))
+        .then(|| format!("names the path `{text}`, which is outside `{}`", root.path))
+}
+
+fn looks_like_path(key_is_pathy: bool, text: &str) -> bool {
+    key_is_pathy
         || text.starts_with('/')
         || text.starts_with('~')
         || text.starts_with("./")
         || text.starts_with("../")
 }
 
+/// Whether a key names a path: it contains `path`, `file` or `dir`, in any ASCII case.
+fn key_is_pathy(key: &str) -> bool {
+    ["path", "file", "dir"]
+        .iter()
+        .any(|word| contains_ignoring_ascii_case(key, word))
+}
+
 /// Whether `word` (lowercase ASCII) occurs in `text`, ignoring ASCII case; no allocation, as
-/// it runs for every keyed string of every call.
+/// it runs for every key of every call that has an `allowed_root`.
 fn contains_ignoring_ascii_case(text: &str, word: &str) -> bool {
     text.as_bytes()
         .windows(word.len())
         .any(|window| window.eq_ignore_ascii_case(word.as_bytes()))
 }
 
+/// Whether `text` (a leading `~` taken as `/`), resolved against the root when relative and
+/// normalised lexically (`.`, `..`, repeated `/`; `..` never climbs above `/`), lies outside
+/// the root. Without building the resolved path: it follows how many of the root's segments
+/// the resolved path begins with, as segments are pushed and popped.
+fn outside(root: &Root, text: &str) -> bool {
+    let wanted = root.segments.len();
+    let path = text.strip_prefix('~').unwrap_or(text);
+    // (segments of the resolved path so far, how many of them are the root's first ones)
+    let (mut depth, mut matched) = if path.starts_with('/') {
+        (0, 0)
+    } else {
+        (wanted, wanted)
+    };
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                depth = depth.saturating_sub(1);
+                matched = matched.min(depth);
+            }
+            part => {
+                if matched == depth && root.segments.get(depth).is_some_and(|s| s == part) {
+                    matched += 1;
+                }
+                depth += 1;
+            }
+        }
+    }
+    matched < wanted
+}
+
 /// `path` resolved against `base` (when relative), with `.`, `..` and repeated `/` removed.
-/// `..` never climbs above `/`.
+/// `..` never climbs above `/`. For the config only: calls use [`outside`], which allocates
+/// nothing.
 fn normalize(base: &str, path: &str) -> String {
     let joined = if path.starts_with('/') {
         path.to_owned()
@@ -282,3 +228,6 @@ fn normalize(base: &str, path: &str) -> String {
 }
 
 hangar_plugin_sdk::export_validator!(DenyPatterns);
+
+#[cfg(test)]
+mod tests;
