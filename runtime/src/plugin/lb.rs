@@ -8,12 +8,14 @@
 use std::sync::{Arc, Mutex};
 
 use wasmtime::Store;
-use wasmtime::component::Resource;
+use wasmtime::component::{Resource, TypedFunc};
 
 use super::bindings::v0_1_0::hangar::plugin::types as wit;
 use super::bindings::v0_1_0::lb as v1;
 use super::bindings::v0_2_0::hangar::plugin::types as wit2;
 use super::bindings::v0_2_0::lb as v2;
+use super::bindings::v0_2_0::lb::hangar::plugin::calls::Call;
+use super::lowering::FastMember;
 use super::{Invocation, Member, to_wit_invocation, to_wit_member};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind};
@@ -31,10 +33,16 @@ pub(super) enum Pre {
     V2(v2::LbPolicyPluginPre<Sandbox>),
 }
 
+/// `pick` of a 0.2.0 policy, typed with the members lowered by `lowering::FastMember`.
+type Pick2 = TypedFunc<(Resource<Call>, Vec<FastMember>), (Option<u32>,)>;
+
 enum Instance {
     V1(v1::LbPolicyPlugin),
-    V2(v2::LbPolicyPlugin),
+    V2(Pick2),
 }
+
+/// The export every 0.2.0 policy has, where `pick` is found.
+const LB_POLICY_0_2_0: &str = "hangar:plugin/lb-policy@0.2.0";
 
 /// What a policy's task needs to make instances.
 pub(super) struct Context {
@@ -49,8 +57,6 @@ pub(super) struct Context {
 pub(super) struct Live {
     store: Store<Sandbox>,
     instance: Instance,
-    /// The members of a 0.2.0 pick, lowered from here; kept to reuse its allocation.
-    members: Vec<wit2::Member>,
 }
 
 impl Context {
@@ -59,13 +65,33 @@ impl Context {
         let mut store = store(&self.runtime, &self.sandbox, &self.stats)?;
         let instance = match &self.pre {
             Pre::V1(pre) => Instance::V1(instantiate_configured!(pre, store, &self.config_json, hangar_plugin_lb_policy)),
-            Pre::V2(pre) => Instance::V2(instantiate_configured!(pre, store, &self.config_json, hangar_plugin_lb_policy)),
+            Pre::V2(pre) => {
+                let outcome = within(
+                    backstop(&store),
+                    pre.instance_pre().instantiate_async(&mut store),
+                )
+                .await;
+                let instance = settle(&store, outcome)?;
+                let bindings = v2::LbPolicyPlugin::new(&mut store, &instance);
+                let bindings = settle(&store, Some(bindings))?;
+                let exports = bindings.hangar_plugin_lb_policy();
+                let answer = within(
+                    backstop(&store),
+                    exports.call_configure(&mut store, &self.config_json),
+                )
+                .await;
+                configured(&store, answer)?;
+                // The bindings type-checked the world; this checks `pick` once more with the
+                // hand-lowered members (their type check is the generated one).
+                let pick = instance
+                    .get_export_index(&mut store, None, LB_POLICY_0_2_0)
+                    .and_then(|iface| instance.get_export_index(&mut store, Some(&iface), "pick"))
+                    .ok_or_else(|| wasmtime::Error::msg(format!("{LB_POLICY_0_2_0} has no `pick`")))
+                    .and_then(|index| instance.get_typed_func::<_, _>(&mut store, &index));
+                Instance::V2(settle(&store, Some(pick))?)
+            }
         };
-        Ok(Live {
-            store,
-            instance,
-            members: Vec::new(),
-        })
+        Ok(Live { store, instance })
     }
 
     /// One pick on `live`. On an error the caller drops `live`: trapped, out of time or out
@@ -88,28 +114,31 @@ impl Context {
                 .await;
                 settle(&live.store, outcome)?
             }
-            Instance::V2(instance) => {
+            Instance::V2(pick) => {
                 // Numbers only cross eagerly; the call and the member ids are lent and read on
                 // demand (sandbox `calls`).
-                live.members.clear();
-                live.members.extend(members.iter().map(|m| wit2::Member {
-                    key: m.key,
-                    weight: m.weight,
-                    priority: m.priority,
-                    in_flight: m.in_flight,
-                    healthy: m.healthy,
-                    ewma_latency_us: m.ewma_latency_us,
-                }));
+                let lowered = members
+                    .iter()
+                    .map(|m| {
+                        FastMember(wit2::Member {
+                            key: m.key,
+                            weight: m.weight,
+                            priority: m.priority,
+                            in_flight: m.in_flight,
+                            healthy: m.healthy,
+                            ewma_latency_us: m.ewma_latency_us,
+                        })
+                    })
+                    .collect();
                 live.store
                     .data_mut()
                     .begin_call(call, members.iter().map(|m| Arc::clone(&m.id)));
-                let exports = instance.hangar_plugin_lb_policy();
                 let outcome = within(
                     backstop(&live.store),
-                    exports.call_pick(&mut live.store, Resource::new_borrow(0), &live.members),
+                    pick.call_async(&mut live.store, (Resource::new_borrow(0), lowered)),
                 )
                 .await;
-                let picked = settle(&live.store, outcome)?;
+                let (picked,) = settle(&live.store, outcome)?;
                 live.store.data_mut().end_call();
                 picked
             }

@@ -61,6 +61,7 @@ mod error;
 pub mod inspect;
 mod lb;
 mod load;
+mod lowering;
 mod sandbox;
 mod set;
 mod stats;
