@@ -1,6 +1,6 @@
-//! `hostile-discovery`: a discovery source (world `discovery-source`) that reaches for the
-//! `docker` and `kubernetes` capabilities whether or not its config grants them, for the plugin
-//! host's capability tests. Never deploy it.
+//! `hostile-discovery`: a discovery source (world `discovery-source`, WIT
+//! `hangar:plugin@0.2.0`) that reaches for the `docker` and `kubernetes` capabilities whether
+//! or not its config grants them, for the plugin host's capability tests. Never deploy it.
 //!
 //! `discover` calls `docker.list-containers` and `kubernetes.list-pods` and returns the first
 //! error it gets, unchanged, so a test can read the host's refusal. When both calls succeed it

@@ -2,9 +2,11 @@
 //! Never deploy it.
 //!
 //! It exports both `validator` and `lb-policy` (one export macro of the SDK for each; both
-//! worlds import only `host`), so the one file loads as either kind.
+//! worlds import only `host` and `calls`), so the one file loads as either kind (WIT
+//! `hangar:plugin@0.2.0`).
 //! It behaves well except on the trigger: a `validate` of tool `attack`, or a `pick` for
-//! session `attack`. Then it does what `mode` says:
+//! session `attack` (read from the call: `call.tool()`, `call.session()`). Then it does what
+//! `mode` says:
 //!
 //! | mode        | misbehaviour                                            | host must answer       |
 //! |-------------|---------------------------------------------------------|------------------------|
@@ -109,7 +111,7 @@ impl Validator for Hostile {
     }
 
     fn validate(&mut self, call: &Invocation) -> Verdict {
-        let Some(mode) = self.mode.filter(|_| call.tool == TRIGGER) else {
+        let Some(mode) = self.mode.filter(|_| call.tool() == TRIGGER) else {
             return Verdict::Allow;
         };
         misbehave(mode);
@@ -127,10 +129,7 @@ impl LbPolicy for Hostile {
     }
 
     fn pick(&mut self, call: &Invocation, members: &[Member]) -> Option<usize> {
-        let Some(mode) = self
-            .mode
-            .filter(|_| call.session.as_deref() == Some(TRIGGER))
-        else {
+        let Some(mode) = self.mode.filter(|_| call.session() == Some(TRIGGER)) else {
             return (!members.is_empty()).then_some(0);
         };
         misbehave(mode);
