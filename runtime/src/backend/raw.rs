@@ -64,6 +64,8 @@ impl RawCalls {
     }
 
     /// Sends `tools/call`, runs `sent` once the request is written, and waits for the answer.
+    /// `encoded`, when given, is `arguments` already encoded as JSON (for validators), written
+    /// as it is.
     /// If `reply` is given and the provider's result can go to the client unchanged, it goes
     /// at once. If this future is dropped before the answer, the provider is sent
     /// `notifications/cancelled` with `reason`.
@@ -72,6 +74,7 @@ impl RawCalls {
         peer: &Peer<RoleClient>,
         tool: &str,
         arguments: &JsonObject,
+        encoded: Option<&str>,
         reply: Option<Arc<Reply>>,
         sent: impl FnOnce(),
         reason: impl FnOnce() -> String,
@@ -84,7 +87,10 @@ impl RawCalls {
         line.extend_from_slice(b"\",\"method\":\"tools/call\",\"params\":{\"name\":");
         serde_json::to_writer(&mut line, tool).map_err(encode_error)?;
         line.extend_from_slice(b",\"arguments\":");
-        serde_json::to_writer(&mut line, arguments).map_err(encode_error)?;
+        match encoded {
+            Some(json) => line.extend_from_slice(json.as_bytes()),
+            None => serde_json::to_writer(&mut line, arguments).map_err(encode_error)?,
+        }
         line.extend_from_slice(b"}}\n");
 
         let (done, answer) = oneshot::channel();

@@ -15,13 +15,13 @@ use super::bindings::v0_1_0::lb as v1;
 use super::bindings::v0_2_0::hangar::plugin::types as wit2;
 use super::bindings::v0_2_0::lb as v2;
 use super::bindings::v0_2_0::lb::hangar::plugin::calls::Call;
-use super::lowering::FastMember;
-use super::{Invocation, Member, to_wit_invocation, to_wit_member};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind};
-use super::load::{instantiate_configured, backstop, configured, settle, store, within};
+use super::load::{backstop, configured, instantiate_configured, settle, store, within};
+use super::lowering::FastMember;
 use super::sandbox::{Sandbox, SandboxSpec, arm};
 use super::stats::Stats;
+use super::{Invocation, Member, to_wit_invocation, to_wit_member};
 
 /// Idle instances kept per policy version: more than the picks that run at once on a small
 /// machine, so concurrent picks rarely instantiate.
@@ -64,7 +64,12 @@ impl Context {
     pub async fn instantiate(&self) -> Result<Live, PluginError> {
         let mut store = store(&self.runtime, &self.sandbox, &self.stats)?;
         let instance = match &self.pre {
-            Pre::V1(pre) => Instance::V1(instantiate_configured!(pre, store, &self.config_json, hangar_plugin_lb_policy)),
+            Pre::V1(pre) => Instance::V1(instantiate_configured!(
+                pre,
+                store,
+                &self.config_json,
+                hangar_plugin_lb_policy
+            )),
             Pre::V2(pre) => {
                 let outcome = within(
                     backstop(&store),

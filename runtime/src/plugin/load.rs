@@ -163,8 +163,12 @@ pub(super) async fn load(
     let pre = compiled.pre.clone();
     // A component that exports no known version is checked against the newest, whose error
     // then says what is missing.
-    let wit = wit_version(&runtime.engine, pre.component(), export_interface(spec.kind))
-        .unwrap_or(WIT_VERSIONS[0]);
+    let wit = wit_version(
+        &runtime.engine,
+        pre.component(),
+        export_interface(spec.kind),
+    )
+    .unwrap_or(WIT_VERSIONS[0]);
     let v2 = wit == "0.2.0";
 
     let type_error = |err: wasmtime::Error| {
@@ -313,17 +317,27 @@ pub(super) fn store(
     Ok(store)
 }
 
-/// When the async backstop drops a call on `store`: `BACKSTOP_SLACK` after its deadline.
-pub(super) fn backstop(store: &Store<Sandbox>) -> Instant {
-    store.data().deadline() + BACKSTOP_SLACK
+/// When the async backstop drops a call on `store`: `BACKSTOP_SLACK` after its deadline; or
+/// `None` when no host call the plugin can make may block (see `SandboxSpec::may_block`), so
+/// the epoch deadline alone bounds the call and no timer is set (a pick is ~1 µs; a tokio
+/// timer's registration would be a tenth of it).
+pub(super) fn backstop(store: &Store<Sandbox>) -> Option<Instant> {
+    let sandbox = store.data();
+    sandbox
+        .spec()
+        .may_block
+        .then(|| sandbox.deadline() + BACKSTOP_SLACK)
 }
 
 /// Runs `call`, dropping it at `backstop` (see `backstop`); `None` when it was dropped.
 pub(super) async fn within<T>(
-    backstop: Instant,
+    backstop: Option<Instant>,
     call: impl Future<Output = wasmtime::Result<T>>,
 ) -> Option<wasmtime::Result<T>> {
-    tokio::time::timeout_at(backstop.into(), call).await.ok()
+    match backstop {
+        Some(at) => tokio::time::timeout_at(at.into(), call).await.ok(),
+        None => Some(call.await),
+    }
 }
 
 /// The outcome of a `within` call as the host reports it.

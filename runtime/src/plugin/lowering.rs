@@ -110,6 +110,9 @@ mod tests {
             },
         );
         assert_eq!(slot[0..8], 0x0102_0304_0506_0708u64.to_le_bytes());
-        assert_eq!((slot[8], slot[12], slot[16], slot[20], slot[24]), (9, 10, 11, 1, 12));
+        assert_eq!(
+            (slot[8], slot[12], slot[16], slot[20], slot[24]),
+            (9, 10, 11, 1, 12)
+        );
     }
 }

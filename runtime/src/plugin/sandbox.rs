@@ -18,7 +18,7 @@ use super::bindings::v0_2_0::lb::hangar::plugin::calls as wit2_calls;
 use super::engine::Runtime;
 use super::error::{MemoryCapHit, PluginError, PluginErrorKind, truncate};
 use super::stats::Stats;
-use crate::config::{PluginGrant, PluginSpec, Preopen};
+use crate::config::{PluginGrant, PluginKind, PluginSpec, Preopen};
 
 /// `host.log` lines a plugin may write per call; the rest are dropped and counted, so a plugin
 /// cannot flood the hangar's log.
@@ -39,6 +39,11 @@ pub(super) struct SandboxSpec {
     pub fuel: Option<u64>,
     pub grants: Vec<PluginGrant>,
     pub preopens: Vec<Preopen>,
+    /// Whether a host call of the plugin can block: the docker and kubernetes capabilities
+    /// (discovery sources) and WASI file reads (preopened directories). Every other import
+    /// answers from memory, so a plugin without these cannot be stuck outside wasm, where the
+    /// epoch deadline does not reach.
+    pub may_block: bool,
 }
 
 impl SandboxSpec {
@@ -50,6 +55,7 @@ impl SandboxSpec {
             fuel: spec.fuel,
             grants: spec.grants.clone(),
             preopens: spec.preopens.clone(),
+            may_block: spec.kind == PluginKind::Discovery || !spec.preopens.is_empty(),
         }
     }
 }
@@ -171,7 +177,11 @@ impl Sandbox {
     }
 
     /// Lends `call` (and, for a pick, the members' ids) to the plugin until `end_call`.
-    pub fn begin_call(&mut self, call: &Arc<Invocation>, member_ids: impl Iterator<Item = Arc<str>>) {
+    pub fn begin_call(
+        &mut self,
+        call: &Arc<Invocation>,
+        member_ids: impl Iterator<Item = Arc<str>>,
+    ) {
         self.current = Some(Arc::clone(call));
         self.member_ids.clear();
         self.member_ids.extend(member_ids);

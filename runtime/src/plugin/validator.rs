@@ -15,12 +15,12 @@ use super::bindings::v0_1_0::hangar::plugin::types as wit;
 use super::bindings::v0_1_0::validator as v1;
 use super::bindings::v0_2_0::hangar::plugin::types as wit2;
 use super::bindings::v0_2_0::validator as v2;
-use super::{Invocation, Verdict, to_wit_invocation};
 use super::engine::Runtime;
 use super::error::{PluginError, PluginErrorKind};
-use super::load::{instantiate_configured, Loaded, backstop, configured, settle, store, within};
+use super::load::{Loaded, backstop, configured, instantiate_configured, settle, store, within};
 use super::sandbox::{Sandbox, SandboxSpec, arm};
 use super::stats::Stats;
+use super::{Invocation, Verdict, to_wit_invocation};
 
 /// Longest deny reason accepted: it is shown to the client.
 pub(super) const MAX_REASON_BYTES: usize = 64 << 10;
@@ -72,8 +72,18 @@ pub(super) async fn instantiate(
 ) -> Result<Live, PluginError> {
     let mut store = store(runtime, sandbox, stats)?;
     let instance = match pre {
-        Pre::V1(pre) => Instance::V1(instantiate_configured!(pre, store, config_json, hangar_plugin_validator)),
-        Pre::V2(pre) => Instance::V2(instantiate_configured!(pre, store, config_json, hangar_plugin_validator)),
+        Pre::V1(pre) => Instance::V1(instantiate_configured!(
+            pre,
+            store,
+            config_json,
+            hangar_plugin_validator
+        )),
+        Pre::V2(pre) => Instance::V2(instantiate_configured!(
+            pre,
+            store,
+            config_json,
+            hangar_plugin_validator
+        )),
     };
     Ok(Live { store, instance })
 }

@@ -261,24 +261,32 @@ impl Provider {
 
     /// Runs the provider's validator plugins in order on a call whose arguments passed the
     /// schema. A rewrite is checked against the schema again before the next validator sees
-    /// it. Returns the arguments to send.
+    /// it. Returns the arguments to send, and their JSON text when the last validator saw
+    /// exactly those (it was encoded for the validators; the request to the provider reuses it
+    /// rather than encoding the arguments again).
     async fn run_validators(
         &self,
         call: &CallContext<'_>,
         tool: &Tool,
         mut arguments: JsonObject,
-    ) -> Result<JsonObject, InvokeError> {
+    ) -> Result<(JsonObject, Option<String>), InvokeError> {
         let id = &self.spec.id;
+        let mut encoded = None;
         for validator in &self.validators {
             // Shared, not copied, with the plugin for the length of its call.
             let invocation = Arc::new(plugin::Invocation {
                 provider: id.clone(),
                 tool: call.tool.to_owned(),
-                arguments_json: serde_json::to_string(&arguments).unwrap_or_default(),
+                arguments_json: encoded
+                    .take()
+                    .unwrap_or_else(|| serde_json::to_string(&arguments).unwrap_or_default()),
                 session: call.session.map(str::to_owned),
                 meta: vec![("correlation-id".to_owned(), call.correlation_id.to_owned())],
             });
-            match validator.validate(&invocation).await {
+            let verdict = validator.validate(&invocation).await;
+            // The plugin let go of its share when its call ended.
+            encoded = Arc::into_inner(invocation).map(|call| call.arguments_json);
+            match verdict {
                 Verdict::Allow => {}
                 Verdict::Deny(reason) => {
                     self.publish(Event::ToolInvocationDenied {
@@ -318,10 +326,11 @@ impl Provider {
                     };
                     tracing::debug!(provider = %id, tool = %call.tool, plugin = validator.name(), "arguments rewritten");
                     arguments = rewritten;
+                    encoded = None;
                 }
             }
         }
-        Ok(arguments)
+        Ok((arguments, encoded))
     }
 
     pub fn in_flight(&self) -> u32 {
@@ -875,8 +884,8 @@ impl Provider {
         let serde_json::Value::Object(arguments) = args_value else {
             unreachable!("built from an object above")
         };
-        let arguments = if self.validators.is_empty() {
-            arguments
+        let (arguments, encoded) = if self.validators.is_empty() {
+            (arguments, None)
         } else {
             let context = CallContext {
                 tool: &call.tool,
@@ -907,7 +916,7 @@ impl Provider {
                 })
             });
             match checked {
-                Ok(arguments) => arguments,
+                Ok(checked) => checked,
                 Err(e) => {
                     breaker.finish(true); // refused before the provider saw it
                     return Err(e);
@@ -947,6 +956,7 @@ impl Provider {
                 &conn,
                 &call.tool,
                 arguments,
+                encoded,
                 call.progress,
                 call.reply,
                 requested,
@@ -1008,6 +1018,7 @@ async fn send_call(
     conn: &Connection,
     tool: &str,
     arguments: JsonObject,
+    encoded: Option<String>,
     progress: Option<ProgressSink>,
     reply: Option<Arc<Reply>>,
     sent: impl FnOnce(),
@@ -1017,7 +1028,15 @@ async fn send_call(
     let Some(progress) = progress else {
         return conn
             .raw
-            .call(&conn.peer, tool, &arguments, reply, sent, reason)
+            .call(
+                &conn.peer,
+                tool,
+                &arguments,
+                encoded.as_deref(),
+                reply,
+                sent,
+                reason,
+            )
             .await;
     };
     let mut params = CallToolRequestParams::new(tool.to_string());

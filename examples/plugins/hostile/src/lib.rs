@@ -18,6 +18,7 @@
 //! | `log-flood` | logs 100 000 lines, then allows                          | log lines dropped      |
 //! | `bad-index` | picks member 4 000 000 000                              | invalid answer         |
 //! | `slow`      | spins 30 ms (by `host.now-ms`), then denies "slow answer" | nothing: it is in time |
+//! | `echo`      | denies with every part of the call in the reason; picks the last member if every member is as `echo_members_ok` expects, else none | what it sent |
 //!
 //! Config: `{"mode": "loop"}`; any other mode is a `configure` error. `{"mode": "loop",
 //! "in_configure": true}` misbehaves in `configure` itself instead.
@@ -25,7 +26,8 @@
 //! Build: `cargo build --release --target wasm32-wasip2`.
 
 use hangar_plugin_sdk::{
-    Config as PluginConfig, Invocation, LbPolicy, Level, Member, Validator, Verdict, log, now_ms,
+    Config as PluginConfig, Invocation, LbPolicy, Level, Member, Validator, Verdict, log,
+    member_key, now_ms,
 };
 use serde::Deserialize;
 
@@ -40,6 +42,7 @@ enum Mode {
     LogFlood,
     BadIndex,
     Slow,
+    Echo,
 }
 
 #[derive(Debug, Deserialize)]
@@ -101,7 +104,7 @@ fn misbehave(mode: Mode) {
                 std::hint::spin_loop();
             }
         }
-        Mode::Big | Mode::BadIndex => {}
+        Mode::Big | Mode::BadIndex | Mode::Echo => {}
     }
 }
 
@@ -118,6 +121,15 @@ impl Validator for Hostile {
         match mode {
             Mode::Big => Verdict::Deny("x".repeat(100 << 20)),
             Mode::Slow => Verdict::Deny("slow answer".into()),
+            Mode::Echo => Verdict::Deny(format!(
+                "provider={} tool={} arguments={} session={:?} meta={:?} member0={:?}",
+                call.provider(),
+                call.tool(),
+                call.arguments_json(),
+                call.session(),
+                call.meta(),
+                call.member_id(0),
+            )),
             _ => Verdict::Allow,
         }
     }
@@ -135,6 +147,7 @@ impl LbPolicy for Hostile {
         misbehave(mode);
         match mode {
             Mode::BadIndex => Some(4_000_000_000),
+            Mode::Echo => echo_members_ok(call, members).then(|| members.len() - 1),
             _ => Some(0),
         }
     }
@@ -142,3 +155,20 @@ impl LbPolicy for Hostile {
 
 hangar_plugin_sdk::export_validator!(Hostile);
 hangar_plugin_sdk::export_lb_policy!(Hostile);
+
+/// Whether member `i` arrived as the host test sends it: its key that of its id, weight
+/// `i + 1`, priority `100 - i`, `2 i` calls in flight, healthy when `i` is even, latency
+/// `1000 i + 7`. Proves every field crosses into the plugin where the WIT says it is.
+fn echo_members_ok(call: &Invocation, members: &[Member]) -> bool {
+    !members.is_empty()
+        && members.iter().enumerate().all(|(i, m)| {
+            let n = i as u64;
+            call.member_id(i).map(member_key) == Some(m.key)
+                && u64::from(m.weight) == n + 1
+                && u64::from(m.priority) == 100 - n
+                && u64::from(m.in_flight) == 2 * n
+                && m.healthy == (i % 2 == 0)
+                && m.ewma_latency_us == 1000 * n + 7
+        })
+        && call.member_id(members.len()).is_none()
+}

@@ -20,25 +20,30 @@ fn names(items: &[crate::plugin::inspect::Item]) -> Vec<&str> {
 }
 
 #[test]
-fn a_bundled_validator_is_a_loadable_validator_plugin_of_0_1_0() {
+fn a_bundled_validator_is_a_loadable_validator_plugin_of_0_2_0() {
     let report = inspect(Path::new("bundled:deny-patterns")).expect("inspects");
-    assert_eq!(report.wit_versions, ["0.1.0"]);
+    assert_eq!(report.wit_versions, ["0.2.0"]);
     assert_eq!(report.worlds.len(), 1, "{report:#?}");
     assert_eq!(report.worlds[0].world, "validator-plugin");
     assert!(report.loadable && report.reason.is_none(), "{report:#?}");
     assert_eq!(loadable_kinds(&report), ["validator"]);
-    assert_eq!(names(&report.exports), ["hangar:plugin/validator@0.1.0"]);
+    assert_eq!(names(&report.exports), ["hangar:plugin/validator@0.2.0"]);
     let validator = &report.exports[0];
     assert_eq!(validator.functions, ["configure", "validate"]);
     // It logs denials, so it imports `host`; it never reads docker, so it does not import it.
     let imports = names(&report.imports);
-    assert!(imports.contains(&"hangar:plugin/host@0.1.0"), "{imports:?}");
+    assert!(imports.contains(&"hangar:plugin/host@0.2.0"), "{imports:?}");
+    // It reads the arguments through the lent call.
+    assert!(
+        imports.contains(&"hangar:plugin/calls@0.2.0"),
+        "{imports:?}"
+    );
     assert!(!imports.iter().any(|i| i.contains("docker")), "{imports:?}");
     let human = report.human();
     for part in [
         "world:     validator-plugin (config `kind: validator`)",
         "loadable:  yes, as `validator`",
-        "hangar:plugin/validator@0.1.0: configure, validate",
+        "hangar:plugin/validator@0.2.0: configure, validate",
     ] {
         assert!(human.contains(part), "`{part}` missing from:\n{human}");
     }
@@ -54,8 +59,8 @@ fn a_policy_a_discovery_source_and_a_two_world_component_are_told_apart() {
     assert_eq!(loadable_kinds(&discovery), ["discovery"]);
     let imports = names(&discovery.imports);
     for capability in [
-        "hangar:plugin/docker@0.1.0",
-        "hangar:plugin/kubernetes@0.1.0",
+        "hangar:plugin/docker@0.2.0",
+        "hangar:plugin/kubernetes@0.2.0",
     ] {
         assert!(imports.contains(&capability), "{imports:?}");
     }

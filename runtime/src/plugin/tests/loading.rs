@@ -19,8 +19,8 @@ async fn a_component_of_another_world_is_refused_naming_plugin_path_and_world() 
     for part in [
         "plugin `sticky`",
         &format!("`{}`", spec.path.display()),
-        "is not a component of the `validator-plugin` world of hangar:plugin@0.1.0",
-        "hangar:plugin/validator@0.1.0",
+        "is not a component of the `validator-plugin` world of hangar:plugin@0.2.0",
+        "hangar:plugin/validator@0.2.0",
     ] {
         assert!(shown.contains(part), "`{part}` missing from: {shown}");
     }
@@ -37,7 +37,8 @@ async fn a_validator_that_imports_docker_is_refused_at_load() {
     let err = host().load(&spec).await.expect_err("imports docker");
     assert_eq!(err.kind, PluginErrorKind::Load);
     assert!(
-        err.message.contains("it may import only WASI and `host`"),
+        err.message
+            .contains("it may import only WASI, `host` and `calls`"),
         "{err}"
     );
     assert!(err.message.contains("hangar:plugin/docker"), "{err}");

@@ -11,6 +11,7 @@ mod lifecycle;
 mod loading;
 mod polyglot;
 mod sticky_session;
+mod versions;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
