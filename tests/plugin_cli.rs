@@ -12,6 +12,10 @@ use std::process::{Command, Output};
 use hangar_tests::*;
 use serde_json::Value;
 
+/// The WIT version of the SDK the projects are scaffolded with (`sdk/`): what their components
+/// import and export, whatever versions the hangar loads.
+const SDK_WIT_VERSION: &str = "0.2.0";
+
 /// Where every scaffolded project is built.
 fn shared_target() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -120,7 +124,7 @@ fn scaffold_build_test_inspect(
     assert!(out.status.success(), "{human}\n{}", text(&out.stderr));
     for part in [
         format!("world:     {world} (config `kind: {config_kind}`)"),
-        "wit:       hangar:plugin@0.1.0".to_owned(),
+        format!("wit:       hangar:plugin@{SDK_WIT_VERSION}"),
         format!("loadable:  yes, as `{config_kind}`"),
     ] {
         assert!(human.contains(&part), "`{part}` missing from:\n{human}");
@@ -130,7 +134,7 @@ fn scaffold_build_test_inspect(
     assert!(out.status.success(), "{}", text(&out.stderr));
     let json: Value = serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON");
     assert_eq!(json["loadable"], true, "{json:#}");
-    assert_eq!(json["wit_versions"], serde_json::json!(["0.1.0"]));
+    assert_eq!(json["wit_versions"], serde_json::json!([SDK_WIT_VERSION]));
     let worlds = json["worlds"].as_array().unwrap();
     assert_eq!(worlds.len(), 1, "{json:#}");
     assert_eq!(worlds[0]["world"], world);
@@ -203,7 +207,9 @@ export_validator!(Greedy);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(!out.status.success(), "{stdout}");
     assert!(
-        stdout.contains("hangar:plugin/docker@0.1.0: list-containers"),
+        stdout.contains(&format!(
+            "hangar:plugin/docker@{SDK_WIT_VERSION}: list-containers"
+        )),
         "{stdout}"
     );
     assert!(stdout.contains("loadable:  no:"), "{stdout}");

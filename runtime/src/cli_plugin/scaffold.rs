@@ -64,7 +64,10 @@ const RESERVED: &[&str] = &[
 /// Writes the project `name` of `kind` into `dir/name`; returns its directory.
 pub fn write(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> Result<PathBuf, String> {
     check_name(name)?;
-    let sdk = sdk_dir(sdk)?;
+    let (sdk, sdk_version) = sdk_dir(sdk)?;
+    // The project is a component of the WIT package the SDK is generated from (the SDK's
+    // version is its WIT version), which need not be the newest this hangar loads.
+    let wit_package = format!("hangar:plugin@{sdk_version}");
     let project = dir.join(name);
     if std::fs::read_dir(&project).is_ok_and(|mut entries| entries.next().is_some()) {
         return Err(format!(
@@ -81,10 +84,7 @@ pub fn write(kind: Kind, name: &str, dir: &Path, sdk: &Path) -> Result<PathBuf, 
             .replace("@@TYPE@@", &type_name)
             .replace("@@KIND@@", kind.as_config())
             .replace("@@SDK@@", &toml_string(&sdk.display().to_string()))
-            .replace(
-                "@@WIT@@",
-                mcp_hangar::plugin::inspect::SUPPORTED_WIT_PACKAGE,
-            )
+            .replace("@@WIT@@", &wit_package)
     };
     let (lib, readme_kind) = match kind {
         Kind::Validator => (VALIDATOR_LIB, VALIDATOR_README),
@@ -129,8 +129,9 @@ fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The SDK directory, absolute (the project may be moved; the SDK stays where it is).
-fn sdk_dir(sdk: &Path) -> Result<PathBuf, String> {
+/// The SDK directory, absolute (the project may be moved; the SDK stays where it is), and the
+/// SDK's version.
+fn sdk_dir(sdk: &Path) -> Result<(PathBuf, String), String> {
     let not_the_sdk = |why: String| {
         format!(
             "`{}` is not the {SDK_PACKAGE} crate ({why}); pass --sdk with the `sdk/` directory \
@@ -151,7 +152,20 @@ fn sdk_dir(sdk: &Path) -> Result<PathBuf, String> {
             "its Cargo.toml does not name `{SDK_PACKAGE}`"
         )));
     }
-    Ok(dir)
+    // The package's own `version = "…"`, the first one in the file (before any dependency).
+    let version = manifest
+        .lines()
+        .find_map(|line| {
+            let value = line
+                .trim()
+                .strip_prefix("version")?
+                .trim()
+                .strip_prefix('=')?;
+            Some(value.trim().trim_matches('"').to_owned())
+        })
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| not_the_sdk("its Cargo.toml has no `version`".to_owned()))?;
+    Ok((dir, version))
 }
 
 /// `my-guard` → `MyGuard`; a name that would shadow what the template imports gets `Plugin`
@@ -211,8 +225,9 @@ serde_json = "1"
 [workspace]
 
 [profile.release]
-# Small components load faster; plugins do little work per call.
-opt-level = "s"
+# Speed over size: a validator runs on every call, a policy on every pick of its group; the
+# component is loaded once.
+opt-level = 3
 lto = true
 codegen-units = 1
 strip = true
@@ -357,12 +372,14 @@ impl Validator for @@TYPE@@ {
     }
 
     fn validate(&mut self, call: &Invocation) -> Verdict {
-        let arguments = call.arguments_json.to_lowercase();
+        // Each part of the call is copied from the hangar when first read: the arguments on
+        // every call, the provider and the tool only for a denial's log line.
+        let arguments = call.arguments_json().to_lowercase();
         match self.blocked_words.iter().find(|word| arguments.contains(*word)) {
             Some(word) => {
                 log(
                     Level::Info,
-                    &format!("denied {}/{}: `{word}`", call.provider, call.tool),
+                    &format!("denied {}/{}: `{word}`", call.provider(), call.tool()),
                 );
                 Verdict::deny(format!("the arguments contain the blocked word `{word}`"))
             }
@@ -379,7 +396,7 @@ mod tests {
     use hangar_plugin_sdk::testing::ValidatorHarness;
     use serde_json::json;
 
-    fn write(text: &str) -> Invocation {
+    fn write(text: &str) -> Invocation<'static> {
         Invocation::new("files", "write").with_arguments(json!({"path": "/tmp/a", "text": text}))
     }
 
@@ -442,6 +459,8 @@ impl LbPolicy for @@TYPE@@ {
         Ok(())
     }
 
+    // Reads nothing of the call, so nothing of it is copied from the hangar: the members are
+    // numbers (`call.member_id(i)` would give the id of `members[i]`).
     fn pick(&mut self, _call: &Invocation, members: &[Member]) -> Option<usize> {
         members
             .iter()
@@ -466,26 +485,23 @@ mod tests {
     use hangar_plugin_sdk::testing::LbPolicyHarness;
     use serde_json::json;
 
-    fn member(id: &str, weight: u32, in_flight: u32) -> Member {
-        Member {
+    /// A member with its id, as the harness takes them (the hangar sends the id apart).
+    fn member(id: &str, weight: u32, in_flight: u32) -> (&str, Member) {
+        let member = Member {
             weight,
             in_flight,
             ..Member::new(id)
-        }
+        };
+        (id, member)
     }
 
     #[test]
     fn the_least_loaded_healthy_member_for_its_weight_is_picked() {
         let mut policy = LbPolicyHarness::<@@TYPE@@>::new();
         let call = Invocation::new("pool", "echo");
-        let members = [
-            member("a", 1, 2),
-            member("b", 4, 4),
-            Member {
-                healthy: false,
-                ..member("c", 1, 0)
-            },
-        ];
+        let mut down = member("c", 1, 0);
+        down.1.healthy = false;
+        let members = [member("a", 1, 2), member("b", 4, 4), down];
         assert_eq!(policy.pick(&call, &members), Some(1));
     }
 
