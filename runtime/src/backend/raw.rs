@@ -28,6 +28,13 @@ const ID_PREFIX: &str = "hangar-";
 static OUR_ID: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(ID_PREFIX));
 static RESULT_TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"resultType\""));
 
+/// A call's arguments, and their JSON text when it is already at hand (validators got it):
+/// a request reuses the text rather than encoding the arguments again.
+pub struct CallArguments {
+    pub object: JsonObject,
+    pub encoded: Option<String>,
+}
+
 /// The calls sent on one connection and not answered yet.
 pub struct RawCalls {
     out: Arc<SharedWriter>,
@@ -64,8 +71,6 @@ impl RawCalls {
     }
 
     /// Sends `tools/call`, runs `sent` once the request is written, and waits for the answer.
-    /// `encoded`, when given, is `arguments` already encoded as JSON (for validators), written
-    /// as it is.
     /// If `reply` is given and the provider's result can go to the client unchanged, it goes
     /// at once. If this future is dropped before the answer, the provider is sent
     /// `notifications/cancelled` with `reason`.
@@ -73,8 +78,7 @@ impl RawCalls {
         &self,
         peer: &Peer<RoleClient>,
         tool: &str,
-        arguments: &JsonObject,
-        encoded: Option<&str>,
+        arguments: &CallArguments,
         reply: Option<Arc<Reply>>,
         sent: impl FnOnce(),
         reason: impl FnOnce() -> String,
@@ -87,9 +91,9 @@ impl RawCalls {
         line.extend_from_slice(b"\",\"method\":\"tools/call\",\"params\":{\"name\":");
         serde_json::to_writer(&mut line, tool).map_err(encode_error)?;
         line.extend_from_slice(b",\"arguments\":");
-        match encoded {
+        match &arguments.encoded {
             Some(json) => line.extend_from_slice(json.as_bytes()),
-            None => serde_json::to_writer(&mut line, arguments).map_err(encode_error)?,
+            None => serde_json::to_writer(&mut line, &arguments.object).map_err(encode_error)?,
         }
         line.extend_from_slice(b"}}\n");
 

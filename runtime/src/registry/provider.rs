@@ -16,6 +16,7 @@ use rmcp::service::{PeerRequestOptions, ServiceError};
 use super::error::{InvokeError, closest};
 use super::limits::{RateLimit, SlotError, Slots};
 use super::{START_DEADLINE_CAP, Shared};
+use crate::backend::raw::CallArguments;
 use crate::backend::{self, Connection, ProgressSink, StartError, subprocess::SpawnSpec};
 use crate::config::{PluginKind, ProviderSpec, ToolSpec};
 use crate::events::Event;
@@ -955,8 +956,10 @@ impl Provider {
             send_call(
                 &conn,
                 &call.tool,
-                arguments,
-                encoded,
+                CallArguments {
+                    object: arguments,
+                    encoded,
+                },
                 call.progress,
                 call.reply,
                 requested,
@@ -1017,8 +1020,7 @@ impl Provider {
 async fn send_call(
     conn: &Connection,
     tool: &str,
-    arguments: JsonObject,
-    encoded: Option<String>,
+    arguments: CallArguments,
     progress: Option<ProgressSink>,
     reply: Option<Arc<Reply>>,
     sent: impl FnOnce(),
@@ -1028,19 +1030,11 @@ async fn send_call(
     let Some(progress) = progress else {
         return conn
             .raw
-            .call(
-                &conn.peer,
-                tool,
-                &arguments,
-                encoded.as_deref(),
-                reply,
-                sent,
-                reason,
-            )
+            .call(&conn.peer, tool, &arguments, reply, sent, reason)
             .await;
     };
     let mut params = CallToolRequestParams::new(tool.to_string());
-    params.arguments = Some(arguments);
+    params.arguments = Some(arguments.object);
     let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
     let handle = conn
         .peer
