@@ -180,7 +180,7 @@ fn a_scaffolded_discovery_source_builds_passes_its_tests_and_loads() {
 fn a_validator_that_reads_docker_is_reported_as_not_loadable_and_why() {
     let dir = TestDir::new("plugin-cli-greedy");
     let project = scaffold(&dir, "validator", "cli-greedy", &[]);
-    // A validator may import only `host`: reaching for the discovery capability makes a
+    // A validator may import only `host` and `calls`: reaching for the discovery capability makes a
     // component the hangar refuses, which inspect must say before anyone deploys it.
     std::fs::write(
         project.join("src/lib.rs"),
@@ -215,7 +215,7 @@ export_validator!(Greedy);
     assert!(stdout.contains("loadable:  no:"), "{stdout}");
     assert!(
         stderr.contains("this hangar cannot load")
-            && stderr.contains("it may import only WASI and `host`")
+            && stderr.contains("it may import only WASI, `host` and `calls`")
             && stderr.contains("hangar:plugin/docker"),
         "{stderr}"
     );
