@@ -180,8 +180,8 @@ fn a_scaffolded_discovery_source_builds_passes_its_tests_and_loads() {
 fn a_validator_that_reads_docker_is_reported_as_not_loadable_and_why() {
     let dir = TestDir::new("plugin-cli-greedy");
     let project = scaffold(&dir, "validator", "cli-greedy", &[]);
-    // A validator may import only `host` and `calls`: reaching for the discovery capability makes a
-    // component the hangar refuses, which inspect must say before anyone deploys it.
+    // A validator may import only `host` and `calls`: reaching for the discovery capability
+    // makes a component the hangar refuses, which inspect must say before anyone deploys it.
     std::fs::write(
         project.join("src/lib.rs"),
         r#"use hangar_plugin_sdk::{Invocation, Validator, Verdict, docker, export_validator};

@@ -25,8 +25,8 @@ pub(super) enum Pre {
     V2(v2::DiscoverySourcePre<Sandbox>),
 }
 
-/// A fresh instance, configured, asked once; the answer in 0.1.0's types (the `discovery`
-/// interface is the same in both versions).
+/// A fresh instance, configured, asked once (the `discovery` interface is the same in both
+/// versions; its answer is in the version's generated types).
 macro_rules! configure_and_discover {
     ($pre:expr, $store:expr, $config_json:expr) => {{
         let instance = instantiate_configured!($pre, $store, $config_json, hangar_plugin_discovery);
@@ -44,10 +44,11 @@ pub(super) async fn discover(
 ) -> Result<Vec<DiscoveredProvider>, PluginError> {
     let plugin = &*loaded.sandbox.plugin;
     let mut store = store(runtime, &loaded.sandbox, stats)?;
-    let answer = match pre {
-        Pre::V1(pre) => configure_and_discover!(pre, store, &loaded.config_json),
+    let answer: Result<Vec<DiscoveredProvider>, String> = match pre {
+        Pre::V1(pre) => configure_and_discover!(pre, store, &loaded.config_json)
+            .map(|found| found.into_iter().map(DiscoveredProvider::from).collect()),
         Pre::V2(pre) => configure_and_discover!(pre, store, &loaded.config_json)
-            .map(|found| found.into_iter().map(from_v2).collect()),
+            .map(|found| found.into_iter().map(DiscoveredProvider::from).collect()),
     };
     let found = answer.map_err(|reported| {
         PluginError::new(
@@ -68,27 +69,10 @@ pub(super) async fn discover(
             ),
         ));
     }
-    Ok(found.into_iter().map(DiscoveredProvider::from).collect())
+    Ok(found)
 }
 
-/// A 0.2.0 provider spec in 0.1.0's types: the record is the same in both versions.
-fn from_v2(spec: v2::hangar::plugin::types::ProviderSpec) -> wit::ProviderSpec {
-    wit::ProviderSpec {
-        name: spec.name,
-        mode: spec.mode,
-        command: spec.command,
-        image: spec.image,
-        endpoint: spec.endpoint,
-        env: spec.env,
-        group: spec.group,
-        labels: spec.labels,
-        description: spec.description,
-        idle_ttl_s: spec.idle_ttl_s,
-        tools_json: spec.tools_json,
-    }
-}
-
-fn spec_bytes(spec: &wit::ProviderSpec) -> usize {
+fn spec_bytes(spec: &DiscoveredProvider) -> usize {
     let pairs = |p: &[(String, String)]| p.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
     let opt = |o: &Option<String>| o.as_ref().map_or(0, String::len);
     spec.name.len()
@@ -103,20 +87,28 @@ fn spec_bytes(spec: &wit::ProviderSpec) -> usize {
         + opt(&spec.tools_json)
 }
 
-impl From<wit::ProviderSpec> for DiscoveredProvider {
-    fn from(spec: wit::ProviderSpec) -> Self {
-        Self {
-            name: spec.name,
-            mode: spec.mode,
-            command: spec.command,
-            image: spec.image,
-            endpoint: spec.endpoint,
-            env: spec.env,
-            group: spec.group,
-            labels: spec.labels,
-            description: spec.description,
-            idle_ttl: spec.idle_ttl_s.map(|s| Duration::from_secs(u64::from(s))),
-            tools_json: spec.tools_json,
+/// `provider-spec` is the same record in every WIT version; one conversion per version.
+macro_rules! from_provider_spec {
+    ($spec:ty) => {
+        impl From<$spec> for DiscoveredProvider {
+            fn from(spec: $spec) -> Self {
+                Self {
+                    name: spec.name,
+                    mode: spec.mode,
+                    command: spec.command,
+                    image: spec.image,
+                    endpoint: spec.endpoint,
+                    env: spec.env,
+                    group: spec.group,
+                    labels: spec.labels,
+                    description: spec.description,
+                    idle_ttl: spec.idle_ttl_s.map(|s| Duration::from_secs(u64::from(s))),
+                    tools_json: spec.tools_json,
+                }
+            }
         }
-    }
+    };
 }
+
+from_provider_spec!(wit::ProviderSpec);
+from_provider_spec!(v2::hangar::plugin::types::ProviderSpec);

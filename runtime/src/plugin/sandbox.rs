@@ -288,87 +288,55 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-impl wit::types::Host for Sandbox {}
+/// The imports every WIT version shares (`types`, `host`, `docker`, `kubernetes`), the same
+/// for each: their generated types differ per version, what they do does not.
+macro_rules! shared_imports {
+    ($wit:ident) => {
+        impl $wit::types::Host for Sandbox {}
 
-impl wit::host::Host for Sandbox {
-    fn log(&mut self, level: wit::types::Level, message: String) {
-        use wit::types::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log_line(level, &message);
-    }
+        impl $wit::host::Host for Sandbox {
+            fn log(&mut self, level: $wit::types::Level, message: String) {
+                use $wit::types::Level;
+                let level = match level {
+                    Level::Trace => tracing::Level::TRACE,
+                    Level::Debug => tracing::Level::DEBUG,
+                    Level::Info => tracing::Level::INFO,
+                    Level::Warn => tracing::Level::WARN,
+                    Level::Error => tracing::Level::ERROR,
+                };
+                self.log_line(level, &message);
+            }
 
-    fn now_ms(&mut self) -> u64 {
-        now_ms()
-    }
+            fn now_ms(&mut self) -> u64 {
+                now_ms()
+            }
+        }
+
+        impl $wit::docker::Host for Sandbox {
+            async fn list_containers(
+                &mut self,
+                _label_filters: Vec<String>,
+            ) -> Result<Vec<$wit::types::Container>, String> {
+                self.granted(PluginGrant::Docker)?;
+                Err(self.no_backend(PluginGrant::Docker))
+            }
+        }
+
+        impl $wit::kubernetes::Host for Sandbox {
+            async fn list_pods(
+                &mut self,
+                _namespaces: Vec<String>,
+                _label_selector: Option<String>,
+            ) -> Result<Vec<$wit::types::Pod>, String> {
+                self.granted(PluginGrant::Kubernetes)?;
+                Err(self.no_backend(PluginGrant::Kubernetes))
+            }
+        }
+    };
 }
 
-impl wit::docker::Host for Sandbox {
-    async fn list_containers(
-        &mut self,
-        _label_filters: Vec<String>,
-    ) -> Result<Vec<wit::types::Container>, String> {
-        self.granted(PluginGrant::Docker)?;
-        Err(self.no_backend(PluginGrant::Docker))
-    }
-}
-
-impl wit::kubernetes::Host for Sandbox {
-    async fn list_pods(
-        &mut self,
-        _namespaces: Vec<String>,
-        _label_selector: Option<String>,
-    ) -> Result<Vec<wit::types::Pod>, String> {
-        self.granted(PluginGrant::Kubernetes)?;
-        Err(self.no_backend(PluginGrant::Kubernetes))
-    }
-}
-
-impl wit2::types::Host for Sandbox {}
-
-impl wit2::host::Host for Sandbox {
-    fn log(&mut self, level: wit2::types::Level, message: String) {
-        use wit2::types::Level;
-        let level = match level {
-            Level::Trace => tracing::Level::TRACE,
-            Level::Debug => tracing::Level::DEBUG,
-            Level::Info => tracing::Level::INFO,
-            Level::Warn => tracing::Level::WARN,
-            Level::Error => tracing::Level::ERROR,
-        };
-        self.log_line(level, &message);
-    }
-
-    fn now_ms(&mut self) -> u64 {
-        now_ms()
-    }
-}
-
-impl wit2::docker::Host for Sandbox {
-    async fn list_containers(
-        &mut self,
-        _label_filters: Vec<String>,
-    ) -> Result<Vec<wit2::types::Container>, String> {
-        self.granted(PluginGrant::Docker)?;
-        Err(self.no_backend(PluginGrant::Docker))
-    }
-}
-
-impl wit2::kubernetes::Host for Sandbox {
-    async fn list_pods(
-        &mut self,
-        _namespaces: Vec<String>,
-        _label_selector: Option<String>,
-    ) -> Result<Vec<wit2::types::Pod>, String> {
-        self.granted(PluginGrant::Kubernetes)?;
-        Err(self.no_backend(PluginGrant::Kubernetes))
-    }
-}
+shared_imports!(wit);
+shared_imports!(wit2);
 
 impl wit2_calls::Host for Sandbox {}
 
