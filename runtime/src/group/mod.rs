@@ -33,9 +33,10 @@ pub struct Member {
     pub weight: u32,
     pub priority: u32,
     health: Mutex<MemberHealth>,
-    /// The member as a policy plugin sees it, minus what changes per call: built once, so a
-    /// pick copies no id.
-    policy_view: plugin::Member,
+    /// The member's id and key as a policy plugin gets them: built once, so a pick copies no
+    /// id and hashes nothing.
+    policy_id: Arc<str>,
+    policy_key: u64,
 }
 
 impl Member {
@@ -97,7 +98,8 @@ impl Group {
             .iter()
             .zip(providers)
             .map(|((m, _), provider)| Member {
-                policy_view: plugin::Member::new(provider.id()),
+                policy_id: Arc::from(provider.id()),
+                policy_key: plugin::member_key(provider.id()),
                 provider,
                 weight: m.weight,
                 priority: m.priority,
@@ -356,12 +358,13 @@ impl Group {
             .map(|c| {
                 let member = &self.members[c.index];
                 plugin::Member {
+                    id: Arc::clone(&member.policy_id),
+                    key: member.policy_key,
                     weight: c.weight,
                     priority: c.priority,
                     in_flight: c.in_flight,
                     healthy: in_rotation && !c.warming,
                     ewma_latency_us: member.provider.ewma_latency_us(),
-                    ..member.policy_view.clone()
                 }
             })
             .collect();

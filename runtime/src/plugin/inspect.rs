@@ -8,14 +8,13 @@
 use std::path::Path;
 
 use serde::Serialize;
+use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre};
-use wasmtime::{Engine, Error};
 
-use super::bindings::{v0_1_0 as v1, v0_2_0 as v2};
 use super::engine::{HostOptions, Runtime};
 use super::load::{
-    WIT_PACKAGE, WIT_VERSIONS, export_interface, link_error, supported_versions, world_name,
+    WIT_PACKAGE, WIT_VERSIONS, export_interface, link_error, supported_versions, typed, world_name,
 };
 use super::sandbox::Sandbox;
 use crate::config::{BUNDLED_PREFIX, PluginKind};
@@ -327,15 +326,7 @@ fn type_check(
     let pre: InstancePre<Sandbox> = linker
         .instantiate_pre(component)
         .map_err(|err| link_error(shown, kind, &err))?;
-    let typed: Result<(), Error> = match (kind, version) {
-        (PluginKind::Validator, "0.2.0") => v2::validator::ValidatorPluginPre::new(pre).map(drop),
-        (PluginKind::LbPolicy, "0.2.0") => v2::lb::LbPolicyPluginPre::new(pre).map(drop),
-        (PluginKind::Discovery, "0.2.0") => v2::DiscoverySourcePre::new(pre).map(drop),
-        (PluginKind::Validator, _) => v1::validator::ValidatorPluginPre::new(pre).map(drop),
-        (PluginKind::LbPolicy, _) => v1::lb::LbPolicyPluginPre::new(pre).map(drop),
-        (PluginKind::Discovery, _) => v1::DiscoverySourcePre::new(pre).map(drop),
-    };
-    typed.map_err(|err| {
+    typed(pre, kind, version).map(drop).map_err(|err| {
         format!(
             "`{shown}` is not a component of the `{}` world of {PACKAGE_NAME}@{version}, which \
              a plugin of kind `{kind}` must be: {err:#}",

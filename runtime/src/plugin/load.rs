@@ -108,6 +108,42 @@ pub(super) enum World {
     Discovery(discovery::Pre),
 }
 
+/// A component typed against its kind's world at one WIT version: what the loader makes
+/// instances from.
+pub(super) enum Typed {
+    Validator(validator::Pre),
+    LbPolicy(lb::Pre),
+    Discovery(discovery::Pre),
+}
+
+/// Types a linked component against the world of `kind` at WIT `version` (one of
+/// `WIT_VERSIONS`): the check the loader and `inspect` both make.
+pub(super) fn typed(
+    pre: InstancePre<Sandbox>,
+    kind: PluginKind,
+    version: &str,
+) -> wasmtime::Result<Typed> {
+    let v2 = version == "0.2.0";
+    Ok(match kind {
+        PluginKind::Validator if v2 => Typed::Validator(validator::Pre::V2(
+            v2::validator::ValidatorPluginPre::new(pre)?,
+        )),
+        PluginKind::Validator => Typed::Validator(validator::Pre::V1(
+            v1::validator::ValidatorPluginPre::new(pre)?,
+        )),
+        PluginKind::LbPolicy if v2 => {
+            Typed::LbPolicy(lb::Pre::V2(v2::lb::LbPolicyPluginPre::new(pre)?))
+        }
+        PluginKind::LbPolicy => Typed::LbPolicy(lb::Pre::V1(v1::lb::LbPolicyPluginPre::new(pre)?)),
+        PluginKind::Discovery if v2 => {
+            Typed::Discovery(discovery::Pre::V2(v2::DiscoverySourcePre::new(pre)?))
+        }
+        PluginKind::Discovery => {
+            Typed::Discovery(discovery::Pre::V1(v1::DiscoverySourcePre::new(pre)?))
+        }
+    })
+}
+
 /// The world a plugin of `kind` must be built for.
 pub(super) fn world_name(kind: PluginKind) -> &'static str {
     match kind {
@@ -169,7 +205,6 @@ pub(super) async fn load(
         export_interface(spec.kind),
     )
     .unwrap_or(WIT_VERSIONS[0]);
-    let v2 = wit == "0.2.0";
 
     let type_error = |err: wasmtime::Error| {
         PluginError::new(
@@ -184,25 +219,15 @@ pub(super) async fn load(
             ),
         )
     };
-    let world = match spec.kind {
-        PluginKind::Validator => {
-            let pre = if v2 {
-                validator::Pre::V2(v2::validator::ValidatorPluginPre::new(pre).map_err(type_error)?)
-            } else {
-                validator::Pre::V1(v1::validator::ValidatorPluginPre::new(pre).map_err(type_error)?)
-            };
+    let world = match typed(pre, spec.kind, wit).map_err(type_error)? {
+        Typed::Validator(pre) => {
             // Prove the config now, so a bad one is a load error rather than every call's;
             // the instance that proved it serves the first call.
             let first =
                 validator::instantiate(runtime, &sandbox, &config_json, &pre, stats).await?;
             World::Validator(validator::Validators::new(pre, first))
         }
-        PluginKind::LbPolicy => {
-            let pre = if v2 {
-                lb::Pre::V2(v2::lb::LbPolicyPluginPre::new(pre).map_err(type_error)?)
-            } else {
-                lb::Pre::V1(v1::lb::LbPolicyPluginPre::new(pre).map_err(type_error)?)
-            };
+        Typed::LbPolicy(pre) => {
             let context = lb::Context {
                 runtime: Arc::clone(runtime),
                 pre,
@@ -214,17 +239,16 @@ pub(super) async fn load(
             let first = context.instantiate().await?;
             World::LbPolicy(lb::Policy::new(context, first))
         }
-        PluginKind::Discovery => {
+        Typed::Discovery(pre) => {
             let mut store = store(runtime, &sandbox, stats)?;
-            let pre = if v2 {
-                let pre = v2::DiscoverySourcePre::new(pre).map_err(type_error)?;
-                instantiate_configured!(pre, store, &config_json, hangar_plugin_discovery);
-                discovery::Pre::V2(pre)
-            } else {
-                let pre = v1::DiscoverySourcePre::new(pre).map_err(type_error)?;
-                instantiate_configured!(pre, store, &config_json, hangar_plugin_discovery);
-                discovery::Pre::V1(pre)
-            };
+            match &pre {
+                discovery::Pre::V1(pre) => {
+                    instantiate_configured!(pre, store, &config_json, hangar_plugin_discovery);
+                }
+                discovery::Pre::V2(pre) => {
+                    instantiate_configured!(pre, store, &config_json, hangar_plugin_discovery);
+                }
+            }
             World::Discovery(pre)
         }
     };

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::{call, host, spec};
 use crate::config::PluginKind;
-use crate::plugin::{Invocation, Member, Verdict, inspect};
+use crate::plugin::{Invocation, Member, Verdict, inspect, member_key};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,4 +104,11 @@ async fn a_plugin_built_against_wit_0_1_0_still_loads_and_answers() {
     assert!(report.loadable, "{report:?}");
     assert_eq!(report.wit_versions, ["0.1.0"]);
     assert_eq!(report.supported_wit_versions, ["0.2.0", "0.1.0"]);
+}
+
+#[test]
+fn member_keys_are_the_ones_the_wit_and_the_sdk_pin() {
+    // The same values `hangar-plugin-sdk`'s `member_key` is pinned to (computed apart).
+    assert_eq!(member_key(""), 0xcbf2_9ce4_8422_2325);
+    assert_eq!(member_key("member-0"), 0x3fce_5fa5_1baa_0d6e);
 }
