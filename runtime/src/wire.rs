@@ -157,10 +157,12 @@ async fn read_lines(
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut line = Vec::new();
     let mut streaming = false;
+    // Made once: a fresh one per line would register with the token again for every line.
+    let mut cancelled = std::pin::pin!(ct.cancelled());
     loop {
         let chunk = tokio::select! {
             biased;
-            _ = ct.cancelled() => break,
+            _ = &mut cancelled => break,
             r = reader.fill_buf() => match r {
                 Ok([]) | Err(_) => break,
                 Ok(chunk) => chunk,

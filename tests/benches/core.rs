@@ -5,7 +5,11 @@
 //!   stdio gateway pays on this machine — through a relay that only copies lines between two
 //!   pipes with blocking reads (no parsing, no async runtime);
 //! - time from process start to answering `tools/list` with 100 configured lazy providers;
-//! - RSS of that idle process.
+//! - RSS of that idle process;
+//! - instructions per call executed by the process in the middle (the hangar, and both relays
+//!   for comparison), counted by callgrind: unlike the latencies, the same on a noisy machine
+//!   as on a quiet one, so a change in the hangar's own work shows up at once. Needs
+//!   `valgrind` on PATH (skipped otherwise).
 //!
 //! Run: `cargo bench -p hangar-tests --bench core` (builds the release binaries first).
 
@@ -321,5 +325,110 @@ async fn bench() -> Result<()> {
     if let Some(mid) = rss.get(rss.len() / 2) {
         println!("  idle RSS (VmRSS) p50 {:.1} MB", *mid as f64 / 1024.0);
     }
+
+    // 3. Instructions per call of each process in the middle, and of the provider itself.
+    println!();
+    if std::process::Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        println!("instructions per call: skipped (valgrind is not on PATH)");
+        return Ok(());
+    }
+    println!(
+        "instructions per call (callgrind, user space, {COUNTED_CALLS} warm calls), of the process the client talks to:"
+    );
+    let me = std::env::current_exe()?;
+    let paths: [(&str, Vec<std::ffi::OsString>, &str); 4] = [
+        (
+            "the provider itself (direct)",
+            vec![provider.clone().into(), "--name".into(), "d".into()],
+            "echo",
+        ),
+        (
+            "bare line relay",
+            vec![
+                me.clone().into(),
+                "--relay".into(),
+                provider.clone().into(),
+                "--name".into(),
+                "d".into(),
+            ],
+            "echo",
+        ),
+        (
+            "tokio line relay",
+            vec![
+                me.clone().into(),
+                "--async-relay".into(),
+                provider.clone().into(),
+                "--name".into(),
+                "d".into(),
+            ],
+            "echo",
+        ),
+        (
+            "mcp-hangar",
+            vec![
+                hangar.clone().into(),
+                "serve".into(),
+                "--config".into(),
+                cfg.clone().into(),
+            ],
+            "math__echo",
+        ),
+    ];
+    for (name, argv, tool) in paths {
+        let per_call = instructions_per_call(&dir, &argv, tool).await?;
+        println!("  {name:<34} {:>8.1} k", per_call / 1e3);
+    }
     Ok(())
+}
+
+/// Warm calls whose instructions are counted: the count of a run with this many more calls,
+/// less that of a run without them, so start-up and shutdown cancel out.
+const COUNTED_CALLS: u64 = 1000;
+
+/// User-space instructions the process `argv` starts executes per warm `tools/call`.
+async fn instructions_per_call(
+    dir: &TestDir,
+    argv: &[std::ffi::OsString],
+    tool: &str,
+) -> Result<f64> {
+    let mut totals = Vec::new();
+    for (run, calls) in [200, 200 + COUNTED_CALLS].into_iter().enumerate() {
+        let out = dir.path().join(format!("callgrind-{run}.out"));
+        let _ = std::fs::remove_file(&out);
+        let mut cmd = Command::new("valgrind");
+        cmd.arg("--tool=callgrind")
+            .arg(format!("--callgrind-out-file={}", out.display()))
+            .args(argv)
+            .env("MCP_HANGAR_LOG", "warn");
+        let (transport, _) = TokioChildProcess::builder(cmd)
+            .stderr(Stdio::null())
+            .spawn()?;
+        let client = TestClient::default().serve(transport).await?;
+        for _ in 0..calls {
+            call_once(&client, tool).await?;
+        }
+        // Closing stdin ends the process; callgrind writes its count as it exits.
+        client.cancel().await?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let total = loop {
+            if let Some(t) = std::fs::read_to_string(&out).ok().and_then(|text| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix("totals: "))
+                    .and_then(|t| t.trim().parse::<u64>().ok())
+            }) {
+                break t;
+            }
+            if Instant::now() > deadline {
+                bail!("callgrind wrote no count to {}", out.display());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        totals.push(total);
+    }
+    Ok((totals[1] as f64 - totals[0] as f64) / COUNTED_CALLS as f64)
 }

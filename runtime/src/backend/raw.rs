@@ -52,8 +52,12 @@ struct Pending {
     done: oneshot::Sender<Answer>,
 }
 
-/// The provider's answer line.
-type Answer = Vec<u8>;
+/// The provider's answer line and, if the tap already relayed its result to the client, where
+/// that result lies in the line.
+struct Answer {
+    line: Vec<u8>,
+    relayed: Option<Range<usize>>,
+}
 
 impl RawCalls {
     /// The calls on a connection whose input is `out`, and the tap for its output.
@@ -72,8 +76,10 @@ impl RawCalls {
 
     /// Sends `tools/call`, runs `sent` once the request is written, and waits for the answer.
     /// If `reply` is given and the provider's result can go to the client unchanged, it goes
-    /// at once. If this future is dropped before the answer, the provider is sent
-    /// `notifications/cancelled` with `reason`.
+    /// at once, and the result returned is only its summary: `is_error`, with no content (the
+    /// content went to the client, and decoding it again would be work for nobody). If this
+    /// future is dropped before the answer, the provider is sent `notifications/cancelled`
+    /// with `reason`.
     pub async fn call(
         &self,
         peer: &Peer<RoleClient>,
@@ -87,7 +93,7 @@ impl RawCalls {
         let mut line = Vec::with_capacity(128);
         line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"");
         line.extend_from_slice(ID_PREFIX.as_bytes());
-        line.extend_from_slice(n.to_string().as_bytes());
+        line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         line.extend_from_slice(b"\",\"method\":\"tools/call\",\"params\":{\"name\":");
         serde_json::to_writer(&mut line, tool).map_err(encode_error)?;
         line.extend_from_slice(b",\"arguments\":");
@@ -118,7 +124,10 @@ impl RawCalls {
         sent();
         let answer = answer.await.map_err(|_| ServiceError::TransportClosed)?;
         guard.peer = None;
-        decode(&answer)
+        match answer.relayed {
+            Some(result) => summary(&answer.line[result]),
+            None => decode(&answer.line),
+        }
     }
 }
 
@@ -218,13 +227,16 @@ impl Tap for RawTap {
         match (pending.reply, early) {
             (Some(reply), Some(range)) => Tapped::Taken(Some(
                 async move {
-                    reply.result(&line[range]).await;
-                    let _ = pending.done.send(line);
+                    let relayed = reply.result(&line[range.clone()]).await.then_some(range);
+                    let _ = pending.done.send(Answer { line, relayed });
                 }
                 .boxed(),
             )),
             _ => {
-                let _ = pending.done.send(line);
+                let _ = pending.done.send(Answer {
+                    line,
+                    relayed: None,
+                });
                 Tapped::Taken(None)
             }
         }
@@ -256,6 +268,20 @@ fn decode(answer: &[u8]) -> Result<CallToolResult, ServiceError> {
     }
 }
 
+/// A result the client already has (the JSON text of the result object), as what the
+/// provider's bookkeeping needs of it: whether it is a tool error.
+fn summary(relayed: &[u8]) -> Result<CallToolResult, ServiceError> {
+    #[derive(Deserialize)]
+    struct Summary {
+        #[serde(rename = "isError")]
+        is_error: Option<bool>,
+    }
+    let summary: Summary = serde_json::from_slice(relayed).map_err(|e| undecodable(&e))?;
+    let mut result = CallToolResult::success(Vec::new());
+    result.is_error = summary.is_error;
+    Ok(result)
+}
+
 fn undecodable(e: &serde_json::Error) -> ServiceError {
     ServiceError::McpError(rmcp::ErrorData::internal_error(
         format!("the provider's answer to tools/call could not be decoded: {e}"),
@@ -278,5 +304,48 @@ pub fn into_call_result(result: ServerResult) -> Result<CallToolResult, ServiceE
             ),
             None,
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relayed_result_is_summarised_by_its_tool_error_flag() {
+        let line = br#"{"jsonrpc":"2.0","id":"hangar-7","result":{"content":[{"type":"text","text":"{\"isError\":false}"}],"isError":true}}"#;
+        let (n, relayed) = RawTap::classify(line).expect("an answer to a raw call");
+        assert_eq!(n, 7);
+        let relayed = relayed.expect("a plain result goes to the client as it is");
+        assert!(line[relayed.clone()].starts_with(b"{\"content\""));
+        let failed = summary(&line[relayed]).expect("a result object");
+        assert_eq!(failed.is_error, Some(true));
+        assert!(failed.content.is_empty(), "the content is the client's");
+
+        let ok = summary(br#"{"content":[]}"#).expect("a result object");
+        assert_eq!(ok.is_error, None);
+        assert!(summary(b"[1]").is_err(), "not a result object");
+    }
+
+    #[test]
+    fn only_answers_to_the_hangars_own_ids_are_taken() {
+        for line in [
+            &br#"{"jsonrpc":"2.0","id":7,"result":{}}"#[..],
+            br#"{"jsonrpc":"2.0","id":"other-7","result":{}}"#,
+            br#"{"jsonrpc":"2.0","id":"hangar-7","method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"id":"hangar-7"}}"#,
+        ] {
+            assert!(
+                RawTap::classify(line).is_none(),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+        }
+        let typed = br#"{"jsonrpc":"2.0","id":"hangar-3","result":{"resultType":"task"}}"#;
+        assert_eq!(
+            RawTap::classify(typed),
+            Some((3, None)),
+            "left for the typed path"
+        );
     }
 }

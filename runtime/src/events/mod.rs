@@ -147,6 +147,17 @@ impl EventBus {
         let _ = channel.send(Envelope { at_ms, event });
     }
 
+    /// Publishes the per-call event `make` builds, building it only if someone listens: a call
+    /// nobody observes copies no ids into an event.
+    pub fn publish_call(&self, make: impl FnOnce() -> Event) {
+        if self.calls.receiver_count() == 0 {
+            return;
+        }
+        let event = make();
+        debug_assert!(event.is_call(), "publish_call takes per-call events only");
+        self.publish(event);
+    }
+
     /// Lifecycle events: states, starts and stops, tools, breakers, recovery, rotation, health.
     pub fn subscribe(&self) -> broadcast::Receiver<Envelope> {
         self.tx.subscribe()

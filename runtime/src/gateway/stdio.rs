@@ -126,7 +126,7 @@ impl FrontTap {
             provider,
             tool,
             arguments: params.arguments,
-            session: Some(self.session.to_string()),
+            session: Some(String::from(&*self.session)),
             ..Default::default()
         };
         Some((id.to_owned(), invocation))

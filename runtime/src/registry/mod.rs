@@ -89,7 +89,8 @@ pub struct Invocation {
     /// The client's session, for validators and policies (`sticky-session` keys on it).
     pub session: Option<String>,
     /// Where the client's answer goes, for a provider that can send it the moment it arrives
-    /// (the caller then sends nothing if [`crate::wire::Reply::sent`]).
+    /// (the caller then sends nothing if [`crate::wire::Reply::sent`], and the result it gets
+    /// back carries only `is_error`: the content is the client's).
     pub reply: Option<Arc<crate::wire::Reply>>,
 }
 
@@ -258,8 +259,15 @@ impl Registry {
 
     pub fn correlation_id(&self) -> String {
         let n = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-        format!("{:08x}-{n}", PID.get_or_init(std::process::id))
+        // Every call makes one, so it is written without the formatting machinery.
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let prefix = PREFIX.get_or_init(|| format!("{:08x}-", std::process::id()));
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(n);
+        let mut id = String::with_capacity(prefix.len() + digits.len());
+        id.push_str(prefix);
+        id.push_str(digits);
+        id
     }
 
     /// Calls a tool of a provider or a group, starting what is needed. The whole call, start

@@ -290,13 +290,15 @@ impl Provider {
             match verdict {
                 Verdict::Allow => {}
                 Verdict::Deny(reason) => {
-                    self.publish(Event::ToolInvocationDenied {
-                        provider: id.clone(),
-                        tool: call.tool.to_owned(),
-                        correlation_id: call.correlation_id.to_owned(),
-                        plugin: validator.name().to_owned(),
-                        reason: reason.clone(),
-                    });
+                    self.shared
+                        .bus
+                        .publish_call(|| Event::ToolInvocationDenied {
+                            provider: id.clone(),
+                            tool: call.tool.to_owned(),
+                            correlation_id: call.correlation_id.to_owned(),
+                            plugin: validator.name().to_owned(),
+                            reason: reason.clone(),
+                        });
                     return Err(InvokeError::Denied {
                         provider: id.clone(),
                         tool: call.tool.to_owned(),
@@ -945,11 +947,13 @@ impl Provider {
         self.lock().lifecycle.begin_call(Instant::now());
         let started = Instant::now();
         let requested = || {
-            self.publish(Event::ToolInvocationRequested {
-                provider: id.clone(),
-                tool: call.tool.clone(),
-                correlation_id: call.correlation_id.clone(),
-            })
+            self.shared
+                .bus
+                .publish_call(|| Event::ToolInvocationRequested {
+                    provider: id.clone(),
+                    tool: call.tool.clone(),
+                    correlation_id: call.correlation_id.clone(),
+                })
         };
         let outcome = tokio::time::timeout_at(
             call.deadline,
@@ -993,18 +997,18 @@ impl Provider {
         self.record_outcome(!failed, "call");
         breaker.finish(!failed);
         let duration_ms = started.elapsed().as_millis() as u64;
-        self.publish(match &result {
+        self.shared.bus.publish_call(|| match &result {
             Ok(r) => Event::ToolInvocationCompleted {
                 provider: id.clone(),
                 tool: call.tool.clone(),
-                correlation_id: call.correlation_id,
+                correlation_id: call.correlation_id.clone(),
                 duration_ms,
                 is_error: r.is_error.unwrap_or(false),
             },
             Err(e) => Event::ToolInvocationFailed {
                 provider: id.clone(),
                 tool: call.tool.clone(),
-                correlation_id: call.correlation_id,
+                correlation_id: call.correlation_id.clone(),
                 duration_ms,
                 error: e.to_string(),
             },
