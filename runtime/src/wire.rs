@@ -54,6 +54,17 @@ impl SharedWriter {
     }
 }
 
+/// Decodes JSON text. The text is checked to be UTF-8 once, as a whole: serde_json, given
+/// bytes, would check every string and key on its own, which costs more on short lines.
+pub fn from_json<'a, T: serde::Deserialize<'a>>(text: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(text) {
+        Ok(text) => serde_json::from_str(text),
+        Err(e) => Err(serde::de::Error::custom(format_args!(
+            "the text is not UTF-8: {e}"
+        ))),
+    }
+}
+
 /// What a [`Tap`] did with a line.
 pub enum Tapped {
     /// Not the tap's: rmcp gets it.

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
-use crate::wire::{Reply, SharedWriter, Tap, Tapped};
+use crate::wire::{Reply, SharedWriter, Tap, Tapped, from_json};
 
 const ID_PREFIX: &str = "hangar-";
 
@@ -190,7 +190,7 @@ impl RawTap {
     fn classify(line: &[u8]) -> Option<(u64, Option<Range<usize>>)> {
         // Most lines that are not ours never get parsed.
         OUR_ID.find(line)?;
-        let env: Envelope = serde_json::from_slice(line).ok()?;
+        let env: Envelope = from_json(line).ok()?;
         if env.method.is_some() || (env.result.is_none() && env.error.is_none()) {
             return None;
         }
@@ -251,7 +251,7 @@ impl Tap for RawTap {
 
 /// The answer as the call's result, with the same errors as the rmcp path.
 fn decode(answer: &[u8]) -> Result<CallToolResult, ServiceError> {
-    let env: Envelope = serde_json::from_slice(answer).map_err(|e| undecodable(&e))?;
+    let env: Envelope = from_json(answer).map_err(|e| undecodable(&e))?;
     if let Some(error) = env.error {
         let error: rmcp::ErrorData =
             serde_json::from_str(error.get()).map_err(|e| undecodable(&e))?;
@@ -276,7 +276,7 @@ fn summary(relayed: &[u8]) -> Result<CallToolResult, ServiceError> {
         #[serde(rename = "isError")]
         is_error: Option<bool>,
     }
-    let summary: Summary = serde_json::from_slice(relayed).map_err(|e| undecodable(&e))?;
+    let summary: Summary = from_json(relayed).map_err(|e| undecodable(&e))?;
     let mut result = CallToolResult::success(Vec::new());
     result.is_error = summary.is_error;
     Ok(result)

@@ -1,7 +1,8 @@
 //! The tools the hangar offers: its management tools plus every provider's tools under an
 //! aggregated name, and the route from each name back to where it goes.
 
-use std::collections::HashMap;
+// Looked up on every call: a fast hash.
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use rmcp::model::Tool;
@@ -47,8 +48,8 @@ impl Catalog {
     /// message naming both sources.
     pub fn build(registry: &Registry) -> (Catalog, Vec<String>) {
         let mut tools = Vec::new();
-        let mut routes = HashMap::new();
-        let mut sources: HashMap<String, String> = HashMap::new();
+        let mut routes = HashMap::default();
+        let mut sources: HashMap<String, String> = HashMap::default();
         let mut problems = Vec::new();
         for (tool, which) in management::tools() {
             sources.insert(

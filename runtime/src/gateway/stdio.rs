@@ -9,7 +9,6 @@
 //! unknown names, 2026-07-28 sessions — is rmcp's.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -61,7 +60,7 @@ static CANCELLED: LazyLock<Finder<'static>> =
 
 /// Calls under way on the fast path, by the client's request id (its JSON text), so that
 /// `notifications/cancelled` reaches them.
-type Calls = Arc<Mutex<HashMap<Box<str>, AbortHandle>>>;
+type Calls = Arc<Mutex<foldhash::HashMap<Box<str>, AbortHandle>>>;
 
 struct FrontTap {
     gw: Arc<Gateway>,
@@ -97,7 +96,7 @@ struct Params<'a> {
     request_id: Option<&'a RawValue>,
 }
 
-fn lock(calls: &Calls) -> std::sync::MutexGuard<'_, HashMap<Box<str>, AbortHandle>> {
+fn lock(calls: &Calls) -> std::sync::MutexGuard<'_, foldhash::HashMap<Box<str>, AbortHandle>> {
     calls.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -149,7 +148,7 @@ impl Tap for FrontTap {
         {
             return Tapped::Pass(line);
         }
-        let Ok(req) = serde_json::from_slice::<Request>(&line) else {
+        let Ok(req) = crate::wire::from_json::<Request>(&line) else {
             return Tapped::Pass(line);
         };
         let call = match req.method.as_deref() {

@@ -1,9 +1,11 @@
-use std::collections::{HashMap, hash_map};
+use std::collections::hash_map;
 use std::hash::{DefaultHasher, Hash, Hasher};
 #[cfg(test)]
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+// Looked up on every call: a fast hash (the keys are config ids and tool names).
+use foldhash::HashMap;
 use serde_json::{Map, Value};
 
 use super::error::{ValidationError, Violation};
@@ -60,7 +62,7 @@ impl Default for SchemaCache {
 impl SchemaCache {
     pub fn new() -> Self {
         Self {
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(HashMap::default()),
             #[cfg(test)]
             counters: TestCounters::default(),
         }
