@@ -340,34 +340,23 @@ async fn bench() -> Result<()> {
         "instructions per call (callgrind, user space, {COUNTED_CALLS} warm calls), of the process the client talks to:"
     );
     let me = std::env::current_exe()?;
+    let relay = |mode: &str| -> Vec<std::ffi::OsString> {
+        vec![
+            me.clone().into(),
+            mode.into(),
+            provider.clone().into(),
+            "--name".into(),
+            "d".into(),
+        ]
+    };
     let paths: [(&str, Vec<std::ffi::OsString>, &str); 4] = [
         (
             "the provider itself (direct)",
             vec![provider.clone().into(), "--name".into(), "d".into()],
             "echo",
         ),
-        (
-            "bare line relay",
-            vec![
-                me.clone().into(),
-                "--relay".into(),
-                provider.clone().into(),
-                "--name".into(),
-                "d".into(),
-            ],
-            "echo",
-        ),
-        (
-            "tokio line relay",
-            vec![
-                me.clone().into(),
-                "--async-relay".into(),
-                provider.clone().into(),
-                "--name".into(),
-                "d".into(),
-            ],
-            "echo",
-        ),
+        ("bare line relay", relay("--relay"), "echo"),
+        ("tokio line relay", relay("--async-relay"), "echo"),
         (
             "mcp-hangar",
             vec![

@@ -1,10 +1,10 @@
 //! The tools the hangar offers: its management tools plus every provider's tools under an
 //! aggregated name, and the route from each name back to where it goes.
 
-// Looked up on every call: a fast hash.
-use foldhash::HashMap;
 use std::sync::Arc;
 
+// Looked up on every call: a fast hash.
+use foldhash::HashMap;
 use rmcp::model::Tool;
 
 use super::management::{self, ManagementTool};
