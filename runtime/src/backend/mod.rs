@@ -1,20 +1,42 @@
-//! How a provider runs and is reached. Every backend ends in an rmcp client [`Peer`]; the registry
-//! never knows whether a process, a container or a URL is behind it.
+//! How a provider runs and is reached. One seam for every kind: [`start`] takes a provider's
+//! spec and returns a [`Connection`] — an rmcp client [`Peer`], what the provider offered at
+//! start, and how to stop it. The registry never knows whether a process, a container or a URL
+//! is behind it.
+//!
+//! One file per way of running, mirrored by [`Runtime`] and by the config's `ProviderMode`:
+//! `subprocess` (a child process on pipes), `container` (Docker or Podman, on the container's
+//! attached stdin/stdout), `remote` (streamable HTTP or the legacy HTTP+SSE transport). The
+//! first two speak newline-delimited JSON on a byte stream, so they share the raw `tools/call`
+//! fast path ([`raw`]); a remote provider is called through rmcp only.
 
+mod call;
 mod client;
+pub mod container;
 mod groups;
 pub mod raw;
+pub mod remote;
 pub mod subprocess;
 
-pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient};
+pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient, ToolsChangedHook};
 pub use groups::kill_all_process_groups;
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use rmcp::RoleClient;
 use rmcp::model::Tool;
-use rmcp::service::{Peer, RoleClient};
+use rmcp::service::{
+    ClientLifecycleMode, Peer, RunningService, serve_client_with_lifecycle_and_ct,
+};
+use rmcp::transport::IntoTransport;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ProviderMode, ProviderSpec};
+use crate::wire::{SharedWriter, TapTransport};
 
 /// How long a provider may take from spawn to answering `tools/list`. Generous because real
 /// servers (`npx …`, `uvx …`) may install themselves on first start.
@@ -22,6 +44,18 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How many of a provider's last stderr lines are kept for error messages.
 const STDERR_TAIL_LINES: usize = 20;
+
+/// Lines longer than this are cut, so a provider that writes a megabyte without a newline cannot
+/// grow the hangar's memory.
+pub(crate) const MAX_STDERR_LINE: usize = 4096;
+
+/// Grace a provider gets to end on its own after its MCP session is closed (stdin EOF), before
+/// it is stopped by force.
+const EOF_GRACE: Duration = Duration::from_millis(500);
+
+/// How long after a provider is gone its MCP session is ended: long enough to read an answer it
+/// wrote just before exiting, short enough that calls still in flight fail at once.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 
 /// The last lines a provider wrote to stderr.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +68,17 @@ impl StderrTail {
             lines.pop_front();
         }
         lines.push_back(line);
+    }
+
+    /// Logs one raw line of the provider's stderr (cut to [`MAX_STDERR_LINE`]) and keeps it.
+    pub(crate) fn record(&self, provider: &str, raw: &[u8]) {
+        let raw = &raw[..raw.len().min(MAX_STDERR_LINE)];
+        let line = String::from_utf8_lossy(raw).trim_end().to_string();
+        if line.is_empty() {
+            return;
+        }
+        tracing::info!(target: "mcp_hangar::provider", "[{provider}] {line}");
+        self.push(line);
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -64,6 +109,101 @@ pub struct StartError {
     pub stderr_tail: Vec<String>,
 }
 
+impl StartError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            stderr_tail: Vec::new(),
+        }
+    }
+}
+
+/// Resolves once a provider is gone (process exited, container stopped, remote session lost),
+/// with how it ended. Cheap to clone; every clone sees the same end.
+#[derive(Clone, Debug)]
+pub struct Exit(watch::Receiver<Option<String>>);
+
+/// The sending side of an [`Exit`]: whoever watches the provider says how it ended, once.
+pub type ExitSender = watch::Sender<Option<String>>;
+
+impl Exit {
+    pub fn channel() -> (ExitSender, Self) {
+        let (tx, rx) = watch::channel(None);
+        (tx, Self(rx))
+    }
+
+    /// Waits for the end and describes it (`process exited with status 3`, …).
+    pub async fn wait(&self) -> String {
+        let mut rx = self.0.clone();
+        match rx.wait_for(|s| s.is_some()).await {
+            Ok(s) => s.clone().unwrap_or_default(),
+            // A watcher that dropped its sender without a word is gone all the same.
+            Err(_) => "provider ended".to_string(),
+        }
+    }
+
+    pub fn has_exited(&self) -> bool {
+        self.0.borrow().is_some()
+    }
+}
+
+/// What runs behind a connection, one variant per backend file.
+pub(crate) enum Runtime {
+    Process(subprocess::Process),
+    Container(container::Container),
+    Remote(remote::Remote),
+}
+
+impl Runtime {
+    fn exit(&self) -> &Exit {
+        match self {
+            Self::Process(p) => p.exit(),
+            Self::Container(c) => c.exit(),
+            Self::Remote(r) => r.exit(),
+        }
+    }
+
+    /// Makes sure nothing is left running, within `timeout`, once the MCP session is closed:
+    /// signals for a process group, `docker stop` and remove for a container.
+    async fn stop(&self, timeout: Duration) {
+        match self {
+            Self::Process(p) => p.stop(timeout).await,
+            Self::Container(c) => c.stop(timeout).await,
+            Self::Remote(r) => r.stop(),
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Process(p) => p.pid(),
+            Self::Container(_) | Self::Remote(_) => None,
+        }
+    }
+
+    /// Where the provider runs, for status output: `pid 1234`, `container 3f2a…`, a URL.
+    fn location(&self) -> String {
+        match self {
+            Self::Process(p) => p
+                .pid()
+                .map_or_else(|| "process".to_string(), |pid| format!("pid {pid}")),
+            Self::Container(c) => c.location(),
+            Self::Remote(r) => r.location(),
+        }
+    }
+}
+
+/// What a start needs besides the spec.
+pub struct Launch<'a> {
+    pub spec: &'a ProviderSpec,
+    /// Labels this hangar's containers, so a later start of the same config finds the ones a
+    /// killed hangar left behind.
+    pub instance: &'a str,
+    pub on_tools_changed: ToolsChangedHook,
+    /// Aborts a start under way (a stop or the hangar's shutdown must not wait for a provider
+    /// that hangs at initialize).
+    pub cancel: CancellationToken,
+}
+
 /// A started provider: the MCP peer to call, what it offered at start, and how to stop it.
 pub struct Connection {
     pub peer: Peer<RoleClient>,
@@ -71,18 +211,25 @@ pub struct Connection {
     pub protocol_version: String,
     pub server_name: String,
     pub pid: Option<u32>,
+    /// Where it runs: `pid 1234`, `container 3f2a… (image)`, or the endpoint.
+    pub location: String,
     pub stderr: StderrTail,
     /// Routes the provider's progress notifications to the callers waiting for them.
     pub progress: ProgressRoutes,
-    /// `tools/call` written and answered on the pipes directly, past rmcp's service loop.
-    pub raw: Arc<raw::RawCalls>,
-    process: subprocess::Process,
+    /// `tools/call` written and answered on the byte stream directly, past rmcp's service
+    /// loop; `None` for backends that are not a byte stream (remote).
+    pub raw: Option<Arc<raw::RawCalls>>,
+    /// Cancels the MCP session (for a byte stream: closes the provider's stdin).
+    session_ct: CancellationToken,
+    /// Held so the session lives as long as the connection; dropped on shutdown.
+    session: Mutex<Option<RunningService<RoleClient, ProviderClient>>>,
+    runtime: Runtime,
 }
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
-            .field("pid", &self.pid)
+            .field("location", &self.location)
             .field("protocol_version", &self.protocol_version)
             .field("tools", &self.tools.len())
             .finish_non_exhaustive()
@@ -90,13 +237,225 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Resolves when the provider is gone (process exited), with a description of how it ended.
+    /// Resolves when the provider is gone, with a description of how it ended.
     pub async fn exited(&self) -> String {
-        self.process.exited().await
+        self.runtime.exit().wait().await
     }
 
-    /// Stops the provider: MCP close, then SIGTERM to its process group, SIGKILL after `timeout`.
+    /// Stops the provider: MCP close, a short grace to end on its own, then the backend's
+    /// forced stop (SIGTERM then SIGKILL to a process group; `docker stop` then remove).
     pub async fn shutdown(&self, timeout: Duration) {
-        self.process.shutdown(timeout).await
+        let deadline = Instant::now() + timeout;
+        self.session_ct.cancel();
+        let session = self
+            .session
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(session);
+        let exit = self.runtime.exit();
+        let _ = tokio::time::timeout(EOF_GRACE.min(timeout), exit.wait()).await;
+        self.runtime
+            .stop(deadline.saturating_duration_since(Instant::now()))
+            .await;
     }
+}
+
+/// Starts the provider `launch.spec` describes and completes the MCP handshake.
+pub async fn start(launch: Launch<'_>) -> Result<Connection, StartError> {
+    let spec = launch.spec;
+    match spec.mode {
+        ProviderMode::Subprocess => {
+            let stderr = StderrTail::default();
+            let (process, pipes) = subprocess::spawn(spec, stderr.clone())?;
+            over_pipes(&launch, Runtime::Process(process), pipes, stderr).await
+        }
+        ProviderMode::Container => {
+            let stderr = StderrTail::default();
+            let (container, pipes) =
+                container::launch(spec, launch.instance, stderr.clone(), &launch.cancel).await?;
+            over_pipes(&launch, Runtime::Container(container), pipes, stderr).await
+        }
+        ProviderMode::Remote => remote::connect(&launch).await,
+        ProviderMode::Group => Err(StartError::new(format!(
+            "`{}` is a group; its members are started, not the group itself",
+            spec.id
+        ))),
+    }
+}
+
+/// A provider's MCP byte stream: what the hangar writes (its stdin) and reads (its stdout).
+pub(crate) struct Pipes {
+    pub input: Box<dyn AsyncWrite + Send + Unpin>,
+    pub output: Box<dyn AsyncRead + Send + Unpin>,
+}
+
+/// The handshake over newline-delimited JSON on `pipes`, with the raw call path tapped in.
+async fn over_pipes(
+    launch: &Launch<'_>,
+    runtime: Runtime,
+    pipes: Pipes,
+    stderr: StderrTail,
+) -> Result<Connection, StartError> {
+    let session_ct = CancellationToken::new();
+    let writer = SharedWriter::new(pipes.input);
+    let (raw, tap) = raw::RawCalls::new(writer.clone());
+    let transport = TapTransport::<RoleClient>::new(pipes.output, writer, tap, session_ct.clone());
+    establish(
+        launch,
+        Established {
+            runtime,
+            stderr,
+            raw: Some(raw),
+            session_ct,
+        },
+        transport,
+        ClientLifecycleMode::Initialize,
+    )
+    .await
+}
+
+/// The parts of a connection a backend brings to [`establish`].
+pub(crate) struct Established {
+    pub runtime: Runtime,
+    pub stderr: StderrTail,
+    pub raw: Option<Arc<raw::RawCalls>>,
+    /// The token the transport watches; cancelling it ends the session.
+    pub session_ct: CancellationToken,
+}
+
+/// Runs the MCP handshake and `tools/list` on `transport`, bounded by [`START_TIMEOUT`], the
+/// provider's end and `launch.cancel`. On failure the provider is stopped and the error carries
+/// its stderr tail.
+pub(crate) async fn establish<T, E, A>(
+    launch: &Launch<'_>,
+    parts: Established,
+    transport: T,
+    lifecycle: ClientLifecycleMode,
+) -> Result<Connection, StartError>
+where
+    T: IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let provider = launch.spec.id.as_str();
+    let started = Instant::now();
+    let Established {
+        runtime,
+        stderr,
+        raw,
+        session_ct,
+    } = parts;
+    // A provider that is gone ends its session soon after, so calls in flight fail at once
+    // (a grandchild holding a pipe open would otherwise keep them waiting).
+    tokio::spawn(end_session_on_exit(
+        runtime.exit().clone(),
+        session_ct.clone(),
+    ));
+
+    let progress = ProgressRoutes::default();
+    let handler = ProviderClient::new(provider, launch.on_tools_changed.clone(), progress.clone());
+    let handshake = async {
+        let session =
+            serve_client_with_lifecycle_and_ct(handler, transport, lifecycle, session_ct.clone())
+                .await
+                .map_err(|e| format!("MCP initialization failed: {e}"))?;
+        let tools = session
+            .peer()
+            .list_all_tools()
+            .await
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        Ok::<_, String>((session, tools))
+    };
+    let exit = runtime.exit();
+    let outcome = tokio::select! {
+        r = tokio::time::timeout(START_TIMEOUT, handshake) => match r {
+            Ok(r) => r,
+            Err(_) => Err(format!("did not answer initialize and tools/list within {}s", START_TIMEOUT.as_secs())),
+        },
+        how = exit.wait() => Err(format!("{how} during startup")),
+        _ = launch.cancel.cancelled() => Err("start cancelled: the provider was stopped while starting".to_string()),
+    };
+    match outcome {
+        Ok((session, tools)) => {
+            let peer = session.peer().clone();
+            let (protocol_version, server_name) = match peer.peer_info() {
+                Some(info) => (
+                    info.protocol_version.to_string(),
+                    info.server_info
+                        .as_ref()
+                        .map(|s| s.name.clone())
+                        .unwrap_or_default(),
+                ),
+                None => (String::new(), String::new()),
+            };
+            let location = runtime.location();
+            tracing::info!(
+                provider,
+                at = %location,
+                protocol = %protocol_version,
+                tools = tools.len(),
+                "started in {} ms",
+                started.elapsed().as_millis()
+            );
+            Ok(Connection {
+                peer,
+                tools,
+                protocol_version,
+                server_name,
+                pid: runtime.pid(),
+                location,
+                stderr,
+                progress,
+                raw,
+                session_ct,
+                session: Mutex::new(Some(session)),
+                runtime,
+            })
+        }
+        Err(mut why) => {
+            // A provider that died during the handshake usually shows up first as a broken
+            // pipe; how it ended is the useful part.
+            if !why.contains("during startup")
+                && let Ok(how) = tokio::time::timeout(Duration::from_millis(500), exit.wait()).await
+            {
+                why = format!("{how} during startup ({why})");
+            }
+            session_ct.cancel();
+            runtime.stop(Duration::from_secs(2)).await;
+            // The stderr reader may still be draining the last lines of a crashed provider.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Err(StartError {
+                message: format!("provider `{provider}` failed to start: {why}"),
+                stderr_tail: stderr.lines(),
+            })
+        }
+    }
+}
+
+fn end_session_on_exit(exit: Exit, session: CancellationToken) -> impl Future<Output = ()> {
+    async move {
+        tokio::select! {
+            _ = exit.wait() => {
+                tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+                session.cancel();
+            }
+            _ = session.cancelled() => {}
+        }
+    }
+}
+
+/// Ends whatever the hangar started and has not seen gone: every process group, and every
+/// container. The last line of the "nothing is orphaned" invariant, run at shutdown.
+pub async fn reap_all() -> usize {
+    kill_all_process_groups() + container::remove_all_started().await
+}
+
+/// The label that marks what a hangar serving the config at `config_path` starts: the same for
+/// every run of the same file (and every hangar version), different for another file. A hash,
+/// so no path is shown.
+pub fn instance_label(config_path: &std::path::Path) -> String {
+    use sha2::Digest;
+    let path = std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }

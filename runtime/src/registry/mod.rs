@@ -40,6 +40,9 @@ pub struct Shared {
     pub schemas: SchemaCache,
     /// The plugins providers (validators) and groups (policies) name.
     pub plugins: Arc<PluginSet>,
+    /// Labels what this hangar starts outside its own process tree (containers), so that a
+    /// later run of the same config can find what a killed run left behind.
+    pub instance: String,
 }
 
 impl Shared {
@@ -119,6 +122,7 @@ impl Registry {
             shutting_down: AtomicBool::new(false),
             schemas: SchemaCache::new(),
             plugins,
+            instance: backend::instance_label(&config.path),
         });
         let mut providers = IndexMap::new();
         let mut groups = IndexMap::new();
@@ -352,9 +356,11 @@ impl Registry {
             .values()
             .map(|p| async move { p.stop("hangar shutdown").await });
         futures::future::join_all(stops).await;
-        let left = backend::kill_all_process_groups();
+        let left = backend::reap_all().await;
         if left > 0 {
-            tracing::warn!("killed {left} leftover provider process group(s) at shutdown");
+            tracing::warn!(
+                "ended {left} leftover provider process group(s) or container(s) at shutdown"
+            );
         }
     }
 }

@@ -7,17 +7,14 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared as SharedFuture};
-use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ErrorCode, JsonObject,
-    PingRequest, Tool,
-};
-use rmcp::service::{PeerRequestOptions, ServiceError};
+use rmcp::model::{CallToolResult, ClientRequest, ErrorCode, JsonObject, PingRequest, Tool};
+use rmcp::service::ServiceError;
 
 use super::error::{InvokeError, closest};
 use super::limits::{RateLimit, SlotError, Slots};
 use super::{START_DEADLINE_CAP, Shared};
 use crate::backend::raw::CallArguments;
-use crate::backend::{self, Connection, ProgressSink, StartError, subprocess::SpawnSpec};
+use crate::backend::{self, Connection, Launch, ProgressSink, StartError};
 use crate::config::{PluginKind, ProviderSpec, ToolSpec};
 use crate::events::Event;
 use crate::plugin::{self, PluginSlot, Verdict};
@@ -134,28 +131,6 @@ pub fn tool_from_spec(t: &ToolSpec) -> Tool {
         tool = tool.with_raw_output_schema(Arc::new(out.clone()));
     }
     tool
-}
-
-/// Sends `notifications/cancelled` for a request whose caller stopped waiting (deadline, client
-/// gone), unless the answer arrived.
-struct CancelOnDrop {
-    peer: Option<rmcp::service::Peer<rmcp::RoleClient>>,
-    id: rmcp::model::RequestId,
-    reason: String,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if let Some(peer) = self.peer.take() {
-            let params = rmcp::model::CancelledNotificationParam::new(
-                Some(self.id.clone()),
-                Some(std::mem::take(&mut self.reason)),
-            );
-            tokio::spawn(async move {
-                let _ = peer.notify_cancelled(params).await;
-            });
-        }
-    }
 }
 
 /// Resolves a breaker permit when the call ends; a call abandoned midway counts as a failure,
@@ -487,12 +462,6 @@ impl Provider {
         generation: u64,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<Connection>, StartError> {
-        let spawn = SpawnSpec {
-            provider: self.spec.id.clone(),
-            argv: self.spec.argv(),
-            env: self.spec.env_pairs(),
-            cwd: self.spec.cwd.clone(),
-        };
         let started = Instant::now();
         let weak = Arc::downgrade(&self);
         let on_tools_changed = Arc::new(move || {
@@ -500,7 +469,13 @@ impl Provider {
                 tokio::spawn(async move { p.refresh_tools(generation).await });
             }
         });
-        let result = backend::subprocess::start(spawn, on_tools_changed, cancel).await;
+        let result = backend::start(Launch {
+            spec: &self.spec,
+            instance: &self.shared.instance,
+            on_tools_changed,
+            cancel,
+        })
+        .await;
         let mut inner = self.lock();
         inner.starting = None;
         inner.start_cancel = None;
@@ -957,8 +932,7 @@ impl Provider {
         };
         let outcome = tokio::time::timeout_at(
             call.deadline,
-            send_call(
-                &conn,
+            conn.call_tool(
                 &call.tool,
                 CallArguments {
                     object: arguments,
@@ -1015,45 +989,4 @@ impl Provider {
         });
         result
     }
-}
-
-/// Sends one tools/call and runs `sent` once it is on its way. A call without a progress route
-/// goes on the connection's raw path; one with goes through rmcp, which relays the provider's
-/// progress to `progress`. If this future is dropped before the answer (deadline, caller gone),
-/// the provider is sent `notifications/cancelled`.
-async fn send_call(
-    conn: &Connection,
-    tool: &str,
-    arguments: CallArguments,
-    progress: Option<ProgressSink>,
-    reply: Option<Arc<Reply>>,
-    sent: impl FnOnce(),
-    limit: Duration,
-) -> Result<CallToolResult, ServiceError> {
-    let reason = || format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64());
-    let Some(progress) = progress else {
-        return conn
-            .raw
-            .call(&conn.peer, tool, &arguments, reply, sent, reason)
-            .await;
-    };
-    let mut params = CallToolRequestParams::new(tool.to_string());
-    params.arguments = Some(arguments.object);
-    let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-    let handle = conn
-        .peer
-        .send_request_with_option(request, PeerRequestOptions::no_options())
-        .await?;
-    sent();
-    let _route = conn
-        .progress
-        .register(handle.progress_token.clone(), progress);
-    let mut guard = CancelOnDrop {
-        peer: Some(conn.peer.clone()),
-        id: handle.id.clone(),
-        reason: reason(),
-    };
-    let response = handle.await_response().await;
-    guard.peer = None;
-    backend::raw::into_call_result(response?)
 }

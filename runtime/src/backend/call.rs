@@ -1,0 +1,79 @@
+//! `tools/call` on a connection, whatever is behind it: the raw fast path where the backend is
+//! a byte stream and the caller wants no progress, rmcp's typed path otherwise.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::RoleClient;
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, RequestId,
+};
+use rmcp::service::{Peer, PeerRequestOptions, ServiceError};
+
+use super::raw::{CallArguments, into_call_result};
+use super::{Connection, ProgressSink};
+use crate::wire::Reply;
+
+/// Sends `notifications/cancelled` for a request whose caller stopped waiting (deadline, client
+/// gone), unless the answer arrived.
+struct CancelOnDrop {
+    peer: Option<Peer<RoleClient>>,
+    id: RequestId,
+    reason: String,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(peer) = self.peer.take() {
+            let params = rmcp::model::CancelledNotificationParam::new(
+                Some(self.id.clone()),
+                Some(std::mem::take(&mut self.reason)),
+            );
+            tokio::spawn(async move {
+                let _ = peer.notify_cancelled(params).await;
+            });
+        }
+    }
+}
+
+impl Connection {
+    /// Sends one tools/call and runs `sent` once it is on its way. A call without a progress
+    /// route goes on the raw path where the backend has one; otherwise through rmcp, which
+    /// relays the provider's progress to `progress`. `reply` lets the raw path hand the result
+    /// to the client the moment it arrives. If this future is dropped before the answer
+    /// (deadline, caller gone), the provider is sent `notifications/cancelled`.
+    pub async fn call_tool(
+        &self,
+        tool: &str,
+        arguments: CallArguments,
+        progress: Option<ProgressSink>,
+        reply: Option<Arc<Reply>>,
+        sent: impl FnOnce(),
+        limit: Duration,
+    ) -> Result<CallToolResult, ServiceError> {
+        let reason = || format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64());
+        if let (Some(raw), None) = (&self.raw, &progress) {
+            return raw
+                .call(&self.peer, tool, &arguments, reply, sent, reason)
+                .await;
+        }
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        params.arguments = Some(arguments.object);
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let handle = self
+            .peer
+            .send_request_with_option(request, PeerRequestOptions::no_options())
+            .await?;
+        sent();
+        let _route =
+            progress.map(|sink| self.progress.register(handle.progress_token.clone(), sink));
+        let mut guard = CancelOnDrop {
+            peer: Some(self.peer.clone()),
+            id: handle.id.clone(),
+            reason: reason(),
+        };
+        let response = handle.await_response().await;
+        guard.peer = None;
+        into_call_result(response?)
+    }
+}
