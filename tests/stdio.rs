@@ -652,7 +652,46 @@ async fn fast_path_keeps_ids_answers_out_of_order_and_honours_cancellation() -> 
     let late = c.next_answer(Duration::from_millis(500)).await?;
     assert!(late.is_none(), "a cancelled call was answered: {late:?}");
 
+    // The cancelled call gave its in-flight place back: nothing holds the provider busy, so
+    // it can still go idle.
+    c.send(json!({"jsonrpc": "2.0", "id": 16, "method": "tools/call",
+        "params": {"name": "registry_details", "arguments": {"provider": "math"}}}))
+        .await?;
+    let details = c.answer(&json!(16)).await?;
+    let details = &details["result"]["structuredContent"];
+    assert_eq!(details["health"]["in_flight"], 0, "{details}");
+
     c.child.start_kill()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_calls_in_flight_finish_then_stops_providers() -> Result<()> {
+    let dir = TestDir::new("drain");
+    let token = unique_token("drain");
+    let cfg = dir.write("h.yaml", &config(&[provider_yaml("math", &token, &[], "")]));
+    let mut c = RawClient::start(&cfg).await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "math__sleep", "arguments": {"ms": 1500}}}))
+        .await?;
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 1).await,
+        "the provider did not start"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(c.child.id().expect("running"));
+    let answer = c.answer(&json!(1)).await?;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "slept 1500 ms",
+        "the call in flight was not let finish: {answer}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await,
+        "providers left running after SIGTERM; log:\n{}",
+        read_log(&cfg.with_extension("log"))
+    );
+    let status = tokio::time::timeout(Duration::from_secs(10), c.child.wait()).await??;
+    assert!(status.success(), "{status}");
     Ok(())
 }
 

@@ -131,8 +131,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                         r = running.waiting() => {
                             tracing::info!("stdio client went away ({r:?}); shutting down");
                         }
-                        _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); ct.cancel(); }
-                        _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); ct.cancel(); }
+                        _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); drain(&registry).await; ct.cancel(); }
+                        _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); drain(&registry).await; ct.cancel(); }
                     }
                     Ok(())
                 }
@@ -159,6 +159,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                 _ = sigint.recv() => tracing::info!("SIGINT; shutting down"),
             }
             readiness.set(false);
+            drain(&registry).await;
             stop_providers(&registry).await;
             shutdown.cancel();
             match tokio::time::timeout(Duration::from_secs(5), server).await {
@@ -169,6 +170,26 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     };
     stop_providers(&registry).await;
     outcome
+}
+
+/// How long a signalled hangar lets calls in flight finish before it stops their providers.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long the last answers get to be written once the registry has none in flight.
+const ANSWER_GRACE: Duration = Duration::from_millis(100);
+
+/// Lets the calls in flight be answered (new ones are refused) before providers stop.
+async fn drain(registry: &Registry) {
+    let left = registry.drain(DRAIN_TIMEOUT).await;
+    // A call leaves the registry's count just before the gateway writes its answer (rmcp
+    // writes it after the handler returns): give those last answers a moment to go out.
+    tokio::time::sleep(ANSWER_GRACE).await;
+    if left > 0 {
+        tracing::warn!(
+            "{left} call(s) still in flight after {}s; stopping their providers",
+            DRAIN_TIMEOUT.as_secs()
+        );
+    }
 }
 
 async fn stop_providers(registry: &Arc<Registry>) {

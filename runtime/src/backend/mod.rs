@@ -14,11 +14,13 @@ mod client;
 pub mod container;
 mod groups;
 pub mod raw;
+mod redact;
 pub mod remote;
 pub mod subprocess;
 
 pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient, ToolsChangedHook};
 pub use groups::kill_all_process_groups;
+pub use redact::Redactor;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -57,13 +59,27 @@ const EOF_GRACE: Duration = Duration::from_millis(500);
 /// wrote just before exiting, short enough that calls still in flight fail at once.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
 
-/// The last lines a provider wrote to stderr.
+/// The last lines a provider wrote to stderr, its secrets cut out.
 #[derive(Debug, Clone, Default)]
-pub struct StderrTail(Arc<Mutex<VecDeque<String>>>);
+pub struct StderrTail {
+    lines: Arc<Mutex<VecDeque<String>>>,
+    redactor: Redactor,
+}
 
 impl StderrTail {
+    pub fn new(redactor: Redactor) -> Self {
+        Self {
+            lines: Arc::default(),
+            redactor,
+        }
+    }
+
     pub fn push(&self, line: String) {
-        let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let line = match self.redactor.apply(&line) {
+            std::borrow::Cow::Borrowed(_) => line,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
+        let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
         if lines.len() == STDERR_TAIL_LINES {
             lines.pop_front();
         }
@@ -73,16 +89,46 @@ impl StderrTail {
     /// Logs one raw line of the provider's stderr (cut to [`MAX_STDERR_LINE`]) and keeps it.
     pub(crate) fn record(&self, provider: &str, raw: &[u8]) {
         let raw = &raw[..raw.len().min(MAX_STDERR_LINE)];
-        let line = String::from_utf8_lossy(raw).trim_end().to_string();
+        let line = String::from_utf8_lossy(raw);
+        let line = self.redactor.apply(line.trim_end());
         if line.is_empty() {
             return;
         }
         tracing::info!(target: "mcp_hangar::provider", "[{provider}] {line}");
-        self.push(line);
+        self.push(line.into_owned());
+    }
+
+    /// Reads a provider's stderr to its end, a line at a time, logging and keeping each.
+    /// Never holds more than [`MAX_STDERR_LINE`] bytes of a line: the rest of a longer one
+    /// is skipped as it arrives, so an endless line cannot grow the hangar's memory.
+    pub(crate) async fn follow(self, provider: String, pipe: impl AsyncRead + Unpin) {
+        use tokio::io::AsyncBufReadExt;
+        let mut reader = tokio::io::BufReader::new(pipe);
+        let mut line = Vec::with_capacity(256);
+        loop {
+            let chunk = match reader.fill_buf().await {
+                Ok([]) | Err(_) => break,
+                Ok(chunk) => chunk,
+            };
+            let (part, used, ended) = match memchr::memchr(b'\n', chunk) {
+                Some(i) => (&chunk[..i], i + 1, true),
+                None => (chunk, chunk.len(), false),
+            };
+            let room = MAX_STDERR_LINE.saturating_sub(line.len());
+            line.extend_from_slice(&part[..part.len().min(room)]);
+            reader.consume(used);
+            if ended {
+                self.record(&provider, &line);
+                line.clear();
+            }
+        }
+        if !line.is_empty() {
+            self.record(&provider, &line);
+        }
     }
 
     pub fn lines(&self) -> Vec<String> {
-        self.0
+        self.lines
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -264,24 +310,35 @@ impl Connection {
 /// Starts the provider `launch.spec` describes and completes the MCP handshake.
 pub async fn start(launch: Launch<'_>) -> Result<Connection, StartError> {
     let spec = launch.spec;
-    match spec.mode {
-        ProviderMode::Subprocess => {
-            let stderr = StderrTail::default();
-            let (process, pipes) = subprocess::spawn(spec, stderr.clone())?;
-            over_pipes(&launch, Runtime::Process(process), pipes, stderr).await
+    let redactor = Redactor::for_spec(spec);
+    let started = async {
+        match spec.mode {
+            ProviderMode::Subprocess => {
+                let stderr = StderrTail::new(redactor.clone());
+                let (process, pipes) = subprocess::spawn(spec, stderr.clone())?;
+                over_pipes(&launch, Runtime::Process(process), pipes, stderr).await
+            }
+            ProviderMode::Container => {
+                let stderr = StderrTail::new(redactor.clone());
+                let (container, pipes) =
+                    container::launch(spec, launch.instance, stderr.clone(), &launch.cancel)
+                        .await?;
+                over_pipes(&launch, Runtime::Container(container), pipes, stderr).await
+            }
+            ProviderMode::Remote => remote::connect(&launch).await,
+            ProviderMode::Group => Err(StartError::new(format!(
+                "`{}` is a group; its members are started, not the group itself",
+                spec.id
+            ))),
         }
-        ProviderMode::Container => {
-            let stderr = StderrTail::default();
-            let (container, pipes) =
-                container::launch(spec, launch.instance, stderr.clone(), &launch.cancel).await?;
-            over_pipes(&launch, Runtime::Container(container), pipes, stderr).await
-        }
-        ProviderMode::Remote => remote::connect(&launch).await,
-        ProviderMode::Group => Err(StartError::new(format!(
-            "`{}` is a group; its members are started, not the group itself",
-            spec.id
-        ))),
     }
+    .await;
+    // Whatever failed may quote the provider's command, endpoint or answer: no secret of it
+    // leaves in an error.
+    started.map_err(|e| StartError {
+        message: redactor.apply(&e.message).into_owned(),
+        stderr_tail: e.stderr_tail,
+    })
 }
 
 /// A provider's MCP byte stream: what the hangar writes (its stdin) and reads (its stdout).
@@ -388,7 +445,9 @@ where
                 ),
                 None => (String::new(), String::new()),
             };
-            let location = runtime.location();
+            let location = Redactor::for_spec(launch.spec)
+                .apply(&runtime.location())
+                .into_owned();
             tracing::info!(
                 provider,
                 at = %location,
@@ -458,4 +517,49 @@ pub fn instance_label(config_path: &std::path::Path) -> String {
     let path = std::fs::canonicalize(config_path).unwrap_or_else(|_| config_path.to_path_buf());
     let digest = sha2::Sha256::digest(path.as_os_str().as_encoded_bytes());
     digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_the_provider_prints_is_cut_from_the_log_and_the_tail() {
+        let mut spec = ProviderSpec::subprocess("p", &["server"]);
+        spec.env.insert(
+            "API_TOKEN".into(),
+            crate::config::MaybeSecret::secret("s3cr3t-value"),
+        );
+        let tail = StderrTail::new(Redactor::for_spec(&spec));
+        tail.record("p", b"connecting with token s3cr3t-value\n");
+        assert_eq!(tail.lines(), ["connecting with token ***"]);
+    }
+
+    #[tokio::test]
+    async fn an_endless_stderr_line_is_cut_as_it_arrives_and_the_next_line_is_kept() {
+        let (mut w, r) = tokio::io::duplex(64);
+        let tail = StderrTail::default();
+        let reader = tokio::spawn(tail.clone().follow("p".into(), r));
+        use tokio::io::AsyncWriteExt;
+        // 8 MiB without a newline, written in pieces smaller than one line's cap.
+        let piece = vec![b'x'; 1000];
+        for _ in 0..8 * 1024 {
+            w.write_all(&piece).await.unwrap();
+        }
+        w.write_all(b"\nsecond line\nno newline at the end")
+            .await
+            .unwrap();
+        drop(w);
+        reader.await.unwrap();
+        let lines = tail.lines();
+        assert_eq!(
+            lines.len(),
+            3,
+            "{:?}",
+            lines.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(lines[0].len(), MAX_STDERR_LINE);
+        assert_eq!(lines[1], "second line");
+        assert_eq!(lines[2], "no newline at the end");
+    }
 }

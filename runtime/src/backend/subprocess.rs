@@ -8,8 +8,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStderr, Command};
+use tokio::process::{Child, Command};
 
 use super::{Exit, ExitSender, Pipes, StartError, StderrTail, groups};
 use crate::config::ProviderSpec;
@@ -63,7 +62,7 @@ pub(crate) fn spawn(
         groups::register(pgid);
     }
     if let Some(pipe) = child.stderr.take() {
-        tokio::spawn(forward_stderr(spec.id.clone(), pipe, stderr));
+        tokio::spawn(stderr.follow(spec.id.clone(), pipe));
     }
     let (input, output) = match (child.stdin.take(), child.stdout.take()) {
         (Some(i), Some(o)) => (i, o),
@@ -138,17 +137,5 @@ fn describe(status: ExitStatus) -> String {
             format!("process was killed by signal {name}")
         }
         _ => format!("process ended ({status})"),
-    }
-}
-
-async fn forward_stderr(provider: String, pipe: ChildStderr, tail: StderrTail) {
-    let mut reader = BufReader::new(pipe);
-    let mut buf = Vec::with_capacity(256);
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => tail.record(&provider, &buf),
-        }
     }
 }

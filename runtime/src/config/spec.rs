@@ -210,6 +210,54 @@ impl ProviderSpec {
         })
     }
 
+    /// The clear text of every secret value of this spec (`${VAR}` substitutions, values under
+    /// secret-looking keys): what must be cut out of anything the provider writes or any error
+    /// about it before a person sees it.
+    pub fn secrets(&self) -> Vec<&str> {
+        let mut all: Vec<&MaybeSecret> = Vec::new();
+        all.extend(&self.command);
+        all.extend(&self.args);
+        all.extend(self.env.values());
+        if let Some(c) = &self.container {
+            all.extend(&c.image);
+            all.extend(&c.user);
+            for v in &c.volumes {
+                all.push(&v.host);
+                all.push(&v.container);
+            }
+            if let Some(b) = &c.build {
+                all.push(&b.context);
+                all.push(&b.dockerfile);
+            }
+        }
+        if let Some(r) = &self.remote {
+            all.push(&r.endpoint);
+            match &r.auth {
+                RemoteAuth::None => {}
+                RemoteAuth::Bearer { token } => all.push(token),
+                RemoteAuth::Basic { username, password } => all.extend([username, password]),
+                RemoteAuth::ApiKey { header, key } => all.extend([header, key]),
+            }
+            all.extend(r.http.headers.values());
+            all.extend(
+                [&r.tls.ca_cert, &r.tls.client_cert, &r.tls.client_key]
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+        let mut secrets: Vec<&str> = all
+            .into_iter()
+            .filter(|v| v.is_secret())
+            .map(MaybeSecret::expose)
+            .collect();
+        if self.cwd_secret
+            && let Some(cwd) = self.cwd.as_ref().and_then(|c| c.to_str())
+        {
+            secrets.push(cwd);
+        }
+        secrets
+    }
+
     /// The tool prefix, if one is set and not empty.
     pub fn effective_tool_prefix(&self) -> Option<&str> {
         self.tool_prefix

@@ -129,6 +129,13 @@ impl Lifecycle {
         self.record_check(!provider_failed);
     }
 
+    /// A call whose caller went away before its answer (client cancelled, disconnected): it
+    /// no longer runs here, and says nothing about the provider's health either way.
+    pub fn abandon_call(&mut self, now: Instant) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.last_used = now;
+    }
+
     /// A health check's outcome. Counts like a call's: failures in a row make the provider
     /// DEGRADED, a success makes it READY again.
     pub fn record_check(&mut self, success: bool) {
@@ -162,6 +169,26 @@ impl Lifecycle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_abandoned_call_frees_its_place_without_counting_for_or_against_health() {
+        let now = Instant::now();
+        let mut lc = Lifecycle::new(now);
+        lc.transition(ProviderState::Initializing, None, now)
+            .unwrap();
+        lc.transition(ProviderState::Ready, None, now).unwrap();
+        lc.record_check(false);
+        lc.begin_call(now);
+        assert!(!lc.is_idle(now + Duration::from_secs(10), Duration::from_secs(1)));
+        lc.abandon_call(now);
+        assert_eq!(lc.in_flight(), 0);
+        assert_eq!(
+            lc.consecutive_failures(),
+            1,
+            "neither a success nor a failure"
+        );
+        assert!(lc.is_idle(now + Duration::from_secs(10), Duration::from_secs(1)));
+    }
 
     #[test]
     fn a_new_provider_is_cold_with_no_generation() {

@@ -47,7 +47,9 @@ pub enum InvokeError {
         code: i32,
         message: String,
     },
-    #[error("the hangar is shutting down; provider `{provider}` will not be started")]
+    #[error(
+        "the hangar is shutting down; provider `{provider}` takes no new calls and is not started"
+    )]
     ShuttingDown { provider: String },
     #[error(
         "rate limit of {scope} exceeded; retry after {:.2}s",

@@ -97,13 +97,23 @@ impl Slots {
                 queued,
             });
         }
+        // Leaves the queue however the wait ends, a caller that gave up (dropped) included.
+        let _place = QueuePlace(&self.queued);
         let waited = tokio::time::timeout_at(deadline, self.sem.clone().acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::AcqRel);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             // The semaphore is never closed; a closed one would mean no slot will come.
             Ok(Err(_)) | Err(_) => Err(SlotError::TimedOut),
         }
+    }
+}
+
+/// A place in a [`Slots`] queue, given up on drop.
+struct QueuePlace<'a>(&'a AtomicU32);
+
+impl Drop for QueuePlace<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -162,5 +172,23 @@ mod tests {
         let soon = tokio::time::Instant::now() + Duration::from_millis(30);
         assert_eq!(slots.acquire(soon).await.err(), Some(SlotError::TimedOut));
         assert_eq!(slots.queued(), 0, "the queue place is released");
+    }
+
+    #[tokio::test]
+    async fn a_queued_call_whose_caller_goes_away_leaves_the_queue() {
+        let slots = Slots::new(1, 4);
+        let far = tokio::time::Instant::now() + Duration::from_secs(5);
+        let _busy = slots.acquire(far).await.expect("free slot");
+        {
+            let queued = slots.acquire(far);
+            tokio::pin!(queued);
+            assert!(futures::poll!(&mut queued).is_pending());
+            assert_eq!(slots.queued(), 1);
+        }
+        assert_eq!(
+            slots.queued(),
+            0,
+            "a cancelled wait must not hold a queue place"
+        );
     }
 }

@@ -278,6 +278,11 @@ impl Registry {
     /// included, is bounded by the timeout; a start that outlives it goes on for the next caller.
     pub async fn invoke(&self, call: Invocation) -> Result<CallToolResult, InvokeError> {
         let target = self.target(&call.provider)?;
+        if self.is_shutting_down() {
+            return Err(InvokeError::ShuttingDown {
+                provider: call.provider,
+            });
+        }
         if let Some(args) = &call.arguments
             && let Err(e) = validate::check_limits(args, &self.limits)
         {
@@ -345,6 +350,20 @@ impl Registry {
                 }
             }
         })
+    }
+
+    /// Refuses new calls and starts, then waits until no call is in flight or `timeout`
+    /// passes. Returns how many calls were still in flight at the end (0: all answered).
+    pub async fn drain(&self, timeout: Duration) -> u32 {
+        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let in_flight: u32 = self.providers.values().map(|p| p.in_flight()).sum();
+            if in_flight == 0 || Instant::now() >= deadline {
+                return in_flight;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Stops every provider (concurrently) and refuses new starts. Afterwards no process the

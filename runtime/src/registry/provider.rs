@@ -133,6 +133,21 @@ pub fn tool_from_spec(t: &ToolSpec) -> Tool {
     tool
 }
 
+/// Gives a call's in-flight place back if the call is dropped before its answer (the client
+/// cancelled or went away), so the provider can still go idle and take new calls.
+struct InFlight<'a> {
+    provider: &'a Provider,
+    open: bool,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.provider.lock().lifecycle.abandon_call(Instant::now());
+        }
+    }
+}
+
 /// Resolves a breaker permit when the call ends; a call abandoned midway counts as a failure,
 /// so a half-open probe can never be left hanging.
 struct BreakerGuard<'a> {
@@ -920,6 +935,10 @@ impl Provider {
             },
         };
         self.lock().lifecycle.begin_call(Instant::now());
+        let mut in_flight = InFlight {
+            provider: self,
+            open: true,
+        };
         let started = Instant::now();
         let requested = || {
             self.shared
@@ -967,6 +986,7 @@ impl Provider {
         if result.is_ok() {
             self.record_latency(started.elapsed());
         }
+        in_flight.open = false;
         self.lock().lifecycle.end_call(Instant::now(), failed);
         self.record_outcome(!failed, "call");
         breaker.finish(!failed);

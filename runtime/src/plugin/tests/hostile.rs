@@ -247,8 +247,10 @@ async fn a_policy_that_fails_is_replaced_by_a_new_instance_and_the_group_falls_b
         };
         assert_eq!(err.kind, expected, "{mode}: {err}");
         if mode == "loop" {
+            // The 50 ms deadline stopped a loop that never ends; the margin is for a machine
+            // busy with builds (the precise figure is the loop test's above).
             assert!(
-                started.elapsed() < Duration::from_millis(60),
+                started.elapsed() < Duration::from_millis(250),
                 "{:?}",
                 started.elapsed()
             );
