@@ -256,10 +256,18 @@ pub struct Hangar {
 impl Hangar {
     /// Starts `mcp-hangar serve --config <config>`; its log goes to `<config>.log`.
     pub async fn stdio(config: &Path) -> Result<Self> {
+        Self::stdio_with_env(config, &[]).await
+    }
+
+    /// As [`Hangar::stdio`], with `env` added to the hangar's environment.
+    pub async fn stdio_with_env(config: &Path, env: &[(&str, &str)]) -> Result<Self> {
         let log = config.with_extension("log");
         let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(hangar_bin());
-        cmd.arg("serve").arg("--config").arg(config);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .envs(env.iter().copied());
         let (transport, _) = TokioChildProcess::builder(cmd)
             .stderr(Stdio::from(log_file))
             .spawn()

@@ -187,6 +187,16 @@ async fn registry_tools_manage_the_lifecycle() -> Result<()> {
     assert_eq!(warm["warmed"], json!(["text"]));
     assert_eq!(warm["already_warm"], json!(["math"]));
     assert_eq!(count_processes(&t2), 1);
+    let many = (0..1001).map(|i| format!("p{i}")).collect::<Vec<_>>();
+    let refused = h
+        .call("registry_warm", json!({"providers": many.join(",")}))
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("at most 1000")),
+        "{refused:?}"
+    );
 
     let status = h.call_ok("registry_status", json!({})).await?;
     assert_eq!(status["providers"]["ready"], 2);
@@ -718,5 +728,40 @@ async fn an_oversized_line_is_dropped_and_the_session_goes_on() -> Result<()> {
     let log = read_log(&cfg.with_extension("log"));
     assert!(log.contains("exceeded the maximum line length"), "{log}");
     c.child.start_kill()?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provider_sees_a_base_environment_and_its_own_env_unless_it_inherits_all() -> Result<()> {
+    let dir = TestDir::new("env");
+    let token = unique_token("env");
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            provider_yaml("plain", &token, &[], "env: {OWN_SETTING: mine}"),
+            provider_yaml("inherits", &token, &[], "inherit_env: true"),
+        ]),
+    );
+    let h =
+        Hangar::stdio_with_env(&cfg, &[("HANGAR_TEST_CREDENTIAL", "not-for-providers")]).await?;
+    let env = |provider: &str, name: &str| {
+        let h = &h;
+        let tool = format!("{provider}__env");
+        let name = name.to_owned();
+        async move { h.call(&tool, json!({ "name": name })).await }
+    };
+    let hidden = env("plain", "HANGAR_TEST_CREDENTIAL").await?;
+    assert_eq!(hidden.is_error, Some(true), "{hidden:?}");
+    assert!(text(&hidden).contains("is not set"), "{hidden:?}");
+    let own = env("plain", "OWN_SETTING").await?;
+    assert_eq!(text(&own), "mine");
+    let path = env("plain", "PATH").await?;
+    assert_ne!(
+        path.is_error,
+        Some(true),
+        "PATH is part of the base environment: {path:?}"
+    );
+    let inherited = env("inherits", "HANGAR_TEST_CREDENTIAL").await?;
+    assert_eq!(text(&inherited), "not-for-providers");
     Ok(())
 }

@@ -23,7 +23,6 @@ pub use groups::kill_all_process_groups;
 pub use redact::Redactor;
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -491,15 +490,13 @@ where
     }
 }
 
-fn end_session_on_exit(exit: Exit, session: CancellationToken) -> impl Future<Output = ()> {
-    async move {
-        tokio::select! {
-            _ = exit.wait() => {
-                tokio::time::sleep(DRAIN_AFTER_EXIT).await;
-                session.cancel();
-            }
-            _ = session.cancelled() => {}
+async fn end_session_on_exit(exit: Exit, session: CancellationToken) {
+    tokio::select! {
+        _ = exit.wait() => {
+            tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+            session.cancel();
         }
+        _ = session.cancelled() => {}
     }
 }
 

@@ -31,6 +31,9 @@ pub(crate) fn spawn(
         .split_first()
         .ok_or_else(|| StartError::new(format!("provider `{}` has an empty `command`", spec.id)))?;
     let mut cmd = Command::new(program);
+    if !spec.inherit_env {
+        cmd.env_clear().envs(base_environment());
+    }
     cmd.args(args)
         .envs(spec.env_pairs())
         .stdin(Stdio::piped())
@@ -77,6 +80,44 @@ pub(crate) fn spawn(
             output: Box::new(output),
         },
     ))
+}
+
+/// Variables of the hangar's environment every provider gets: what programs need to find
+/// themselves, their home, their locale and the network's proxy. Nothing else is passed
+/// unless the provider sets `inherit_env: true`, so no provider sees the credentials the
+/// hangar was started with for another.
+const BASE_ENVIRONMENT: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "TERM",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+];
+
+/// The part of the hangar's environment a provider gets by default: [`BASE_ENVIRONMENT`] and
+/// the locale (`LC_*`).
+fn base_environment() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(name, _)| {
+        name.to_str()
+            .is_some_and(|name| BASE_ENVIRONMENT.contains(&name) || name.starts_with("LC_"))
+    })
 }
 
 impl Process {

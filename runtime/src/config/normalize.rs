@@ -305,6 +305,9 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
     ) {
         block.put("env", text_map(spec.env.iter()));
     }
+    if spec.mode == ProviderMode::Subprocess {
+        block.put("inherit_env", spec.inherit_env);
+    }
     block.put("idle_ttl_s", seconds(spec.idle_ttl));
     block.put(
         "health_check_interval_s",

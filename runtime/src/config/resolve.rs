@@ -57,7 +57,7 @@ const COMMON_KEYS: &[&str] = &[
 /// Keys that only mean something for one or two modes.
 fn mode_keys(mode: ProviderMode) -> &'static [&'static str] {
     match mode {
-        ProviderMode::Subprocess => &["command", "args", "cwd", "env"],
+        ProviderMode::Subprocess => &["command", "args", "cwd", "env", "inherit_env"],
         ProviderMode::Container => &[
             "command",
             "args",
@@ -400,6 +400,7 @@ impl<'a> Resolver<'a> {
                 }
                 spec.env = self.text_map(&env_path, &env.0)?;
             }
+            spec.inherit_env = raw.inherit_env.is_some_and(|flag| flag.0);
         }
         match mode {
             ProviderMode::Subprocess => {

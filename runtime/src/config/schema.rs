@@ -276,6 +276,7 @@ provider_spec! {
     args: Argv,
     cwd: String,
     env: StringMap,
+    inherit_env: Flag,
     description: String,
     idle_ttl_s: WholeSecs,
     health_check_interval_s: WholeSecs,

@@ -86,6 +86,10 @@ pub struct ProviderSpec {
     /// Whether `cwd` came from a `${...}` substitution and must be shown as `***`.
     pub cwd_secret: bool,
     pub env: IndexMap<String, EnvValue>,
+    /// Pass the hangar's whole environment to the process. Off by default: a provider gets a
+    /// minimal base (`PATH`, `HOME`, locale, …) plus its own `env`, so one provider never sees
+    /// another's secrets.
+    pub inherit_env: bool,
     pub description: Option<String>,
     pub idle_ttl: Duration,
     pub health_check_interval: Duration,
@@ -136,6 +140,7 @@ impl ProviderSpec {
             cwd: None,
             cwd_secret: false,
             env: IndexMap::new(),
+            inherit_env: false,
             description: None,
             idle_ttl: DEFAULT_IDLE_TTL,
             health_check_interval: DEFAULT_HEALTH_CHECK_INTERVAL,
@@ -276,6 +281,7 @@ impl fmt::Debug for ProviderSpec {
             .field("args", &self.args)
             .field("cwd", &self.redacted_cwd())
             .field("env", &self.env)
+            .field("inherit_env", &self.inherit_env)
             .field("description", &self.description)
             .field("idle_ttl", &self.idle_ttl)
             .field("health_check_interval", &self.health_check_interval)

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use futures::StreamExt;
 use rmcp::ErrorData as McpError;
 use rmcp::model::{
     CallToolResult, ContentBlock, JsonObject, ProgressNotificationParam, ProgressToken, Tool,
@@ -388,16 +389,26 @@ fn provider_details(p: &Provider) -> Value {
     })
 }
 
+/// Most provider ids one `registry_warm` takes.
+const MAX_WARM: usize = 1000;
+
+/// Providers `registry_warm` starts at once.
+const WARM_CONCURRENCY: usize = 8;
+
+/// Progress messages that may wait for a slow client; beyond that, new ones are dropped
+/// (progress is advisory; the call's answer still comes).
+const PROGRESS_BUFFER: usize = 64;
+
 /// Sends the caller `notifications/progress` under its progress token, numbering the stages.
 /// One task sends them, so they arrive in the order they were reported.
 #[derive(Clone)]
 struct StageReporter {
-    tx: tokio::sync::mpsc::UnboundedSender<String>,
+    tx: tokio::sync::mpsc::Sender<String>,
 }
 
 impl StageReporter {
     fn new(peer: Peer<RoleServer>, token: ProgressToken) -> Self {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<String>(PROGRESS_BUFFER);
         tokio::spawn(async move {
             let mut step = 0.0;
             while let Some(message) = rx.recv().await {
@@ -413,7 +424,9 @@ impl StageReporter {
     }
 
     fn report(&self, message: String) {
-        let _ = self.tx.send(message);
+        if let Err(tokio::sync::mpsc::error::TrySendError::Full(_)) = self.tx.try_send(message) {
+            tracing::debug!("progress dropped: the client is not reading them fast enough");
+        }
     }
 
     fn sink(&self) -> ProgressSink {
@@ -687,22 +700,43 @@ pub async fn call(
         }
         ManagementTool::Warm => {
             let a: WarmArgs = parse(name, args)?;
-            let ids: Vec<String> = match a.providers.as_deref().map(str::trim) {
+            let ids: indexmap::IndexSet<String> = match a.providers.as_deref().map(str::trim) {
                 None | Some("") => reg.providers().map(|p| p.id().to_string()).collect(),
                 Some(list) => list
                     .split(',')
-                    .map(|s| s.trim().to_string())
+                    .map(str::trim)
                     .filter(|s| !s.is_empty())
+                    .take(MAX_WARM + 1)
+                    .map(str::to_string)
                     .collect(),
             };
-            let starts = ids.iter().map(|id| async move {
-                let was_running = reg.get(id).map(|p| p.state().is_running()).unwrap_or(false);
-                (id.clone(), was_running, reg.start(id).await)
+            if ids.len() > MAX_WARM {
+                return Err(McpError::invalid_params(
+                    format!(
+                        "`registry_warm` takes at most {MAX_WARM} provider ids; warm them in \
+                         batches, or omit `providers` to warm every provider"
+                    ),
+                    None,
+                ));
+            }
+            let starts = ids.into_iter().map(|id| async move {
+                let was_running = reg
+                    .get(&id)
+                    .map(|p| p.state().is_running())
+                    .unwrap_or(false);
+                let started = reg.start(&id).await;
+                (id, was_running, started)
             });
             let mut warmed = Vec::new();
             let mut already = Vec::new();
             let mut failed = serde_json::Map::new();
-            for (id, was_running, r) in futures::future::join_all(starts).await {
+            // A few starts at a time: a hundred providers spawned at once would each start
+            // slower than in turn, and could exhaust the machine's processes.
+            let outcomes: Vec<_> = futures::stream::iter(starts)
+                .buffered(WARM_CONCURRENCY)
+                .collect()
+                .await;
+            for (id, was_running, r) in outcomes {
                 match r {
                     Ok(_) if was_running => already.push(id),
                     Ok(_) => warmed.push(id),
