@@ -387,9 +387,16 @@ pub struct HttpHangar {
 
 impl HttpHangar {
     pub async fn start(config: &Path) -> Result<Self> {
+        Self::start_with_args(config, &[]).await
+    }
+
+    /// As [`HttpHangar::start`], with `args` added to `serve`'s command line.
+    pub async fn start_with_args(config: &Path, args: &[&str]) -> Result<Self> {
         let log = config.with_extension("log");
         let mut child = Command::new(hangar_bin())
-            .args(["serve", "--http", "--port", "0", "--config"])
+            .args(["serve", "--http", "--port", "0"])
+            .args(args)
+            .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

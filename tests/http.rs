@@ -125,3 +125,57 @@ async fn ready_turns_503_while_the_hangar_shuts_down() -> Result<()> {
     assert!(wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await);
     Ok(())
 }
+
+/// Posts an `initialize` to /mcp with `origin` (if any) and returns the status.
+async fn initialize_status(base: &str, origin: Option<&str>) -> Result<reqwest::StatusCode> {
+    let mut request = reqwest::Client::new()
+        .post(format!("{base}/mcp"))
+        .header("Accept", "application/json, text/event-stream")
+        .header("Content-Type", "application/json")
+        .body(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {},
+                "clientInfo": {"name": "origin-test", "version": "0"}}})
+            .to_string(),
+        );
+    if let Some(origin) = origin {
+        request = request.header("Origin", origin);
+    }
+    Ok(request.send().await?.status())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_browser_origin_is_refused_and_an_allowed_one_served() -> Result<()> {
+    let dir = TestDir::new("origin");
+    let cfg = dir.write("h.yaml", "providers: {}\n");
+    let h = HttpHangar::start(&cfg).await?;
+    // Non-browser clients send no Origin and are served; pages on this machine are too.
+    assert_eq!(initialize_status(&h.base, None).await?, 200);
+    assert_eq!(
+        initialize_status(&h.base, Some("http://localhost:5173")).await?,
+        200
+    );
+    // A page on another site, driving a visitor's browser, is not.
+    assert_eq!(
+        initialize_status(&h.base, Some("https://evil.example")).await?,
+        403
+    );
+    drop(h);
+
+    let h =
+        HttpHangar::start_with_args(&cfg, &["--allowed-origin", "https://app.example.com"]).await?;
+    assert_eq!(
+        initialize_status(&h.base, Some("https://app.example.com")).await?,
+        200
+    );
+    assert_eq!(
+        initialize_status(&h.base, Some("https://evil.example")).await?,
+        403
+    );
+    assert_eq!(
+        initialize_status(&h.base, Some("http://localhost:5173")).await?,
+        403,
+        "a configured list replaces the loopback default"
+    );
+    Ok(())
+}

@@ -60,6 +60,14 @@ struct ServeArgs {
     /// authenticates.
     #[arg(long, requires = "http")]
     allow_unauthenticated_remote: bool,
+    /// A browser origin allowed to call /mcp (`https://app.example.com`, `http://localhost:*`);
+    /// repeatable. Requests carrying any other `Origin` get 403. Default: loopback origins only.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http")]
+    allowed_origins: Vec<String>,
+    /// A `Host` header /mcp accepts besides loopback names and the bound address (the name a
+    /// proxy in front forwards); repeatable.
+    #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
+    allowed_hosts: Vec<String>,
 }
 
 fn config_path(arg: ConfigArg) -> Result<PathBuf, String> {
@@ -96,7 +104,11 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
                 args.host
             ));
         }
-        Listen::Http(std::net::SocketAddr::new(args.host, args.port))
+        Listen::Http(mcp_hangar::http::HttpOptions {
+            addr: std::net::SocketAddr::new(args.host, args.port),
+            allowed_origins: args.allowed_origins,
+            allowed_hosts: args.allowed_hosts,
+        })
     } else {
         Listen::Stdio
     };

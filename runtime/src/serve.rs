@@ -1,7 +1,6 @@
 //! Wiring for the CLI: load the config, build the registry and gateway, serve on stdio or HTTP,
 //! and shut everything down on a signal or when the stdio client goes away.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use crate::registry::Registry;
 
 pub enum Listen {
     Stdio,
-    Http(SocketAddr),
+    Http(crate::http::HttpOptions),
 }
 
 pub struct ServeOptions {
@@ -144,13 +143,15 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                 }
             }
         }
-        Listen::Http(addr) => {
+        Listen::Http(options) => {
+            let addr = options.addr;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("could not listen on {addr}: {e}"))?;
             let server = tokio::spawn(http::serve(
                 gateway.clone(),
                 listener,
+                options,
                 readiness.clone(),
                 shutdown.clone(),
             ));

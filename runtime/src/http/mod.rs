@@ -44,13 +44,48 @@ async fn ready(State(r): State<Readiness>) -> (StatusCode, axum::Json<serde_json
     }
 }
 
+/// Where and for whom the HTTP face serves.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub addr: SocketAddr,
+    /// Browser origins allowed on /mcp; empty: loopback origins only.
+    pub allowed_origins: Vec<String>,
+    /// `Host` names accepted besides loopback names and the bound address.
+    pub allowed_hosts: Vec<String>,
+}
+
+impl HttpOptions {
+    /// Loopback, no extra origins or hosts.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
 /// Host names the MCP endpoint accepts in the `Host` header (DNS-rebinding protection).
-fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
+fn allowed_hosts(addr: SocketAddr, extra: &[String]) -> Vec<String> {
     let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
     if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
         hosts.push(addr.ip().to_string());
     }
+    hosts.extend(extra.iter().cloned());
     hosts
+}
+
+/// Browser origins the MCP endpoint accepts: those configured, or else pages served from this
+/// machine. A web page elsewhere cannot drive the hangar through a visitor's browser.
+/// Requests without an `Origin` (every non-browser client) are not affected.
+fn allowed_origins(configured: &[String]) -> Vec<String> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    ["localhost", "127.0.0.1", "[::1]"]
+        .iter()
+        .flat_map(|host| [format!("http://{host}:*"), format!("https://{host}:*")])
+        .collect()
 }
 
 /// Serves until `shutdown` is cancelled. `bound` is told the real address (port 0 → the chosen
@@ -58,12 +93,15 @@ fn allowed_hosts(addr: SocketAddr) -> Vec<String> {
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: tokio::net::TcpListener,
+    options: HttpOptions,
     readiness: Readiness,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(allowed_hosts(addr))
+        .with_allowed_hosts(allowed_hosts(addr, &options.allowed_hosts))
+        .with_allowed_origins(allowed_origins(&options.allowed_origins))
+        .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
     let mcp = StreamableHttpService::new(
         move || Ok(HangarServer::new(gw.clone())),
