@@ -45,7 +45,7 @@ pub use self::spec::{
     ContainerSpec, GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits,
     MemberDefinition, OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
     ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
-    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
+    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
 
 use self::locate::{KeyPath, SourceMap};
@@ -1150,7 +1150,8 @@ mcp_servers:
         assert_eq!(
             config.warnings,
             [
-                "hangar.yaml:16: mcp_servers.filtered.tools.deny_list: both `allow_list` and `deny_list` are set; only `allow_list` is applied"
+                "hangar.yaml:17: mcp_servers.filtered.tools.approval_list: `tools.approval_list` is accepted for compatibility with the original but not acted on by this build: there is no human approval, so the tools it names are exposed and called like any other (use `deny_list` to hide them)",
+                "hangar.yaml:16: mcp_servers.filtered.tools.deny_list: both `allow_list` and `deny_list` are set; only `allow_list` is applied",
             ]
         );
     }
@@ -1290,8 +1291,33 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        // `rate_limit:` is read now; the other five top-level sections are still ignored.
-        assert_eq!(config.warnings.len(), 5, "{:#?}", config.warnings);
+        // `rate_limit:` is read now; the other five top-level sections are still ignored, and
+        // every provider key that loads but is not acted on says so, where it is written.
+        let warned_keys: Vec<&str> = config
+            .warnings
+            .iter()
+            .filter_map(|w| w.split('`').nth(1))
+            .collect();
+        assert_eq!(
+            warned_keys,
+            [
+                "execution",
+                "discovery",
+                "observability",
+                "event_store",
+                "logging",
+                "capabilities",
+                "access",
+                "tool_access",
+                "tool_projection",
+                "tools.approval_list",
+                "tools.approval_timeout_seconds",
+                "canary",
+                "auto_start"
+            ],
+            "{:#?}",
+            config.warnings
+        );
         assert!(config.warnings[0].starts_with("original.yaml:5: top-level section `execution`"));
         assert!(!config.warnings.iter().any(|w| w.contains("rate_limit")));
         assert_eq!(
@@ -2294,7 +2320,10 @@ mcp_servers:
   pool:
     mode: group
     strategy: plugin:sticky
-    recovery: {max_retries: 1}
+    max_concurrency: 2
+    rate_limit: {requests_per_second: 5}
+    validators: [check]
+    tools: {deny_list: [\"drop_*\"]}
     members:
       - id: math
       - {id: math-b, command: [python], validators: [check]}
