@@ -361,6 +361,14 @@ impl<'a> Resolver<'a> {
                     &path.key(key),
                     &format!("`{key}` has no effect on a `{mode}` provider and is ignored"),
                 );
+            } else if mode == ProviderMode::Group && key == "auto_start" {
+                self.warn(
+                    &path.key(key),
+                    "`auto_start` on a group is accepted for compatibility with the original \
+                     (which starts a group's members when it loads) but not acted on by this \
+                     build: the members start on the group's first call, or ahead of it with \
+                     `registry_start` or `registry_warm`",
+                );
             } else if mode == ProviderMode::Group && GROUP_UNREAD_KEYS.contains(&key) {
                 self.warn(
                     &path.key(key),
@@ -378,15 +386,6 @@ impl<'a> Resolver<'a> {
                     ),
                 );
             }
-        }
-        if mode == ProviderMode::Group && raw.auto_start.is_some() {
-            self.warn(
-                &path.key("auto_start"),
-                "`auto_start` on a group is accepted for compatibility with the original (which \
-                 starts a group's members when it loads) but not acted on by this build: the \
-                 members start on the group's first call, or ahead of it with `registry_start` \
-                 or `registry_warm`",
-            );
         }
         // Members are moved out (each becomes its own spec); the rest is only read.
         let raw_members = std::mem::take(&mut raw.members);
