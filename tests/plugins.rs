@@ -313,3 +313,41 @@ async fn pid_of(
         .parse()
         .map_err(|e| anyhow!("pid answer {:?}: {e}", text(&r)))
 }
+
+#[tokio::test]
+async fn a_groups_validators_check_every_call_through_the_group() -> Result<()> {
+    let dir = TestDir::new("plugin-group");
+    let token = unique_token("plugin-group");
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "plugins:\n  guard:\n    kind: validator\n    path: bundled:deny-patterns\n    config: {{patterns: [\"rm -rf\"]}}\nproviders:\n{}  pool:\n    mode: group\n    validators: [guard]\n    members:\n      - id: math\n",
+            provider_yaml("math", &token, &[], ""),
+        ),
+    );
+    let hangar = Hangar::stdio(&cfg).await?;
+
+    let clean = echo_ok(&hangar, "pool__echo", json!({"text": "ls"})).await?;
+    assert_eq!(clean, "ls");
+    let refused = hangar
+        .call("pool__echo", json!({"text": "rm -rf /"}))
+        .await?;
+    assert_eq!(refused.is_error, Some(true), "{}", text(&refused));
+    let details = refused.structured_content.clone().unwrap_or_default();
+    assert_eq!(details["type"], "PolicyDeniedError", "{details}");
+    assert_eq!(
+        details["provider"], "pool",
+        "refused as the group's: {details}"
+    );
+    // The member's own tools, called directly, are the member's business: no validator there.
+    let direct = echo_ok(&hangar, "math__echo", json!({"text": "rm -rf /"})).await?;
+    assert_eq!(direct, "rm -rf /");
+    let d = hangar
+        .call_ok("registry_details", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(
+        d["health"]["total_invocations"], 2,
+        "the refused call never reached the member: {d}"
+    );
+    Ok(())
+}

@@ -49,7 +49,7 @@ fn assert_session(v: &Value) {
     );
     assert_eq!(v["add"]["structured"], json!({"result": 42}));
     assert_eq!(v["add"]["is_error"], false);
-    assert_eq!(v["list"]["providers"][0]["provider_id"], "math");
+    assert_eq!(v["list"]["providers"][0]["provider"], "math");
     assert_eq!(v["echo"]["text"], "hi");
     assert_eq!(v["fail"]["is_error"], true);
     assert_eq!(v["fail"]["text"], "boom");

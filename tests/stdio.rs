@@ -142,7 +142,8 @@ async fn registry_tools_manage_the_lifecycle() -> Result<()> {
     let list = h.call_ok("registry_list", json!({})).await?;
     let providers = list["providers"].as_array().cloned().unwrap_or_default();
     assert_eq!(providers.len(), 2);
-    assert_eq!(providers[0]["provider_id"], "math");
+    assert_eq!(providers[0]["provider"], "math");
+    assert_eq!(providers[0]["alive"], false);
     assert_eq!(providers[0]["state"], "cold");
     assert_eq!(providers[0]["mode"], "subprocess");
     assert_eq!(providers[0]["description"], "arithmetic");
@@ -199,8 +200,9 @@ async fn registry_tools_manage_the_lifecycle() -> Result<()> {
     );
 
     let status = h.call_ok("registry_status", json!({})).await?;
-    assert_eq!(status["providers"]["ready"], 2);
-    assert_eq!(status["providers"]["total"], 2);
+    assert_eq!(status["summary"]["healthy_providers"], 2, "{status}");
+    assert_eq!(status["summary"]["total_providers"], 2, "{status}");
+    assert_eq!(status["providers"][0]["indicator"], "✅", "{status}");
     let health = h.call_ok("registry_health", json!({})).await?;
     assert_eq!(health["status"], "healthy");
 
@@ -763,5 +765,439 @@ async fn a_provider_sees_a_base_environment_and_its_own_env_unless_it_inherits_a
     );
     let inherited = env("inherits", "HANGAR_TEST_CREDENTIAL").await?;
     assert_eq!(text(&inherited), "not-for-providers");
+    Ok(())
+}
+
+/// The text and structured error of a refused call.
+fn refusal(r: &rmcp::model::CallToolResult) -> (String, serde_json::Value) {
+    assert_eq!(r.is_error, Some(true), "expected a refusal: {}", text(r));
+    (text(r), r.structured_content.clone().unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tools_policy_hides_tools_from_every_list_and_refuses_their_calls_on_every_path()
+-> Result<()> {
+    let dir = TestDir::new("tools-policy");
+    let (t1, t2) = (unique_token("deny"), unique_token("allow"));
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "{}  pool:\n    mode: group\n    members:\n      - id: math\n        tools: {{deny_list: [add]}}\n",
+            config(&[
+                provider_yaml("math", &t1, &[], "tools: {deny_list: [\"fai*\", crash]}"),
+                provider_yaml("text", &t2, &[], "tools: {allow_list: [echo]}"),
+            ])
+        ),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+
+    // A hidden tool is refused on the config alone: the provider is not even started for it.
+    let (message, error) = refusal(&h.call("text__pid", json!({})).await?);
+    assert!(
+        message.starts_with(
+            "tool `pid` of provider `text` is not exposed (matched by no tools.allow_list pattern: `echo`)"
+        ),
+        "{message}"
+    );
+    assert_eq!(error["type"], "ToolAccessDeniedError", "{error}");
+    assert_eq!(count_processes(&t2), 0, "started for a hidden tool");
+
+    // Lists: tools/list, registry_tools, registry_list's count and registry_details agree.
+    h.call_ok("registry_start", json!({"provider": "math"}))
+        .await?;
+    let names = h.tool_names().await?;
+    assert!(names.contains(&"math__add".to_string()), "{names:?}");
+    for hidden in ["math__fail", "math__crash", "pool__fail", "pool__add"] {
+        assert!(
+            !names.contains(&hidden.to_string()),
+            "{hidden} offered: {names:?}"
+        );
+    }
+    assert!(names.contains(&"pool__echo".to_string()), "{names:?}");
+    let tools = h
+        .call_ok("registry_tools", json!({"provider": "math"}))
+        .await?;
+    let tool_names: Vec<&str> = tools["tools"]
+        .as_array()
+        .map(|t| t.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        tool_names.contains(&"echo") && !tool_names.contains(&"fail"),
+        "{tools}"
+    );
+    let list = h.call_ok("registry_list", json!({})).await?;
+    assert_eq!(list["providers"][0]["provider"], "math", "{list}");
+    assert_eq!(
+        list["providers"][0]["tools_count"],
+        tool_names.len(),
+        "{list}"
+    );
+    let details = h
+        .call_ok("registry_details", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(
+        details["tools"].as_array().map(Vec::len),
+        Some(tool_names.len())
+    );
+    let pool_tools = h
+        .call_ok("registry_tools", json!({"provider": "pool"}))
+        .await?;
+    assert_eq!(pool_tools["group"], true, "{pool_tools}");
+    assert!(
+        !pool_tools["tools"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| t["name"] == "add")),
+        "{pool_tools}"
+    );
+
+    // Calls: the aggregated name, registry_invoke, and the group all refuse, naming the pattern.
+    let (message, _) = refusal(&h.call("math__fail", json!({"message": "x"})).await?);
+    assert!(
+        message.contains("denied by tools.deny_list pattern `fai*`"),
+        "{message}"
+    );
+    let (message, error) = refusal(
+        &h.call(
+            "registry_invoke",
+            json!({"provider": "math", "tool": "crash", "arguments": {}}),
+        )
+        .await?,
+    );
+    assert!(message.contains("pattern `crash`"), "{message}");
+    assert_eq!(error["details"]["tool"], "crash", "{error}");
+    let (message, _) = refusal(&h.call("pool__add", json!({"a": 1, "b": 2})).await?);
+    assert!(
+        message.contains("provider `pool`")
+            && message.contains("`math`: denied by tools.deny_list pattern `add`"),
+        "{message}"
+    );
+    let echoed = h
+        .call("pool__echo", json!({"text": "through the group"}))
+        .await?;
+    assert_eq!(text(&echoed), "through the group");
+    assert_eq!(
+        count_processes(&t1),
+        1,
+        "the refused calls left the provider alone"
+    );
+    let d = h
+        .call_ok("registry_details", json!({"provider": "math"}))
+        .await?;
+    assert_eq!(
+        d["health"]["total_invocations"], 1,
+        "only the group's echo reached it"
+    );
+    drop(h);
+
+    // The stdio fast path: a raw handshake-era client gets the same refusal.
+    let mut c = RawClient::start(&cfg).await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "math__fail", "arguments": {"message": "x"}}}))
+        .await?;
+    let answer = c.answer(&json!(1)).await?;
+    assert_eq!(answer["result"]["isError"], true, "{answer}");
+    assert!(
+        answer["result"]["content"][0]["text"].as_str().is_some_and(
+            |m| m.contains("is not exposed (denied by tools.deny_list pattern `fai*`)")
+        ),
+        "{answer}"
+    );
+    c.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "offered"}}}))
+        .await?;
+    let answer = c.answer(&json!(2)).await?;
+    assert_eq!(
+        answer["result"]["content"][0]["text"], "offered",
+        "{answer}"
+    );
+    c.child.start_kill()?;
+    Ok(())
+}
+
+/// Every key the original mcp-hangar 0.1.x put in a management result, by tool.
+#[tokio::test(flavor = "multi_thread")]
+async fn management_results_carry_every_field_of_the_original() -> Result<()> {
+    let dir = TestDir::new("original-fields");
+    let (t1, t2) = (unique_token("of-a"), unique_token("of-b"));
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "{}  pool:\n    mode: group\n    description: two of them\n    members:\n      - id: math\n      - id: text\n",
+            config(&[
+                provider_yaml("math", &t1, &[], "description: arithmetic"),
+                provider_yaml("text", &t2, &[], ""),
+            ])
+        ),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    let has = |v: &serde_json::Value, keys: &[&str], what: &str| {
+        for k in keys {
+            assert!(v.get(*k).is_some(), "{what} lacks `{k}`: {v}");
+        }
+    };
+
+    let start = h
+        .call_ok("registry_start", json!({"provider": "math"}))
+        .await?;
+    has(&start, &["provider", "state", "tools"], "registry_start");
+    let list = h.call_ok("registry_list", json!({})).await?;
+    has(&list, &["providers", "groups"], "registry_list");
+    let math = &list["providers"][0];
+    has(
+        math,
+        &[
+            "provider",
+            "state",
+            "mode",
+            "alive",
+            "tools_count",
+            "health_status",
+            "tools_predefined",
+            "description",
+        ],
+        "registry_list provider",
+    );
+    assert_eq!(
+        (&math["provider"], &math["alive"], &math["health_status"]),
+        (&json!("math"), &json!(true), &json!("healthy"))
+    );
+    let group = &list["groups"][0];
+    has(
+        group,
+        &[
+            "group_id",
+            "description",
+            "state",
+            "strategy",
+            "min_healthy",
+            "healthy_count",
+            "total_members",
+            "is_available",
+            "circuit_open",
+            "members",
+        ],
+        "registry_list group",
+    );
+    has(
+        &group["members"][0],
+        &[
+            "id",
+            "state",
+            "in_rotation",
+            "weight",
+            "priority",
+            "consecutive_failures",
+        ],
+        "group member",
+    );
+    assert_eq!(group["total_members"], 2);
+
+    let details = h
+        .call_ok("registry_details", json!({"provider": "math"}))
+        .await?;
+    has(
+        &details,
+        &[
+            "provider",
+            "state",
+            "mode",
+            "alive",
+            "tools",
+            "health",
+            "idle_time",
+            "meta",
+        ],
+        "registry_details",
+    );
+    has(
+        &details["health"],
+        &[
+            "consecutive_failures",
+            "total_invocations",
+            "total_failures",
+            "success_rate",
+            "can_retry",
+            "last_success_ago",
+            "last_failure_ago",
+        ],
+        "registry_details health",
+    );
+    has(
+        &details["tools"][0],
+        &["name", "description", "inputSchema"],
+        "a tool",
+    );
+    has(
+        &details["meta"],
+        &["init_result", "tools_count", "started_at"],
+        "meta",
+    );
+    let tools = h
+        .call_ok("registry_tools", json!({"provider": "math"}))
+        .await?;
+    has(
+        &tools,
+        &["provider", "state", "predefined", "tools"],
+        "registry_tools",
+    );
+    let group_tools = h
+        .call_ok("registry_tools", json!({"provider": "pool"}))
+        .await?;
+    has(
+        &group_tools,
+        &["provider", "group", "tools"],
+        "registry_tools of a group",
+    );
+
+    let status = h.call_ok("registry_status", json!({})).await?;
+    has(
+        &status,
+        &["providers", "groups", "summary", "formatted"],
+        "registry_status",
+    );
+    has(
+        &status["providers"][0],
+        &["id", "indicator", "state", "mode"],
+        "status provider",
+    );
+    has(
+        &status["groups"][0],
+        &[
+            "id",
+            "indicator",
+            "state",
+            "healthy_members",
+            "total_members",
+        ],
+        "status group",
+    );
+    has(
+        &status["summary"],
+        &[
+            "healthy_providers",
+            "total_providers",
+            "uptime",
+            "uptime_seconds",
+        ],
+        "status summary",
+    );
+    assert_eq!(
+        status["providers"][1]["note"], "Will start on first request",
+        "{status}"
+    );
+
+    let health = h.call_ok("registry_health", json!({})).await?;
+    has(
+        &health,
+        &["status", "providers", "groups", "security"],
+        "registry_health",
+    );
+    has(
+        &health["providers"],
+        &["total", "by_state"],
+        "health providers",
+    );
+    has(
+        &health["groups"],
+        &["total", "by_state", "total_members", "healthy_members"],
+        "health groups",
+    );
+    has(
+        &health["security"]["rate_limiting"],
+        &["active_buckets", "config"],
+        "rate_limiting",
+    );
+    assert_eq!(health["providers"]["by_state"]["ready"], 1, "{health}");
+
+    let warm = h
+        .call_ok("registry_warm", json!({"providers": "math,nobody"}))
+        .await?;
+    has(
+        &warm,
+        &["warmed", "already_warm", "failed", "summary"],
+        "registry_warm",
+    );
+    assert_eq!(warm["failed"][0]["id"], "nobody", "{warm}");
+    assert!(warm["failed"][0]["error"].is_string(), "{warm}");
+
+    let groups = h.call_ok("registry_group_list", json!({})).await?;
+    has(
+        &groups["groups"][0],
+        &["group_id", "healthy_count", "is_available"],
+        "group_list",
+    );
+    let rebalanced = h
+        .call_ok("registry_group_rebalance", json!({"group": "pool"}))
+        .await?;
+    has(
+        &rebalanced,
+        &[
+            "group_id",
+            "state",
+            "healthy_count",
+            "total_members",
+            "members_in_rotation",
+        ],
+        "registry_group_rebalance",
+    );
+    let group_start = h
+        .call_ok("registry_start", json!({"provider": "pool"}))
+        .await?;
+    has(
+        &group_start,
+        &[
+            "group",
+            "state",
+            "members_started",
+            "healthy_count",
+            "total_members",
+        ],
+        "registry_start of a group",
+    );
+    assert_eq!(group_start["members_started"], 2, "{group_start}");
+
+    let invoked = h
+        .call_ok(
+            "registry_invoke_ex",
+            json!({"provider": "math", "tool": "add", "arguments": {"a": 1, "b": 2}}),
+        )
+        .await?;
+    has(
+        &invoked["_retry_metadata"],
+        &["correlation_id", "attempts", "total_time_ms", "retries"],
+        "_retry_metadata",
+    );
+    let failed = h
+        .call(
+            "registry_invoke_ex",
+            json!({"provider": "math", "tool": "nope", "max_retries": 0}),
+        )
+        .await?;
+    let meta = &failed.structured_content.clone().unwrap_or_default()["_retry_metadata"];
+    assert_eq!(
+        meta["final_error_reason"], "permanent: ToolNotFoundError",
+        "{meta}"
+    );
+    assert!(
+        meta["recovery_hints"]
+            .as_array()
+            .is_some_and(|h| !h.is_empty()),
+        "{meta}"
+    );
+
+    let stopped = h
+        .call_ok("registry_stop", json!({"provider": "math"}))
+        .await?;
+    has(&stopped, &["stopped", "reason"], "registry_stop");
+    assert_eq!(stopped["reason"], "user_request");
+    let group_stopped = h
+        .call_ok("registry_stop", json!({"provider": "pool"}))
+        .await?;
+    has(
+        &group_stopped,
+        &["group", "state", "stopped"],
+        "registry_stop of a group",
+    );
+    assert_eq!(group_stopped["stopped"], true);
     Ok(())
 }

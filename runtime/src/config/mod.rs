@@ -45,7 +45,7 @@ pub use self::spec::{
     ContainerSpec, GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits,
     MemberDefinition, OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
     ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
-    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
+    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
 
 use self::locate::{KeyPath, SourceMap};
@@ -1150,7 +1150,8 @@ mcp_servers:
         assert_eq!(
             config.warnings,
             [
-                "hangar.yaml:16: mcp_servers.filtered.tools.deny_list: both `allow_list` and `deny_list` are set; only `allow_list` is applied"
+                "hangar.yaml:17: mcp_servers.filtered.tools.approval_list: `tools.approval_list` is accepted for compatibility with the original but not acted on by this build: there is no human approval, so the tools it names are exposed and called like any other (use `deny_list` to hide them)",
+                "hangar.yaml:16: mcp_servers.filtered.tools.deny_list: both `allow_list` and `deny_list` are set; only `allow_list` is applied",
             ]
         );
     }
@@ -1290,8 +1291,33 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        // `rate_limit:` is read now; the other five top-level sections are still ignored.
-        assert_eq!(config.warnings.len(), 5, "{:#?}", config.warnings);
+        // `rate_limit:` is read now; the other five top-level sections are still ignored, and
+        // every provider key that loads but is not acted on says so, where it is written.
+        let warned_keys: Vec<&str> = config
+            .warnings
+            .iter()
+            .filter_map(|w| w.split('`').nth(1))
+            .collect();
+        assert_eq!(
+            warned_keys,
+            [
+                "execution",
+                "discovery",
+                "observability",
+                "event_store",
+                "logging",
+                "capabilities",
+                "access",
+                "tool_access",
+                "tool_projection",
+                "tools.approval_list",
+                "tools.approval_timeout_seconds",
+                "auto_start",
+                "canary"
+            ],
+            "{:#?}",
+            config.warnings
+        );
         assert!(config.warnings[0].starts_with("original.yaml:5: top-level section `execution`"));
         assert!(!config.warnings.iter().any(|w| w.contains("rate_limit")));
         assert_eq!(
@@ -2294,7 +2320,10 @@ mcp_servers:
   pool:
     mode: group
     strategy: plugin:sticky
-    recovery: {max_retries: 1}
+    max_concurrency: 2
+    rate_limit: {requests_per_second: 5}
+    validators: [check]
+    tools: {deny_list: [\"drop_*\"]}
     members:
       - id: math
       - {id: math-b, command: [python], validators: [check]}
@@ -2355,6 +2384,296 @@ mcp_servers:
         assert!(
             load_text(&yaml, Path::new(FILE), &no_env).is_ok(),
             "the normal form of a runnable file is runnable"
+        );
+    }
+
+    // --- a key that loads is honoured or warned about -----------------------------------------
+
+    /// What becomes of a field of the typed config, and so of the key it is read from.
+    #[derive(Debug)]
+    enum Fate {
+        /// The runtime acts on it; the text says where.
+        Read(&'static str),
+        /// The container or remote backend reads it (built on another branch; `load` refuses
+        /// those modes until it lands).
+        Backend,
+        /// Not a key of its own: filled from the key named.
+        Derived(&'static str),
+        /// Not acted on: a file with `yaml` (keys at the provider's level) loads with a warning
+        /// that names `key`.
+        Warned {
+            key: &'static str,
+            yaml: &'static str,
+        },
+    }
+    use Fate::{Backend, Derived, Read, Warned};
+
+    /// Pairs every field of a struct with its fate. The struct is destructured without `..`,
+    /// so a field added to it fails to compile until it is listed here.
+    macro_rules! fates {
+        ($ty:ident { $($field:ident: $fate:expr),* $(,)? }) => {{
+            #[allow(dead_code)]
+            fn every_field_is_listed(value: $ty) {
+                let $ty { $($field: _),* } = value;
+            }
+            vec![$((stringify!($field), $fate)),*]
+        }};
+    }
+
+    const NOT_ACTED_ON: &str = "accepted for compatibility with the original but not acted on";
+
+    /// The warnings of `text`, which must load.
+    fn warnings_of(text: &str) -> Vec<String> {
+        ok(text).warnings
+    }
+
+    /// Asserts that each `Warned` fate warns, naming its key at its line, when written on the
+    /// provider `at` of `base` (whose keys sit at 4 spaces); `base` alone loads without warnings.
+    fn assert_warned(what: &str, base: &str, at: &str, fates: &[(&str, Fate)]) {
+        assert!(
+            warnings_of(base).is_empty(),
+            "{what}: the base config warns: {:?}",
+            warnings_of(base)
+        );
+        let line = base.lines().count() + 1;
+        for (field, fate) in fates {
+            let (key, yaml) = match fate {
+                Warned { key, yaml } => (key, yaml),
+                Read(place) | Derived(place) => {
+                    assert!(!place.is_empty(), "{what}: say where `{field}` comes from");
+                    continue;
+                }
+                Backend => continue,
+            };
+            let text = format!("{base}    {yaml}\n");
+            let warnings = warnings_of(&text);
+            let named = format!("`{key}`");
+            let place = format!("hangar.yaml:{line}: mcp_servers.{at}.");
+            assert!(
+                warnings
+                    .iter()
+                    .any(|w| w.starts_with(&place) && w.contains(&named)),
+                "{what}: field `{field}` is classified as warned, but `{yaml}` loads with \
+                 {warnings:?} (expected one at {place} naming {named})"
+            );
+        }
+    }
+
+    #[test]
+    fn every_key_of_a_provider_is_read_by_the_runtime_or_warned_about_at_load() {
+        let provider = fates!(ProviderSpec {
+            id: Read("the registry's key; every event and result"),
+            mode: Read("Registry::with_plugins: a provider or a group"),
+            defined_at: Derived("the position of the provider's id"),
+            command: Read("backend::subprocess::spawn, container::launch"),
+            args: Read("backend::subprocess::spawn, container::launch"),
+            cwd: Read("backend::subprocess::spawn"),
+            cwd_secret: Derived("cwd"),
+            env: Read("backend::subprocess::spawn"),
+            inherit_env: Read("backend::subprocess::spawn: the base environment or all"),
+            description: Read("registry_list, registry_details"),
+            idle_ttl: Read("Registry::spawn_idle_collector"),
+            health_check_interval: Read("Provider::health_loop"),
+            max_consecutive_failures: Read("Provider::record_outcome"),
+            shutdown_timeout: Read("Provider::stop"),
+            call_timeout: Read("Registry::invoke"),
+            max_concurrency: Read("Provider slots"),
+            max_queue: Read("Provider slots"),
+            auto_start: Read("serve::run starts it"),
+            tool_prefix: Read("gateway catalog names"),
+            tools: Read("predefined tools, offered before start"),
+            tool_filter: Read("registry::exposure: lists and calls"),
+            validators: Read("Provider::run_validators"),
+            container: Backend,
+            remote: Backend,
+            group: Read("group::Group"),
+            circuit_breaker: Read("Provider breaker"),
+            recovery: Read("Provider::schedule_recovery"),
+            rate_limit: Read("Provider::call"),
+            capabilities: Warned {
+                key: "capabilities",
+                yaml: "capabilities: {network: {egress: []}}"
+            },
+            access: Warned {
+                key: "access",
+                yaml: "access: {prompt: {deny_list: [x]}}"
+            },
+            tool_access: Warned {
+                key: "tool_access",
+                yaml: "tool_access: {member: {}}"
+            },
+            tool_projection: Warned {
+                key: "tool_projection",
+                yaml: "tool_projection: {withdrawn: [x]}"
+            },
+            canary: Warned {
+                key: "canary",
+                yaml: "canary: {member: x, split_pct: 10}"
+            },
+        });
+        let tools = fates!(ToolFilter {
+            allow_list: Read("registry::exposure"),
+            deny_list: Read("registry::exposure"),
+            approval_list: Warned {
+                key: "tools.approval_list",
+                yaml: "tools: {approval_list: [\"deploy_*\"]}"
+            },
+            approval_timeout: Warned {
+                key: "tools.approval_timeout_seconds",
+                yaml: "tools: {approval_timeout_seconds: 60}",
+            },
+            approval_channel: Warned {
+                key: "tools.approval_channel",
+                yaml: "tools: {approval_channel: ops}"
+            },
+        });
+        let container = fates!(ContainerSpec {
+            image: Backend,
+            build: Backend,
+            volumes: Backend,
+            network: Backend,
+            read_only: Backend,
+            resources: Backend,
+            user: Backend,
+        });
+        let remote = fates!(RemoteSpec {
+            endpoint: Backend,
+            transport: Backend,
+            auth: Backend,
+            tls: Backend,
+            http: Backend,
+        });
+        assert!(container.len() + remote.len() > 0);
+
+        let base = "mcp_servers:\n  p:\n    command: [x]\n";
+        assert_warned("a provider", base, "p", &provider);
+        assert_warned("a provider's tools", base, "p", &tools);
+    }
+
+    #[test]
+    fn every_key_of_a_group_is_read_by_the_runtime_or_warned_about_at_load() {
+        let has_no_effect = "has no effect on a `group` provider";
+        let group = fates!(ProviderSpec {
+            id: Read("the registry's key"),
+            mode: Read("Registry::with_plugins"),
+            defined_at: Derived("the position of the group's id"),
+            command: Warned {
+                key: "command",
+                yaml: "command: [x]"
+            },
+            args: Warned {
+                key: "args",
+                yaml: "args: [x]"
+            },
+            cwd: Warned {
+                key: "cwd",
+                yaml: "cwd: /tmp"
+            },
+            cwd_secret: Derived("cwd"),
+            env: Warned {
+                key: "env",
+                yaml: "env: {A: b}"
+            },
+            inherit_env: Warned {
+                key: "inherit_env",
+                yaml: "inherit_env: true"
+            },
+            description: Read("registry_list, registry_group_list"),
+            idle_ttl: Warned {
+                key: "idle_ttl_s",
+                yaml: "idle_ttl_s: 10"
+            },
+            health_check_interval: Warned {
+                key: "health_check_interval_s",
+                yaml: "health_check_interval_s: 10"
+            },
+            max_consecutive_failures: Warned {
+                key: "max_consecutive_failures",
+                yaml: "max_consecutive_failures: 2"
+            },
+            shutdown_timeout: Warned {
+                key: "shutdown_timeout_s",
+                yaml: "shutdown_timeout_s: 1"
+            },
+            call_timeout: Read("Registry::invoke"),
+            max_concurrency: Read("Group slots"),
+            max_queue: Read("Group slots"),
+            auto_start: Warned {
+                key: "auto_start",
+                yaml: "auto_start: true"
+            },
+            tool_prefix: Read("gateway catalog names"),
+            tools: Read("Group::tools"),
+            tool_filter: Read("Group exposure: lists and calls"),
+            validators: Read("GroupValidators, run by the member"),
+            container: Warned {
+                key: "image",
+                yaml: "image: x"
+            },
+            remote: Warned {
+                key: "endpoint",
+                yaml: "endpoint: http://x"
+            },
+            group: Read("group::Group"),
+            circuit_breaker: Read("Group breaker"),
+            recovery: Warned {
+                key: "recovery",
+                yaml: "recovery: {max_retries: 1}"
+            },
+            rate_limit: Read("Group::call"),
+            capabilities: Warned {
+                key: "capabilities",
+                yaml: "capabilities: {}"
+            },
+            access: Warned {
+                key: "access",
+                yaml: "access: {}"
+            },
+            tool_access: Warned {
+                key: "tool_access",
+                yaml: "tool_access: {}"
+            },
+            tool_projection: Warned {
+                key: "tool_projection",
+                yaml: "tool_projection: {}"
+            },
+            canary: Warned {
+                key: "canary",
+                yaml: "canary: {member: p}"
+            },
+        });
+        let spec = fates!(GroupSpec {
+            strategy: Read("group::strategy"),
+            min_healthy: Read("rotation::group_state"),
+            members: Read("Registry::with_plugins"),
+            health: Read("Group::thresholds"),
+            failback_delay: Read("rotation: warming"),
+        });
+        let member = fates!(GroupMember {
+            id: Read("the member's provider"),
+            weight: Read("strategies"),
+            priority: Read("strategies"),
+            definition: Read("Registry::with_plugins"),
+            tool_filter: Read("Member::hides, Group::tools"),
+        });
+        assert!(spec.len() + member.len() > 0);
+
+        let base =
+            "mcp_servers:\n  p:\n    command: [x]\n  g:\n    mode: group\n    members: [{id: p}]\n";
+        assert_warned("a group", base, "g", &group);
+        let key_warnings = warnings_of(&format!("{base}    idle_ttl_s: 10\n"));
+        assert!(key_warnings[0].contains(has_no_effect), "{key_warnings:?}");
+        let compat = warnings_of(&format!("{base}    canary: {{}}\n"));
+        assert!(compat[0].contains(NOT_ACTED_ON), "{compat:?}");
+
+        // An inline member is a provider like any other, but reached only through its group.
+        let inline = "mcp_servers:\n  g:\n    mode: group\n    members:\n      - id: m\n        command: [x]\n        tool_prefix: mm\n";
+        let warnings = warnings_of(inline);
+        assert!(
+            warnings.len() == 1
+                && warnings[0].starts_with("hangar.yaml:7: mcp_servers.g.members[0].tool_prefix:")
+                && warnings[0].contains("`tool_prefix` has no effect on member `m`"),
+            "{warnings:?}"
         );
     }
 }

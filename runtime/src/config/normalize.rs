@@ -2,7 +2,9 @@
 //! plugins in file order and keys in one fixed order. It is written in the 2.x format with the
 //! same key names the loader reads, so (secrets aside) it loads back to the same config — the
 //! tests hold it to that. Plugin paths are written resolved (absolute), so the output loads
-//! back the same from any directory.
+//! back the same from any directory. Keys that load but are not acted on (a group's
+//! `idle_ttl_s`, the `tools:` approval keys, …) appear only when written, so the output of a
+//! file that loads without warnings loads back without warnings.
 
 use std::time::Duration;
 
@@ -11,8 +13,9 @@ use yaml_serde::{Mapping, Value};
 use super::Config;
 use super::secret::{MaybeSecret, REDACTED};
 use super::spec::{
-    ContainerSpec, GroupMember, GroupSpec, Limits, MemberDefinition, PluginSpec, ProviderMode,
-    ProviderSpec, RateLimitSpec, RemoteAuth, RemoteSpec, ToolFilter, ToolSpec,
+    ContainerSpec, DEFAULT_APPROVAL_TIMEOUT, GroupMember, GroupSpec, Limits, MemberDefinition,
+    PluginSpec, ProviderMode, ProviderSpec, RateLimitSpec, RemoteAuth, RemoteSpec, ToolFilter,
+    ToolSpec,
 };
 
 const HEADER: &str = "# Normalised by mcp-hangar: every key with its effective value; secrets \
@@ -147,19 +150,25 @@ fn tool(tool: &ToolSpec) -> Value {
 }
 
 fn tool_filter(filter: &ToolFilter) -> Value {
-    Block::new()
+    let mut block = Block::new();
+    block
         .put("allow_list", strings(&filter.allow_list))
-        .put("deny_list", strings(&filter.deny_list))
-        .put("approval_list", strings(&filter.approval_list))
-        .put(
+        .put("deny_list", strings(&filter.deny_list));
+    // The approval keys are not acted on (loading them warns): shown only when they ask for
+    // something, so the normalised form of a file without them loads back without warnings.
+    if !filter.approval_list.is_empty() {
+        block.put("approval_list", strings(&filter.approval_list));
+    }
+    if filter.approval_timeout != DEFAULT_APPROVAL_TIMEOUT {
+        block.put(
             "approval_timeout_seconds",
             filter.approval_timeout.as_secs(),
-        )
-        .put(
-            "approval_channel",
-            opt_string(filter.approval_channel.as_deref()),
-        )
-        .done()
+        );
+    }
+    if let Some(channel) = &filter.approval_channel {
+        block.put("approval_channel", channel.as_str());
+    }
+    block.done()
 }
 
 fn container(block: &mut Block, container: &ContainerSpec) {
@@ -308,13 +317,18 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
     if spec.mode == ProviderMode::Subprocess {
         block.put("inherit_env", spec.inherit_env);
     }
-    block.put("idle_ttl_s", seconds(spec.idle_ttl));
-    block.put(
-        "health_check_interval_s",
-        seconds(spec.health_check_interval),
-    );
-    block.put("max_consecutive_failures", spec.max_consecutive_failures);
-    block.put("shutdown_timeout_s", seconds(spec.shutdown_timeout));
+    // A group does not read these (its members run on their own): not shown for one, as
+    // loading them warns.
+    let is_group = spec.mode == ProviderMode::Group;
+    if !is_group {
+        block.put("idle_ttl_s", seconds(spec.idle_ttl));
+        block.put(
+            "health_check_interval_s",
+            seconds(spec.health_check_interval),
+        );
+        block.put("max_consecutive_failures", spec.max_consecutive_failures);
+        block.put("shutdown_timeout_s", seconds(spec.shutdown_timeout));
+    }
     block.put(
         "call_timeout_s",
         spec.call_timeout.map_or(Value::Null, seconds),
@@ -324,7 +338,9 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
         spec.max_concurrency.map_or(Value::Null, Value::from),
     );
     block.put("max_queue", spec.max_queue);
-    block.put("auto_start", spec.auto_start);
+    if !is_group {
+        block.put("auto_start", spec.auto_start);
+    }
     block.put("tool_prefix", opt_string(spec.tool_prefix.as_deref()));
     block.put("tools", tools(spec));
     block.put("validators", strings(&spec.validators));
@@ -345,15 +361,17 @@ fn provider_keys(block: &mut Block, spec: &ProviderSpec) {
             .put("reset_timeout_s", seconds(cb.reset_timeout))
             .done(),
     );
-    let recovery = spec.recovery;
-    block.put(
-        "recovery",
-        Block::new()
-            .put("base_delay_s", seconds(recovery.base_delay))
-            .put("max_delay_s", seconds(recovery.max_delay))
-            .put("max_retries", recovery.max_retries)
-            .done(),
-    );
+    if !is_group {
+        let recovery = spec.recovery;
+        block.put(
+            "recovery",
+            Block::new()
+                .put("base_delay_s", seconds(recovery.base_delay))
+                .put("max_delay_s", seconds(recovery.max_delay))
+                .put("max_retries", recovery.max_retries)
+                .done(),
+        );
+    }
     block.put("rate_limit", rate_limit(spec.rate_limit.as_ref()));
     // Open-shaped blocks appear only when written: they have no defaults to show.
     for (key, value) in [

@@ -26,7 +26,7 @@ use super::spec::{
     DEFAULT_PLUGIN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, GroupMember, GroupSpec, GroupStrategy,
     HealthThresholds, HttpSpec, Limits, MemberDefinition, OnError, PluginConfig, PluginGrant,
     PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec,
-    RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount,
+    RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
 
 /// Keys that mean something for every mode.
@@ -80,6 +80,43 @@ fn mode_keys(mode: ProviderMode) -> &'static [&'static str] {
         ],
     }
 }
+
+/// Keys every mode accepts that a group itself does not read: its members run, idle, are
+/// checked and recover on their own settings.
+const GROUP_UNREAD_KEYS: &[&str] = &[
+    "idle_ttl_s",
+    "health_check_interval_s",
+    "max_consecutive_failures",
+    "shutdown_timeout_s",
+    "recovery",
+];
+
+/// Open-shaped blocks of the original's 2.x that load (so its files do) but that no feature of
+/// this build reads, each with what an operator loses.
+const KEPT_NOT_ACTED_ON: &[(&str, &str)] = &[
+    (
+        "capabilities",
+        "the declared network and filesystem needs are neither enforced nor checked",
+    ),
+    (
+        "access",
+        "prompt and resource access policies are not applied",
+    ),
+    (
+        "tool_access",
+        "per-tenant tool policies are not applied (`tools: {allow_list, deny_list}` is)",
+    ),
+    (
+        "tool_projection",
+        "tool withdrawals and digest pins are not applied; every tool the provider lists is \
+         offered",
+    ),
+    (
+        "canary",
+        "canary and per-tenant routing is not applied; the group's `strategy` picks every \
+         member",
+    ),
+];
 
 /// Keys that make a group member a definition of its own rather than a reference to a
 /// top-level provider of the same id.
@@ -324,6 +361,30 @@ impl<'a> Resolver<'a> {
                     &path.key(key),
                     &format!("`{key}` has no effect on a `{mode}` provider and is ignored"),
                 );
+            } else if mode == ProviderMode::Group && key == "auto_start" {
+                self.warn(
+                    &path.key(key),
+                    "`auto_start` on a group is accepted for compatibility with the original \
+                     (which starts a group's members when it loads) but not acted on by this \
+                     build: the members start on the group's first call, or ahead of it with \
+                     `registry_start` or `registry_warm`",
+                );
+            } else if mode == ProviderMode::Group && GROUP_UNREAD_KEYS.contains(&key) {
+                self.warn(
+                    &path.key(key),
+                    &format!(
+                        "`{key}` has no effect on a `group` provider and is ignored: its \
+                         members run on their own settings; set it on the members"
+                    ),
+                );
+            } else if let Some((_, lost)) = KEPT_NOT_ACTED_ON.iter().find(|(k, _)| *k == key) {
+                self.warn(
+                    &path.key(key),
+                    &format!(
+                        "`{key}` is accepted for compatibility with the original but not acted \
+                         on by this build: {lost}"
+                    ),
+                );
             }
         }
         // Members are moved out (each becomes its own spec); the rest is only read.
@@ -517,11 +578,25 @@ impl<'a> Resolver<'a> {
     ) -> Result<ToolFilter, ConfigError> {
         let list = |key: &str, values: &Option<Vec<String>>| -> Result<Vec<String>, ConfigError> {
             let values = values.clone().unwrap_or_default();
-            if let Some(i) = values.iter().position(|v| v.trim().is_empty()) {
-                return Err(self.invalid(
-                    &path.key(key).index(i),
-                    "an empty tool name pattern matches nothing; remove it",
-                ));
+            for (i, value) in values.iter().enumerate() {
+                if value.trim().is_empty() {
+                    return Err(self.invalid(
+                        &path.key(key).index(i),
+                        "an empty tool name pattern matches nothing; remove it",
+                    ));
+                }
+                // Checked here so a pattern that cannot match is a load error at its line,
+                // not a filter that silently hides or exposes nothing at run time.
+                if let Err(e) = tool_glob(value) {
+                    return Err(self.invalid(
+                        &path.key(key).index(i),
+                        format!(
+                            "`{value}` is not a valid tool name pattern ({}); patterns are \
+                             fnmatch globs: `*` any text, `?` one character, `[abc]` one of",
+                            e.kind()
+                        ),
+                    ));
+                }
             }
             Ok(values)
         };
@@ -535,6 +610,32 @@ impl<'a> Resolver<'a> {
                 .map_or(DEFAULT_APPROVAL_TIMEOUT, |v| Duration::from_secs(v.get())),
             approval_channel: raw.approval_channel.clone().filter(|c| !c.is_empty()),
         };
+        // Human approval needs a channel to a person, which this build does not have: say so
+        // rather than let an operator believe those calls wait for one.
+        for (key, written) in [
+            // An empty list asks for nothing.
+            (
+                "approval_list",
+                raw.approval_list.as_ref().is_some_and(|l| !l.is_empty()),
+            ),
+            (
+                "approval_timeout_seconds",
+                raw.approval_timeout_seconds.is_some(),
+            ),
+            ("approval_channel", raw.approval_channel.is_some()),
+        ] {
+            if written {
+                self.warn(
+                    &path.key(key),
+                    &format!(
+                        "`tools.{key}` is accepted for compatibility with the original but not \
+                         acted on by this build: there is no human approval, so the tools it \
+                         names are exposed and called like any other (use `deny_list` to hide \
+                         them)"
+                    ),
+                );
+            }
+        }
         if !filter.allow_list.is_empty() && !filter.deny_list.is_empty() {
             self.warn(
                 &path.key("deny_list"),
@@ -1071,6 +1172,16 @@ impl<'a> Resolver<'a> {
         }
         let defined_at = self.map.value(&id_path);
         let member_spec = self.spec(path, &id, spec, defined_at, ctx)?;
+        if member_spec.tool_prefix.is_some() {
+            // An inline member is reached only through its group, under the group's names.
+            self.warn(
+                &path.key("tool_prefix"),
+                &format!(
+                    "`tool_prefix` has no effect on member `{id}`: its tools are offered under \
+                     group `{group_id}`'s names; set `tool_prefix` on the group"
+                ),
+            );
+        }
         Ok(GroupMember {
             id,
             weight,

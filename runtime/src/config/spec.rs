@@ -333,6 +333,21 @@ pub struct ToolFilter {
     pub approval_channel: Option<String>,
 }
 
+/// One `allow_list` / `deny_list` pattern compiled the way Python's `fnmatch` reads it on the
+/// original's platforms: case-sensitive, `*` and `?` cross every character (a tool name has no
+/// path separator to respect), and a backslash is an ordinary character. The one place that
+/// fixes the dialect, so the check at load and the match at run time cannot disagree.
+///
+/// Deliberately not fnmatch: `{a,b}` is an alternation here (fnmatch reads it literally); no
+/// tool name in the wild has braces.
+pub fn tool_glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(false)
+        .case_insensitive(false)
+        .build()
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct ContainerSpec {
     /// The image to run; `None` only when `build` gives one.

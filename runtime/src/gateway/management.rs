@@ -2,6 +2,10 @@
 //!
 //! Results are JSON text plus the same value as `structuredContent`; failures are tool errors
 //! (`isError: true`) whose text says what failed and what to do, so an agent can read it.
+//!
+//! API boundary: every field the original mcp-hangar (0.1.x) put in a result is present under
+//! its name and with its meaning — clients' scripts read them. Fields of our own come in
+//! addition, never instead; a field is never renamed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -20,6 +24,7 @@ use serde_json::{Value, json};
 use super::Gateway;
 use crate::backend::ProgressSink;
 use crate::group::Group;
+use crate::group::rotation::GroupState;
 use crate::plugin::{PluginErrorKind, PluginStatus};
 use crate::provider::ProviderState;
 use crate::provider::breaker::BreakerState;
@@ -263,39 +268,234 @@ fn tool_json(t: &Tool) -> Value {
     v
 }
 
+/// A provider in `registry_list`.
 fn summary(p: &Provider, s: &Snapshot) -> Value {
     json!({
-        "provider_id": s.id,
+        "provider": s.id,
         "state": s.state,
         "mode": p.spec().mode.as_str(),
-        "description": p.spec().description,
-        "is_alive": s.state.is_running(),
+        "alive": s.state.is_running(),
         "tools_count": s.tools.len(),
+        "health_status": health_status(s.state, s.consecutive_failures),
         "tools_predefined": s.tools_predefined,
+        "description": p.spec().description,
         "in_flight": s.in_flight,
-        "health_status": health_status(s.state),
     })
 }
 
-fn health_status(state: ProviderState) -> &'static str {
+/// The original's health classification: a READY provider with failures in a row is already
+/// degraded, before enough of them move it to DEGRADED.
+fn health_status(state: ProviderState, consecutive_failures: u32) -> &'static str {
     match state {
-        ProviderState::Ready => "healthy",
-        ProviderState::Degraded => "degraded",
+        ProviderState::Ready if consecutive_failures == 0 => "healthy",
+        ProviderState::Ready | ProviderState::Degraded => "degraded",
         ProviderState::Dead => "unhealthy",
         ProviderState::Cold | ProviderState::Initializing => "unknown",
     }
 }
 
-fn counts(gw: &Gateway) -> BTreeMap<&'static str, usize> {
+/// A status dashboard's mark for a provider state.
+fn indicator(state: ProviderState) -> &'static str {
+    match state {
+        ProviderState::Ready => "✅",
+        ProviderState::Cold => "⏸️",
+        ProviderState::Initializing => "🔄",
+        ProviderState::Degraded => "⚠️",
+        ProviderState::Dead => "❌",
+    }
+}
+
+fn group_indicator(state: GroupState) -> &'static str {
+    match state {
+        GroupState::Healthy => "✅",
+        GroupState::Inactive => "⏸️",
+        GroupState::Partial | GroupState::Degraded => "⚠️",
+    }
+}
+
+/// `42s ago`, `5m ago`, `3h ago`.
+fn ago(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}
+
+/// `2h 5m`, or `5m` under an hour.
+fn uptime_text(seconds: f64) -> String {
+    let s = seconds.max(0.0) as u64;
+    match (s / 3600, (s % 3600) / 60) {
+        (0, m) => format!("{m}m"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
+/// Providers (group members included) by state, every state present.
+fn by_state(snaps: &[Snapshot]) -> BTreeMap<&'static str, usize> {
     let mut counts: BTreeMap<&'static str, usize> =
         ProviderState::ALL.iter().map(|s| (s.as_str(), 0)).collect();
-    let mut total = 0;
-    for p in gw.registry.providers() {
-        *counts.entry(p.state().as_str()).or_default() += 1;
-        total += 1;
+    for s in snaps {
+        *counts.entry(s.state.as_str()).or_default() += 1;
     }
-    counts.insert("total", total);
     counts
+}
+
+/// `registry_health`: the original's `status`, `providers {total, by_state}`, `groups {total,
+/// by_state, total_members, healthy_members}` and `security {rate_limiting}`.
+fn health_json(gw: &Gateway) -> Value {
+    let reg = &gw.registry;
+    let snaps: Vec<Snapshot> = reg.providers().map(|p| p.snapshot()).collect();
+    let counts = by_state(&snaps);
+    let bad =
+        counts.get("dead").copied().unwrap_or(0) + counts.get("degraded").copied().unwrap_or(0);
+    let status = if reg.is_shutting_down() {
+        "shutting_down"
+    } else if bad == 0 {
+        "healthy"
+    } else {
+        "degraded"
+    };
+    let mut group_states: BTreeMap<&'static str, usize> = BTreeMap::new();
+    let (mut total_members, mut healthy_members) = (0, 0);
+    for g in reg.groups() {
+        *group_states.entry(g.state().as_str()).or_default() += 1;
+        total_members += g.members().len();
+        healthy_members += g.members().iter().filter(|m| m.in_rotation()).count();
+    }
+    // One token bucket per limit configured: the hangar's, each provider's, each group's.
+    let buckets = usize::from(reg.global_rate_limit().is_some())
+        + reg
+            .providers()
+            .filter(|p| p.spec().rate_limit.is_some())
+            .count()
+        + reg
+            .groups()
+            .filter(|g| g.spec().rate_limit.is_some())
+            .count();
+    let global = reg.global_rate_limit().map(|r| {
+        json!({
+            "requests_per_second": r.requests_per_second,
+            "burst_size": r.burst,
+            "scope": "global",
+        })
+    });
+    json!({
+        "status": status,
+        "providers": {"total": snaps.len(), "by_state": counts},
+        "groups": {
+            "total": reg.groups().count(),
+            "by_state": group_states,
+            "total_members": total_members,
+            "healthy_members": healthy_members,
+        },
+        "security": {"rate_limiting": {"active_buckets": buckets, "config": global}},
+    })
+}
+
+/// `registry_status`: the original's `providers` and `groups` lists with a mark per state, its
+/// `summary` and `formatted` dashboard; then our own counters.
+fn status_json(gw: &Gateway) -> Value {
+    let reg = &gw.registry;
+    let snaps: Vec<(&Arc<Provider>, Snapshot)> =
+        reg.providers().map(|p| (p, p.snapshot())).collect();
+    let providers: Vec<Value> = snaps
+        .iter()
+        .map(|(p, s)| {
+            let mut v = json!({
+                "id": s.id,
+                "indicator": indicator(s.state),
+                "state": s.state,
+                "mode": p.spec().mode.as_str(),
+            });
+            match s.state {
+                ProviderState::Ready => v["last_used"] = json!(ago(secs_since(s.last_used))),
+                ProviderState::Cold => v["note"] = json!("Will start on first request"),
+                ProviderState::Degraded => {
+                    v["consecutive_failures"] = json!(s.consecutive_failures)
+                }
+                ProviderState::Initializing | ProviderState::Dead => {}
+            }
+            v
+        })
+        .collect();
+    let groups: Vec<Value> = reg
+        .groups()
+        .map(|g| {
+            let state = g.state();
+            json!({
+                "id": g.id(),
+                "indicator": group_indicator(state),
+                "state": state.as_str(),
+                "healthy_members": g.members().iter().filter(|m| m.in_rotation()).count(),
+                "total_members": g.members().len(),
+            })
+        })
+        .collect();
+    let only_snaps: Vec<Snapshot> = snaps.iter().map(|(_, s)| s.clone()).collect();
+    let healthy = only_snaps
+        .iter()
+        .filter(|s| s.state == ProviderState::Ready)
+        .count();
+    let uptime_s = secs_since(gw.started);
+    let uptime = uptime_text(uptime_s);
+    let formatted = dashboard(&providers, &groups, healthy, only_snaps.len(), &uptime);
+    json!({
+        "providers": providers,
+        "groups": groups,
+        "summary": {
+            "healthy_providers": healthy,
+            "total_providers": only_snaps.len(),
+            "uptime": uptime,
+            "uptime_seconds": uptime_s,
+            "by_state": by_state(&only_snaps),
+        },
+        "formatted": formatted,
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": uptime_s,
+        "tools_offered": gw.catalog.load().tools.len(),
+        "in_flight": only_snaps.iter().map(|s| s.in_flight).sum::<u32>(),
+        "states": only_snaps.iter().map(|s| (s.id.clone(), json!(s.state))).collect::<serde_json::Map<_, _>>(),
+    })
+}
+
+/// The status as plain text for a person: one line per provider and group, then the totals.
+fn dashboard(
+    providers: &[Value],
+    groups: &[Value],
+    healthy: usize,
+    total: usize,
+    uptime: &str,
+) -> String {
+    let text = |v: &Value, key: &str| v[key].as_str().unwrap_or_default().to_owned();
+    let mut out = format!("MCP Hangar {}\n", env!("CARGO_PKG_VERSION"));
+    for p in providers {
+        let extra = ["last_used", "note"]
+            .iter()
+            .map(|k| text(p, k))
+            .find(|t| !t.is_empty())
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "  {} {:<20} {:<12} {}\n",
+            text(p, "indicator"),
+            text(p, "id"),
+            text(p, "state"),
+            extra
+        ));
+    }
+    for g in groups {
+        out.push_str(&format!(
+            "  {} {:<20} {:<12} {}/{} members in rotation\n",
+            text(g, "indicator"),
+            text(g, "id"),
+            text(g, "state"),
+            g["healthy_members"],
+            g["total_members"]
+        ));
+    }
+    out.push_str(&format!("{healthy}/{total} providers ready · up {uptime}"));
+    out
 }
 
 fn timeout_arg(t: Option<f64>) -> Result<Option<Duration>, McpError> {
@@ -309,20 +509,31 @@ fn timeout_arg(t: Option<f64>) -> Result<Option<Duration>, McpError> {
     }
 }
 
+/// A group as `registry_list`, `registry_details` and `registry_group_list` show it.
 fn group_json(g: &Group) -> Value {
     let s = g.snapshot();
+    let healthy_count = s.members.iter().filter(|m| m.in_rotation).count();
+    let circuit_open = s.breaker == "open";
     json!({
         "group_id": s.id,
-        "strategy": s.strategy,
+        "description": g.spec().description,
         "state": s.state.as_str(),
+        "strategy": s.strategy,
         "min_healthy": s.min_healthy,
+        "healthy_count": healthy_count,
+        "total_members": s.members.len(),
+        // Members start on a call, so an inactive group takes calls too: what refuses them is
+        // an open breaker or no member left in the rotation.
+        "is_available": !circuit_open && healthy_count > 0,
+        "circuit_open": circuit_open,
         "circuit_breaker": s.breaker,
         "members": s.members.iter().map(|m| json!({
-            "provider_id": m.id,
+            "id": m.id,
             "state": m.state,
+            "in_rotation": m.in_rotation,
             "weight": m.weight,
             "priority": m.priority,
-            "in_rotation": m.in_rotation,
+            "consecutive_failures": m.consecutive_failures,
             "warming": m.warming,
             "in_flight": m.in_flight,
         })).collect::<Vec<_>>(),
@@ -338,36 +549,59 @@ fn provider_details(p: &Provider) -> Value {
     } else {
         1.0 - s.total_failures as f64 / answered as f64
     };
+    let now = Instant::now();
     let breaker = match s.breaker {
         BreakerState::Open { until } => json!({
             "state": "open",
-            "next_attempt_in_s": until.saturating_duration_since(Instant::now()).as_secs_f64(),
+            "next_attempt_in_s": until.saturating_duration_since(now).as_secs_f64(),
         }),
         other => json!({ "state": other.as_str() }),
     };
+    // A call now would be let through: the breaker is closed, half-open, or due to probe.
+    let can_retry = !matches!(s.breaker, BreakerState::Open { until } if until > now);
+    // Seconds since the last call (or the start); 0 for a provider never used, as the original.
+    let idle_time = if s.started_at.is_some() || s.total_invocations > 0 {
+        secs_since(s.last_used)
+    } else {
+        0.0
+    };
+    // The original's `meta` is what the last start left, cleared on stop.
+    let meta = match s.started_at {
+        Some(started_at) => json!({
+            "init_result": {"protocolVersion": s.protocol_version},
+            "tools_count": s.tools.len(),
+            "started_at": unix_time(started_at),
+        }),
+        None => json!({}),
+    };
     json!({
-        "provider_id": s.id,
+        "provider": s.id,
         "state": s.state,
-        "state_reason": s.reason,
-        "state_since_s": secs_since(s.since),
         "mode": spec.mode.as_str(),
-        "description": spec.description,
-        "is_alive": s.state.is_running(),
-        "pid": s.pid,
-        "protocol_version": s.protocol_version,
-        "command": spec.redacted_argv(),
-        "tools": s.tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),
-        "tools_predefined": s.tools_predefined,
+        "alive": s.state.is_running(),
+        "tools": s.tools.iter().map(tool_json).collect::<Vec<_>>(),
         "health": {
             "consecutive_failures": s.consecutive_failures,
-            "max_consecutive_failures": spec.max_consecutive_failures,
             "total_invocations": s.total_invocations,
             "total_failures": s.total_failures,
             "success_rate": success_rate,
+            "can_retry": can_retry,
+            "last_success_ago": s.last_success.map(secs_since),
+            "last_failure_ago": s.last_failure.map(secs_since),
+            "max_consecutive_failures": spec.max_consecutive_failures,
             "in_flight": s.in_flight,
             "queued": s.queued,
             "last_check": s.last_check.map(|(at, ok)| json!({"ok": ok, "seconds_ago": secs_since(at)})),
         },
+        "idle_time": idle_time,
+        "meta": meta,
+        "state_reason": s.reason,
+        "state_since_s": secs_since(s.since),
+        "description": spec.description,
+        "pid": s.pid,
+        "protocol_version": s.protocol_version,
+        "command": spec.redacted_argv(),
+        "tools_predefined": s.tools_predefined,
         "circuit_breaker": breaker,
         "recovery": {
             "attempts": s.recovery.attempts,
@@ -375,17 +609,12 @@ fn provider_details(p: &Provider) -> Value {
             "next_attempt_in_s": s.recovery.next_attempt_at.map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64()),
             "gave_up": s.recovery.gave_up.as_ref().map(|(at, why)| json!({"reason": why, "since": unix_time(*at)})),
         },
-        "idle_time": s.started_at.map(|_| secs_since(s.last_used)),
         "idle_ttl_s": spec.idle_ttl.as_secs(),
         "last_error": s.last_error.as_ref().map(|e| json!({
             "message": e.message,
             "stderr_tail": e.stderr_tail,
             "at": unix_time(e.at),
         })),
-        "meta": {
-            "tools_count": s.tools.len(),
-            "started_at": s.started_at.map(unix_time),
-        },
     })
 }
 
@@ -444,6 +673,63 @@ impl StageReporter {
     }
 }
 
+/// The kind `registry_invoke_ex` gives a tool's own error result (`isError: true`).
+const TOOL_ERROR_KIND: &str = "ToolError";
+
+/// How the last attempt of `registry_invoke_ex` failed.
+struct FinalError {
+    kind: &'static str,
+    /// Retrying could have helped (it was retryable, but the retries ran out).
+    transient: bool,
+    hints: Vec<String>,
+}
+
+/// What a caller can do about a failed call, one step per entry.
+fn recovery_hints(e: &InvokeError) -> Vec<String> {
+    let hints: &[&str] = match e {
+        InvokeError::ProviderNotFound { .. } => &["check the provider id with registry_list"],
+        InvokeError::ToolNotFound { .. } => &["check the tool name with registry_tools"],
+        InvokeError::ToolNotExposed { .. } => &[
+            "the config's `tools:` policy hides this tool: call another tool, or change the policy",
+        ],
+        InvokeError::StartFailed { .. } => &[
+            "read the provider's stderr in the error details",
+            "fix its command, then retry or call registry_start",
+        ],
+        InvokeError::Timeout { .. } => &[
+            "retry with a larger `timeout`",
+            "check the provider with registry_details",
+        ],
+        InvokeError::ProviderFailed { .. } => &[
+            "retry: the provider is restarted on the next call",
+            "read its last error with registry_details",
+        ],
+        InvokeError::Protocol { .. } => &["the provider refused the request: check the arguments"],
+        InvokeError::ShuttingDown { .. } => &["the hangar is stopping: retry against a new one"],
+        InvokeError::RateLimited { .. } => &["wait for `retry_after_s`, then retry"],
+        InvokeError::CircuitOpen { .. } => &[
+            "wait for `retry_after_s`, then retry",
+            "check the provider with registry_details",
+        ],
+        InvokeError::Overloaded { .. } => &[
+            "retry later",
+            "raise `max_concurrency` or `max_queue` in the config",
+        ],
+        InvokeError::InvalidArguments { .. } => {
+            &["fix the arguments named in the error; see the tool's inputSchema"]
+        }
+        InvokeError::NoHealthyMember { .. } => &[
+            "check the members with registry_group_list",
+            "registry_group_rebalance puts ready members back into rotation",
+        ],
+        InvokeError::Denied { .. } => &["a validator refused the call: change the arguments"],
+        InvokeError::PolicyFailed { .. } => {
+            &["check the group's policy plugin with registry_plugins"]
+        }
+    };
+    hints.iter().map(|h| (*h).to_string()).collect()
+}
+
 /// Runs a call with retries; returns the final result (or error result) and the metadata.
 async fn invoke_with_retries(
     gw: &Gateway,
@@ -459,6 +745,8 @@ async fn invoke_with_retries(
     let started = Instant::now();
     let mut attempts = 0u32;
     let mut reasons: Vec<String> = Vec::new();
+    // The kind of each failed attempt, as the original lists them under `retries`.
+    let mut kinds: Vec<&'static str> = Vec::new();
     let (mut result, final_error) = loop {
         attempts += 1;
         let outcome = gw
@@ -473,23 +761,37 @@ async fn invoke_with_retries(
                 ..Default::default()
             })
             .await;
-        let (retryable, reason) = match &outcome {
-            Ok(r) if r.is_error == Some(true) => {
-                (retry_on_error, Some("tool returned isError".to_string()))
-            }
+        let (retryable, failure) = match &outcome {
+            Ok(r) if r.is_error == Some(true) => (
+                retry_on_error,
+                Some((TOOL_ERROR_KIND, "tool returned isError".to_string())),
+            ),
             Ok(_) => (false, None),
             Err(e) => (
                 e.is_provider_failure() || e.allows_failover(),
-                Some(e.to_string()),
+                Some((e.kind(), e.to_string())),
             ),
         };
-        if let Some(r) = &reason {
-            reasons.push(r.clone());
+        if let Some((kind, message)) = &failure {
+            kinds.push(kind);
+            reasons.push(message.clone());
         }
         if !retryable || attempts > max_retries {
+            let last = failure.map(|(kind, _)| FinalError {
+                kind,
+                transient: retryable,
+                hints: match &outcome {
+                    Ok(_) => vec![
+                        "the tool itself reported the error: read its content, fix the arguments \
+                         or set retry_on_error"
+                            .to_string(),
+                    ],
+                    Err(e) => recovery_hints(e),
+                },
+            });
             break match outcome {
-                Ok(r) => (gw.finish_result(r), reason),
-                Err(e) => (error_result(&e), reason),
+                Ok(r) => (gw.finish_result(r), last),
+                Err(e) => (error_result(&e), last),
             };
         }
         // Backoff between attempts; a rate limit or open breaker says how long to wait.
@@ -502,14 +804,26 @@ async fn invoke_with_retries(
         };
         tokio::time::sleep(wait.min(Duration::from_secs(5))).await;
     };
-    let meta = json!({
+    let mut meta = json!({
         "correlation_id": correlation_id,
         "attempts": attempts,
-        "retries": attempts - 1,
         "total_time_ms": started.elapsed().as_millis() as u64,
-        "final_error_reason": final_error,
+        "retries": kinds,
         "errors": reasons,
     });
+    if let Some(last) = final_error {
+        // "transient: ToolTimeoutError", "permanent: ToolNotFoundError": the original's form.
+        meta["final_error_reason"] = json!(format!(
+            "{}: {}",
+            if last.transient {
+                "transient"
+            } else {
+                "permanent"
+            },
+            last.kind
+        ));
+        meta["recovery_hints"] = json!(last.hints);
+    }
     match &mut result.structured_content {
         Some(Value::Object(map)) => {
             map.insert("_retry_metadata".into(), meta);
@@ -564,16 +878,27 @@ pub async fn call(
             match reg.target(&a.provider) {
                 Err(e) => error_result(&e),
                 Ok(Target::Group(g)) => match g.start_all().await {
-                    Ok(()) => ok(group_json(g)),
+                    Ok(()) => {
+                        let mut v = group_json(g);
+                        v["group"] = json!(a.provider);
+                        v["members_started"] = json!(
+                            g.members()
+                                .iter()
+                                .filter(|m| m.provider.state().is_running())
+                                .count()
+                        );
+                        ok(v)
+                    }
                     Err(e) => error_result(&e),
                 },
                 Ok(Target::Provider(p)) => match p.ensure_started(true).await {
                     Ok(conn) => ok(json!({
                         "provider": a.provider,
                         "state": p.state(),
+                        // What it offers, not all it lists: the `tools:` policy applies.
+                        "tools": p.tools().iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),
                         "pid": conn.pid,
                         "protocol_version": conn.protocol_version,
-                        "tools": conn.tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),
                     })),
                     Err(e) => error_result(&e),
                 },
@@ -581,13 +906,26 @@ pub async fn call(
         }
         ManagementTool::Stop => {
             let a: ProviderArgs = parse(name, args)?;
-            match reg.stop(&a.provider, "stopped by registry_stop").await {
-                Ok(was_running) => ok(json!({
-                    "stopped": a.provider,
-                    "was_running": was_running,
-                    "reason": if was_running { "shutdown" } else { "was not running" },
-                })),
+            match reg.target(&a.provider) {
                 Err(e) => error_result(&e),
+                Ok(Target::Group(g)) => {
+                    let was_running = g.stop_all("stopped by registry_stop").await;
+                    ok(json!({
+                        "group": a.provider,
+                        "state": g.state().as_str(),
+                        "stopped": true,
+                        "was_running": was_running,
+                    }))
+                }
+                Ok(Target::Provider(p)) => {
+                    let was_running = p.stop("stopped by registry_stop").await;
+                    ok(json!({
+                        "stopped": a.provider,
+                        // The original's reason for an operator's stop.
+                        "reason": "user_request",
+                        "was_running": was_running,
+                    }))
+                }
             }
         }
         ManagementTool::Invoke => {
@@ -648,6 +986,7 @@ pub async fn call(
                 Ok(t) => t,
                 Err(e) => return Ok(error_result(&e)),
             };
+            let is_group = matches!(target, Target::Group(_));
             let (tools, state, predefined) = match target {
                 Target::Group(g) => (g.tools(), json!(g.state().as_str()), false),
                 Target::Provider(p) => {
@@ -663,12 +1002,16 @@ pub async fn call(
                     (s.tools.as_ref().clone(), json!(s.state), s.tools_predefined)
                 }
             };
-            ok(json!({
+            let mut v = json!({
                 "provider": a.provider,
                 "state": state,
                 "predefined": predefined,
                 "tools": tools.iter().map(tool_json).collect::<Vec<_>>(),
-            }))
+            });
+            if is_group {
+                v["group"] = json!(true);
+            }
+            ok(v)
         }
         ManagementTool::Details => {
             let a: ProviderArgs = parse(name, args)?;
@@ -686,17 +1029,7 @@ pub async fn call(
         }
         ManagementTool::Status => {
             let _: NoArgs = parse(name, args)?;
-            let snaps: Vec<Snapshot> = reg.providers().map(|p| p.snapshot()).collect();
-            let catalog = gw.catalog.load();
-            ok(json!({
-                "version": env!("CARGO_PKG_VERSION"),
-                "uptime_s": secs_since(gw.started),
-                "providers": counts(gw),
-                "groups": reg.groups().map(|g| (g.id().to_string(), json!(g.state().as_str()))).collect::<serde_json::Map<_, _>>(),
-                "tools_offered": catalog.tools.len(),
-                "in_flight": snaps.iter().map(|s| s.in_flight).sum::<u32>(),
-                "states": snaps.iter().map(|s| (s.id.clone(), json!(s.state))).collect::<serde_json::Map<_, _>>(),
-            }))
+            ok(status_json(gw))
         }
         ManagementTool::Warm => {
             let a: WarmArgs = parse(name, args)?;
@@ -729,7 +1062,7 @@ pub async fn call(
             });
             let mut warmed = Vec::new();
             let mut already = Vec::new();
-            let mut failed = serde_json::Map::new();
+            let mut failed = Vec::new();
             // A few starts at a time: a hundred providers spawned at once would each start
             // slower than in turn, and could exhaust the machine's processes.
             let outcomes: Vec<_> = futures::stream::iter(starts)
@@ -740,25 +1073,25 @@ pub async fn call(
                 match r {
                     Ok(_) if was_running => already.push(id),
                     Ok(_) => warmed.push(id),
-                    Err(e) => {
-                        failed.insert(id, json!(e.to_string()));
-                    }
+                    Err(e) => failed.push(json!({"id": id, "error": e.to_string()})),
                 }
             }
-            ok(json!({ "warmed": warmed, "already_warm": already, "failed": failed }))
+            let summary = format!(
+                "Warmed {} providers, {} already warm, {} failed",
+                warmed.len(),
+                already.len(),
+                failed.len()
+            );
+            ok(json!({
+                "warmed": warmed,
+                "already_warm": already,
+                "failed": failed,
+                "summary": summary,
+            }))
         }
         ManagementTool::Health => {
             let _: NoArgs = parse(name, args)?;
-            let c = counts(gw);
-            let bad = c.get("dead").copied().unwrap_or(0) + c.get("degraded").copied().unwrap_or(0);
-            let status = if reg.is_shutting_down() {
-                "shutting_down"
-            } else if bad == 0 {
-                "healthy"
-            } else {
-                "degraded"
-            };
-            ok(json!({ "status": status, "providers": c }))
+            ok(health_json(gw))
         }
         ManagementTool::GroupList => {
             let _: NoArgs = parse(name, args)?;
@@ -774,6 +1107,13 @@ pub async fn call(
                 Some(g) => {
                     let rejoined = g.rebalance();
                     let mut v = group_json(g);
+                    v["members_in_rotation"] = json!(
+                        g.members()
+                            .iter()
+                            .filter(|m| m.in_rotation())
+                            .map(|m| m.provider.id())
+                            .collect::<Vec<_>>()
+                    );
                     v["rejoined"] = json!(rejoined);
                     ok(v)
                 }

@@ -16,7 +16,9 @@ use crate::events::{Event, EventBus};
 use crate::plugin::{self, PluginSlot};
 use crate::provider::ProviderState;
 use crate::provider::breaker::{CircuitBreaker, Permit};
-use crate::registry::{InvokeError, Provider, ProviderCall};
+use crate::registry::{
+    GroupValidators, InvokeError, Provider, ProviderCall, RateLimit, SlotError, Slots, ToolExposure,
+};
 use rotation::{GroupState, MemberHealth, RotationChange, Thresholds};
 use strategy::{Candidate, Strategy};
 
@@ -32,6 +34,9 @@ pub struct Member {
     pub provider: Arc<Provider>,
     pub weight: u32,
     pub priority: u32,
+    /// The member's `tools:` map in the group (on a reference member): what it offers through
+    /// this group, on top of its own provider's policy.
+    exposure: Option<ToolExposure>,
     health: Mutex<MemberHealth>,
     /// The member's id and key as a policy plugin gets them: built once, so a pick copies no
     /// id and hashes nothing.
@@ -47,6 +52,16 @@ impl Member {
     pub fn in_rotation(&self) -> bool {
         self.health().in_rotation()
     }
+
+    /// Why this member does not offer `tool` through the group, if it does not: the group's
+    /// `tools:` for it first, then its provider's own.
+    fn hides(&self, tool: &str) -> Option<String> {
+        let in_group = self.exposure.as_ref().map_or(Ok(()), |e| e.check(tool));
+        in_group
+            .and_then(|()| self.provider.check_exposed(tool))
+            .err()
+            .map(|hidden| hidden.to_string())
+    }
 }
 
 pub struct Group {
@@ -57,6 +72,14 @@ pub struct Group {
     strategy: Mutex<Box<dyn Strategy>>,
     /// The policy plugin of `strategy: plugin:NAME`.
     policy: Option<Arc<PluginSlot>>,
+    /// The group's own `validators:`, handed to the member with every call.
+    validators: Option<Arc<GroupValidators>>,
+    /// The group's own `tools: {allow_list, deny_list}`, over what its members offer.
+    exposure: Option<ToolExposure>,
+    /// The group's `rate_limit:`, over all its calls (each member's own applies as well).
+    rate_limit: Option<RateLimit>,
+    /// The group's `max_concurrency` / `max_queue`, over all its calls.
+    slots: Option<Slots>,
     breaker: Mutex<CircuitBreaker>,
     bus: EventBus,
 }
@@ -79,6 +102,8 @@ pub struct MemberSnapshot {
     pub in_rotation: bool,
     pub warming: bool,
     pub in_flight: u32,
+    /// Failures in a row as the group counts them (calls, starts).
+    pub consecutive_failures: u32,
 }
 
 impl Group {
@@ -87,6 +112,7 @@ impl Group {
         members: &[(&GroupMember, &ProviderSpec)],
         providers: Vec<Arc<Provider>>,
         policy: Option<Arc<PluginSlot>>,
+        validators: Vec<Arc<PluginSlot>>,
         bus: EventBus,
     ) -> Self {
         let group = spec
@@ -103,6 +129,10 @@ impl Group {
                 provider,
                 weight: m.weight,
                 priority: m.priority,
+                exposure: ToolExposure::from_spec(
+                    m.tool_filter.as_ref(),
+                    &format!("{} in group {}", m.id, spec.id),
+                ),
                 health: Mutex::new(MemberHealth::new()),
             })
             .collect();
@@ -113,6 +143,17 @@ impl Group {
             )),
             strategy: Mutex::new(strategy),
             policy,
+            validators: (!validators.is_empty()).then(|| {
+                Arc::new(GroupValidators {
+                    group: spec.id.clone(),
+                    validators,
+                })
+            }),
+            exposure: ToolExposure::from_spec(spec.tool_filter.as_ref(), &spec.id),
+            rate_limit: spec.rate_limit.as_ref().map(RateLimit::new),
+            slots: spec
+                .max_concurrency
+                .map(|max| Slots::new(max, spec.max_queue)),
             members,
             spec,
             bus,
@@ -151,20 +192,26 @@ impl Group {
     }
 
     /// The tools the group offers: its own predefined ones if it has any, else every member's
-    /// current tools (first member to offer a name wins).
+    /// current tools that the member offers through the group (first member to offer a name
+    /// wins); the group's own `tools:` policy applies to either.
     pub fn tools(&self) -> Vec<Tool> {
+        let offered = |name: &str| self.exposure.as_ref().is_none_or(|e| e.exposes(name));
         if !self.spec.tools.is_empty() {
             return self
                 .spec
                 .tools
                 .iter()
+                .filter(|t| offered(&t.name))
                 .map(crate::registry::tool_from_spec)
                 .collect();
         }
         let mut tools: Vec<Tool> = Vec::new();
         for m in &self.members {
             for t in m.provider.tools().iter() {
-                if !tools.iter().any(|have| have.name == t.name) {
+                if offered(&t.name)
+                    && m.exposure.as_ref().is_none_or(|e| e.exposes(&t.name))
+                    && !tools.iter().any(|have| have.name == t.name)
+                {
                     tools.push(t.clone());
                 }
             }
@@ -233,6 +280,7 @@ impl Group {
                         in_rotation: h.in_rotation(),
                         warming: h.in_rotation() && h.is_warming(now, failback),
                         in_flight: m.provider.in_flight(),
+                        consecutive_failures: h.consecutive_failures(),
                     }
                 })
                 .collect(),
@@ -391,6 +439,44 @@ impl Group {
     /// Calls a member; on a failure that reached no tool, retries on another member until one
     /// answers, none is left, or the deadline passes.
     pub async fn call(&self, request: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        let id = &self.spec.id;
+        if let Some(Err(hidden)) = self.exposure.as_ref().map(|e| e.check(&request.tool)) {
+            return Err(InvokeError::ToolNotExposed {
+                provider: id.clone(),
+                tool: request.tool.clone(),
+                reason: hidden.to_string(),
+            });
+        }
+        if let Some(rl) = &self.rate_limit
+            && let Err(retry_after) = rl.check()
+        {
+            return Err(InvokeError::RateLimited {
+                scope: format!("group `{id}`"),
+                retry_after,
+            });
+        }
+        // Taken before the breaker, so a call that only waited for a slot is not counted as the
+        // group failing; held until the member answers.
+        let _slot = match &self.slots {
+            None => None,
+            Some(slots) => match slots.acquire(request.deadline).await {
+                Ok(permit) => Some(permit),
+                Err(SlotError::TimedOut) => {
+                    return Err(InvokeError::Timeout {
+                        provider: id.clone(),
+                        tool: request.tool.clone(),
+                        limit: request.limit,
+                    });
+                }
+                Err(SlotError::QueueFull { running, queued }) => {
+                    return Err(InvokeError::Overloaded {
+                        provider: id.clone(),
+                        running,
+                        queued,
+                    });
+                }
+            },
+        };
         let (permit, change) = {
             let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
             match b.try_acquire(Instant::now()) {
@@ -438,7 +524,22 @@ impl Group {
     }
 
     async fn call_members(&self, request: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        // A member that does not offer the tool through the group is never picked for it.
         let mut tried = Vec::new();
+        let mut hidden = Vec::new();
+        for (index, m) in self.members.iter().enumerate() {
+            if let Some(why) = m.hides(&request.tool) {
+                tried.push(index);
+                hidden.push(format!("`{}`: {why}", m.provider.id()));
+            }
+        }
+        if tried.len() == self.members.len() {
+            return Err(InvokeError::ToolNotExposed {
+                provider: self.spec.id.clone(),
+                tool: request.tool.clone(),
+                reason: format!("no member offers it: {}", hidden.join("; ")),
+            });
+        }
         let mut attempts = Vec::new();
         loop {
             let picked = match &self.policy {
@@ -462,6 +563,7 @@ impl Group {
                 progress: request.progress.clone(),
                 session: request.session.clone(),
                 reply: request.reply.clone(),
+                group_validators: self.validators.clone(),
             };
             match member.provider.call(attempt).await {
                 Ok(r) => {

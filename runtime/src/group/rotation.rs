@@ -86,6 +86,11 @@ impl MemberHealth {
         self.in_rotation
     }
 
+    /// Failures in a row since the last success (what `unhealthy_threshold` counts).
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures
+    }
+
     /// In the rotation, but rejoined less than `failback_delay` before `now`. A member out of the
     /// rotation is not warming: it is not eligible at all.
     pub fn is_warming(&self, now: Instant, failback_delay: Duration) -> bool {

@@ -27,6 +27,9 @@ pub struct Lifecycle {
     total_invocations: u64,
     total_failures: u64,
     consecutive_failures: u32,
+    /// When a call or check last succeeded, and last failed (`registry_details`).
+    last_success: Option<Instant>,
+    last_failure: Option<Instant>,
 }
 
 impl Lifecycle {
@@ -42,6 +45,8 @@ impl Lifecycle {
             total_invocations: 0,
             total_failures: 0,
             consecutive_failures: 0,
+            last_success: None,
+            last_failure: None,
         }
     }
 
@@ -85,6 +90,14 @@ impl Lifecycle {
         self.consecutive_failures
     }
 
+    pub fn last_success(&self) -> Option<Instant> {
+        self.last_success
+    }
+
+    pub fn last_failure(&self) -> Option<Instant> {
+        self.last_failure
+    }
+
     /// The one way to change state. Returns the transition that happened so the caller can
     /// publish it; an edge that is not in the table is an error and changes nothing.
     pub fn transition(
@@ -126,7 +139,7 @@ impl Lifecycle {
         if provider_failed {
             self.total_failures += 1;
         }
-        self.record_check(!provider_failed);
+        self.record_check(!provider_failed, now);
     }
 
     /// A call whose caller went away before its answer (client cancelled, disconnected): it
@@ -138,11 +151,13 @@ impl Lifecycle {
 
     /// A health check's outcome. Counts like a call's: failures in a row make the provider
     /// DEGRADED, a success makes it READY again.
-    pub fn record_check(&mut self, success: bool) {
+    pub fn record_check(&mut self, success: bool, now: Instant) {
         if success {
             self.consecutive_failures = 0;
+            self.last_success = Some(now);
         } else {
             self.consecutive_failures += 1;
+            self.last_failure = Some(now);
         }
     }
 
@@ -177,7 +192,7 @@ mod tests {
         lc.transition(ProviderState::Initializing, None, now)
             .unwrap();
         lc.transition(ProviderState::Ready, None, now).unwrap();
-        lc.record_check(false);
+        lc.record_check(false, now);
         lc.begin_call(now);
         assert!(!lc.is_idle(now + Duration::from_secs(10), Duration::from_secs(1)));
         lc.abandon_call(now);
@@ -253,16 +268,29 @@ mod tests {
         lc.transition(ProviderState::Initializing, None, now)
             .unwrap();
         lc.transition(ProviderState::Ready, None, now).unwrap();
-        lc.record_check(false);
+        lc.record_check(false, now);
         lc.begin_call(now);
         lc.end_call(now, true);
         assert_eq!(lc.health_verdict(3), None, "two failures of three allowed");
-        lc.record_check(false);
+        lc.record_check(false, now);
         assert_eq!(lc.health_verdict(3), Some(ProviderState::Degraded));
         lc.transition(ProviderState::Degraded, None, now).unwrap();
         assert_eq!(lc.health_verdict(3), None);
-        lc.record_check(true);
+        lc.record_check(true, now);
         assert_eq!(lc.health_verdict(3), Some(ProviderState::Ready));
+    }
+
+    #[test]
+    fn the_last_success_and_failure_are_remembered_separately() {
+        let t0 = Instant::now();
+        let mut lc = Lifecycle::new(t0);
+        assert_eq!((lc.last_success(), lc.last_failure()), (None, None));
+        let t1 = t0 + Duration::from_secs(1);
+        lc.begin_call(t1);
+        lc.end_call(t1, true);
+        let t2 = t0 + Duration::from_secs(2);
+        lc.record_check(true, t2);
+        assert_eq!((lc.last_success(), lc.last_failure()), (Some(t2), Some(t1)));
     }
 
     #[test]

@@ -17,6 +17,17 @@ pub enum InvokeError {
         tool: String,
         suggestions: Vec<String>,
     },
+    /// The `tools:` policy of the provider (or of the member within its group, or of the
+    /// group) hides the tool. Refused before anything reached a provider.
+    #[error(
+        "tool `{tool}` of provider `{provider}` is not exposed ({reason}); the `tools:` policy in the config hides it: call another tool, or change that policy"
+    )]
+    ToolNotExposed {
+        provider: String,
+        tool: String,
+        /// Why, e.g. "denied by tools.deny_list pattern `delete_*`".
+        reason: String,
+    },
     #[error("{message}; last stderr lines of the provider:\n{}", render_tail(.stderr_tail))]
     StartFailed {
         provider: String,
@@ -115,6 +126,7 @@ impl InvokeError {
         match self {
             InvokeError::ProviderNotFound { .. } => "ProviderNotFoundError",
             InvokeError::ToolNotFound { .. } => "ToolNotFoundError",
+            InvokeError::ToolNotExposed { .. } => "ToolAccessDeniedError",
             InvokeError::StartFailed { .. } => "ProviderStartError",
             InvokeError::Timeout { .. } => "ToolTimeoutError",
             InvokeError::ProviderFailed { .. } => "ProviderFailedError",
@@ -134,6 +146,7 @@ impl InvokeError {
         match self {
             InvokeError::ProviderNotFound { provider, .. }
             | InvokeError::ToolNotFound { provider, .. }
+            | InvokeError::ToolNotExposed { provider, .. }
             | InvokeError::StartFailed { provider, .. }
             | InvokeError::Timeout { provider, .. }
             | InvokeError::ProviderFailed { provider, .. }
@@ -185,6 +198,10 @@ impl InvokeError {
             } => {
                 details["tool"] = json!(tool);
                 details["suggestions"] = json!(suggestions);
+            }
+            InvokeError::ToolNotExposed { tool, reason, .. } => {
+                details["tool"] = json!(tool);
+                details["reason"] = json!(reason);
             }
             InvokeError::StartFailed { stderr_tail, .. } => {
                 details["stderr_tail"] = json!(stderr_tail)
@@ -311,6 +328,25 @@ mod tests {
     fn closest_lists_what_exists_when_nothing_is_close() {
         let got = closest("zzz", ["add", "echo"]);
         assert_eq!(got, vec!["add".to_string(), "echo".to_string()]);
+    }
+
+    #[test]
+    fn a_hidden_tool_says_which_pattern_hides_it() {
+        let e = InvokeError::ToolNotExposed {
+            provider: "files".into(),
+            tool: "delete_all".into(),
+            reason: "denied by tools.deny_list pattern `delete_*`".into(),
+        };
+        assert!(
+            e.to_string().starts_with(
+                "tool `delete_all` of provider `files` is not exposed (denied by tools.deny_list pattern `delete_*`)"
+            ),
+            "{e}"
+        );
+        let j = e.to_json();
+        assert_eq!(j["type"], "ToolAccessDeniedError");
+        assert_eq!(j["details"]["tool"], "delete_all");
+        assert!(!e.is_provider_failure() && !e.allows_failover());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use crate::config::RateLimitSpec;
 pub struct RateLimit {
     limiter: DefaultDirectRateLimiter,
     clock: DefaultClock,
+    spec: RateLimitSpec,
 }
 
 impl RateLimit {
@@ -29,7 +30,13 @@ impl RateLimit {
         Self {
             limiter: RateLimiter::direct(quota),
             clock: DefaultClock::default(),
+            spec: *spec,
         }
+    }
+
+    /// The limit as configured.
+    pub fn spec(&self) -> RateLimitSpec {
+        self.spec
     }
 
     /// Takes a token, or says how long until one is available.

@@ -6,12 +6,16 @@
 //! await outside it. Concurrent first calls share one start future instead of waiting on a lock.
 
 mod error;
+mod exposure;
 mod limits;
 mod provider;
 
 pub use error::{InvokeError, closest};
+pub use exposure::{Hidden, ToolExposure};
 pub use limits::{RateLimit, SlotError, Slots};
-pub use provider::{LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec};
+pub use provider::{
+    GroupValidators, LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -148,6 +152,15 @@ impl Registry {
                     }
                     _ => None,
                 };
+                let validators = spec
+                    .validators
+                    .iter()
+                    .map(|name| {
+                        shared.plugins.get(name).unwrap_or_else(|| {
+                            Arc::new(PluginSlot::missing(name, PluginKind::Validator))
+                        })
+                    })
+                    .collect();
                 groups.insert(
                     id.clone(),
                     Arc::new(Group::new(
@@ -155,6 +168,7 @@ impl Registry {
                         &config.group_members(id),
                         members,
                         policy,
+                        validators,
                         shared.bus.clone(),
                     )),
                 );
@@ -246,6 +260,11 @@ impl Registry {
         self.shared.is_shutting_down()
     }
 
+    /// The hangar-wide `rate_limit:`, if one is set.
+    pub fn global_rate_limit(&self) -> Option<crate::config::RateLimitSpec> {
+        self.global_rate.as_ref().map(RateLimit::spec)
+    }
+
     /// Starts a provider, or every member of a group.
     pub async fn start(&self, id: &str) -> Result<(), InvokeError> {
         match self.target(id)? {
@@ -318,6 +337,7 @@ impl Registry {
             progress: call.progress,
             session: call.session,
             reply: call.reply,
+            group_validators: None,
         };
         match target {
             Target::Provider(p) => p.call(request).await,

@@ -11,6 +11,7 @@ use rmcp::model::{CallToolResult, ClientRequest, ErrorCode, JsonObject, PingRequ
 use rmcp::service::ServiceError;
 
 use super::error::{InvokeError, closest};
+use super::exposure::{Hidden, ToolExposure};
 use super::limits::{RateLimit, SlotError, Slots};
 use super::{START_DEADLINE_CAP, Shared};
 use crate::backend::raw::CallArguments;
@@ -34,6 +35,8 @@ pub struct Provider {
     rate_limit: Option<RateLimit>,
     /// `validators:`, in order; each sees the arguments the one before it let through.
     validators: Vec<Arc<PluginSlot>>,
+    /// `tools: {allow_list, deny_list}`; `None` offers every tool.
+    exposure: Option<ToolExposure>,
     /// Moving average of answered calls' latency (1/8 weight to the newest), for policies.
     ewma_latency_us: AtomicU64,
 }
@@ -41,8 +44,11 @@ pub struct Provider {
 struct Inner {
     lifecycle: Lifecycle,
     conn: Option<Arc<Connection>>,
-    /// What the provider offers now: the live list while running, the predefined one otherwise.
+    /// What the provider lists now: the live list while running, the predefined one otherwise.
+    /// Before the `tools:` policy; read it through `Provider::offered`.
     tools: Arc<Vec<Tool>>,
+    /// `tools` with the `tools:` policy applied: filtered once per list, not once per call.
+    offered: Option<Offered>,
     starting: Option<StartFuture>,
     /// Aborts the start under way.
     start_cancel: Option<tokio_util::sync::CancellationToken>,
@@ -52,6 +58,12 @@ struct Inner {
     breaker: CircuitBreaker,
     recovery: RecoveryState,
     last_check: Option<(Instant, bool)>,
+}
+
+/// A tool list under the `tools:` policy, and the list it was made from.
+struct Offered {
+    from: Arc<Vec<Tool>>,
+    tools: Arc<Vec<Tool>>,
 }
 
 /// Where automatic restarts stand.
@@ -88,6 +100,8 @@ pub struct Snapshot {
     pub total_invocations: u64,
     pub total_failures: u64,
     pub consecutive_failures: u32,
+    pub last_success: Option<Instant>,
+    pub last_failure: Option<Instant>,
     pub last_error: Option<LastError>,
     pub pid: Option<u32>,
     pub protocol_version: Option<String>,
@@ -108,6 +122,8 @@ pub struct ProviderCall {
     pub session: Option<String>,
     /// Where the client's answer goes, for a provider that can send it the moment it arrives.
     pub reply: Option<Arc<Reply>>,
+    /// Set when the call comes through a group that has validators of its own.
+    pub group_validators: Option<Arc<GroupValidators>>,
 }
 
 /// What validators see of a call besides its arguments.
@@ -115,6 +131,14 @@ struct CallContext<'a> {
     tool: &'a str,
     session: Option<&'a str>,
     correlation_id: &'a str,
+    group: Option<&'a GroupValidators>,
+}
+
+/// A group's `validators:`, which every call through the group passes (before the member's
+/// own), seeing the group's id as the provider: they are written on the group.
+pub struct GroupValidators {
+    pub group: String,
+    pub validators: Vec<Arc<PluginSlot>>,
 }
 
 /// A predefined tool from the config as MCP describes it.
@@ -183,6 +207,7 @@ impl Provider {
                 lifecycle: Lifecycle::new(Instant::now()),
                 conn: None,
                 tools: predefined.clone(),
+                offered: None,
                 starting: None,
                 start_cancel: None,
                 last_error: None,
@@ -205,6 +230,7 @@ impl Provider {
                     })
                 })
                 .collect(),
+            exposure: ToolExposure::from_spec(spec.tool_filter.as_ref(), &spec.id),
             ewma_latency_us: AtomicU64::new(0),
             spec,
             predefined,
@@ -263,10 +289,18 @@ impl Provider {
     ) -> Result<(JsonObject, Option<String>), InvokeError> {
         let id = &self.spec.id;
         let mut encoded = None;
-        for validator in &self.validators {
+        // The group's validators first: the call passed the group before it reached here.
+        // Collected rather than chained lazily: an iterator of closures held across the awaits
+        // below trips rustc's higher-ranked `Send` check.
+        let mut chain: Vec<(&String, &Arc<PluginSlot>)> = Vec::new();
+        if let Some(g) = call.group {
+            chain.extend(g.validators.iter().map(|v| (&g.group, v)));
+        }
+        chain.extend(self.validators.iter().map(|v| (id, v)));
+        for (owner, validator) in chain {
             // Shared, not copied, with the plugin for the length of its call.
             let invocation = Arc::new(plugin::Invocation {
-                provider: id.clone(),
+                provider: owner.clone(),
                 tool: call.tool.to_owned(),
                 arguments_json: encoded
                     .take()
@@ -283,14 +317,14 @@ impl Provider {
                     self.shared
                         .bus
                         .publish_call(|| Event::ToolInvocationDenied {
-                            provider: id.clone(),
+                            provider: owner.clone(),
                             tool: call.tool.to_owned(),
                             correlation_id: call.correlation_id.to_owned(),
                             plugin: validator.name().to_owned(),
                             reason: reason.clone(),
                         });
                     return Err(InvokeError::Denied {
-                        provider: id.clone(),
+                        provider: owner.clone(),
                         tool: call.tool.to_owned(),
                         plugin: validator.name().to_owned(),
                         reason,
@@ -330,20 +364,46 @@ impl Provider {
         self.lock().lifecycle.in_flight()
     }
 
-    /// The tools offered now (predefined before start, live once ready).
+    /// The tools offered now (predefined before start, live once ready), with the `tools:`
+    /// policy applied.
     pub fn tools(&self) -> Arc<Vec<Tool>> {
-        self.lock().tools.clone()
+        self.offered(&mut self.lock())
+    }
+
+    /// Whether the `tools:` policy offers `tool`, and if not, why.
+    pub fn check_exposed(&self, tool: &str) -> Result<(), Hidden> {
+        self.exposure.as_ref().map_or(Ok(()), |e| e.check(tool))
+    }
+
+    /// `inner.tools` under the `tools:` policy. Every list the provider gets (predefined, live,
+    /// re-listed) goes through here, whichever code stored it.
+    fn offered(&self, inner: &mut Inner) -> Arc<Vec<Tool>> {
+        let Some(exposure) = &self.exposure else {
+            return inner.tools.clone();
+        };
+        if let Some(offered) = &inner.offered
+            && Arc::ptr_eq(&offered.from, &inner.tools)
+        {
+            return offered.tools.clone();
+        }
+        let tools = Arc::new(exposure.retain(&inner.tools));
+        inner.offered = Some(Offered {
+            from: inner.tools.clone(),
+            tools: tools.clone(),
+        });
+        tools
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let tools = self.offered(&mut inner);
         let lc = &inner.lifecycle;
         Snapshot {
             id: self.spec.id.clone(),
             state: lc.state(),
             reason: lc.reason().map(str::to_string),
             since: lc.since(),
-            tools: inner.tools.clone(),
+            tools,
             tools_predefined: inner.conn.is_none(),
             in_flight: lc.in_flight(),
             last_used: lc.last_used(),
@@ -351,6 +411,8 @@ impl Provider {
             total_invocations: lc.total_invocations(),
             total_failures: lc.total_failures(),
             consecutive_failures: lc.consecutive_failures(),
+            last_success: lc.last_success(),
+            last_failure: lc.last_failure(),
             last_error: inner.last_error.clone(),
             pid: inner.pid,
             protocol_version: inner.protocol_version.clone(),
@@ -627,7 +689,7 @@ impl Provider {
     fn record_outcome(&self, success: bool, what: &str) {
         let mut inner = self.lock();
         if what == "health check" {
-            inner.lifecycle.record_check(success);
+            inner.lifecycle.record_check(success, Instant::now());
             inner.last_check = Some((Instant::now(), success));
             self.publish(Event::HealthChecked {
                 provider: self.spec.id.clone(),
@@ -805,6 +867,15 @@ impl Provider {
     /// schema validation, a concurrency slot, then the request itself.
     pub async fn call(self: &Arc<Self>, call: ProviderCall) -> Result<CallToolResult, InvokeError> {
         let id = &self.spec.id;
+        // First: a hidden tool is refused on the config alone, so the provider is neither
+        // started for it nor charged a rate-limit token or a breaker probe.
+        if let Err(hidden) = self.check_exposed(&call.tool) {
+            return Err(InvokeError::ToolNotExposed {
+                provider: id.clone(),
+                tool: call.tool.clone(),
+                reason: hidden.to_string(),
+            });
+        }
         if let Some(rl) = &self.rate_limit
             && let Err(retry_after) = rl.check()
         {
@@ -877,13 +948,15 @@ impl Provider {
         let serde_json::Value::Object(arguments) = args_value else {
             unreachable!("built from an object above")
         };
-        let (arguments, encoded) = if self.validators.is_empty() {
+        let group = call.group_validators.as_deref();
+        let (arguments, encoded) = if self.validators.is_empty() && group.is_none() {
             (arguments, None)
         } else {
             let context = CallContext {
                 tool: &call.tool,
                 session: call.session.as_deref(),
                 correlation_id: &call.correlation_id,
+                group,
             };
             // The call's deadline covers its validators too (one still compiling included).
             let checked = tokio::time::timeout_at(
@@ -895,9 +968,10 @@ impl Provider {
                 Err(InvokeError::Denied {
                     provider: id.clone(),
                     tool: call.tool.clone(),
-                    plugin: self
-                        .validators
-                        .iter()
+                    plugin: group
+                        .into_iter()
+                        .flat_map(|g| &g.validators)
+                        .chain(&self.validators)
                         .map(|v| v.name())
                         .collect::<Vec<_>>()
                         .join(", "),
