@@ -21,7 +21,6 @@ pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient, To
 pub use groups::kill_all_process_groups;
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -151,6 +150,8 @@ impl Exit {
 pub(crate) enum Runtime {
     Process(subprocess::Process),
     Container(container::Container),
+    // Built by `remote::connect` once the remote backend lands; until then nothing makes one.
+    #[allow(dead_code)]
     Remote(remote::Remote),
 }
 
@@ -432,15 +433,13 @@ where
     }
 }
 
-fn end_session_on_exit(exit: Exit, session: CancellationToken) -> impl Future<Output = ()> {
-    async move {
-        tokio::select! {
-            _ = exit.wait() => {
-                tokio::time::sleep(DRAIN_AFTER_EXIT).await;
-                session.cancel();
-            }
-            _ = session.cancelled() => {}
+async fn end_session_on_exit(exit: Exit, session: CancellationToken) {
+    tokio::select! {
+        _ = exit.wait() => {
+            tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+            session.cancel();
         }
+        _ = session.cancelled() => {}
     }
 }
 

@@ -291,6 +291,9 @@ pub struct ContainerSpec {
     pub resources: ContainerResources,
     /// `uid[:gid]`, a user name, or `current` (the runtime maps it to the hangar's uid:gid).
     pub user: Option<MaybeSecret>,
+    /// The engine to run on: a socket path or a `unix://`, `tcp://` or `http://` URL. `None`:
+    /// `DOCKER_HOST`, else the Docker socket, else Podman's (the backend looks at start).
+    pub socket: Option<MaybeSecret>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
