@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::backend;
 use crate::config::{self, Config};
 use crate::events::{self, EventBus};
 use crate::gateway::{Catalog, Gateway};
@@ -89,6 +90,13 @@ fn plugin_problems(path: &Path, config: &Config) -> Result<Vec<String>, String> 
 
 pub async fn run(opts: ServeOptions) -> Result<(), String> {
     let config = load(&opts.config)?;
+    // Before anything can start: containers of this config that a hangar killed with SIGKILL
+    // left behind would otherwise run on, unowned.
+    let swept =
+        backend::container::sweep_orphans(&backend::instance_label(&config.path), &config).await;
+    if swept > 0 {
+        tracing::info!("removed {swept} container(s) left behind by an earlier run of this config");
+    }
     let bus = EventBus::new();
     events::spawn_log_subscriber(&bus);
     let plugins = PluginSet::spawn_load(&config);

@@ -53,7 +53,11 @@ use self::locate::{KeyPath, SourceMap};
 /// The modes this build can run. `load` refuses a config with any other mode (for a group:
 /// any member whose mode is another); `parse` accepts every mode of the format so the whole
 /// file is still checked. Extend this as backends land.
-pub const SUPPORTED_MODES: &[ProviderMode] = &[ProviderMode::Subprocess, ProviderMode::Group];
+pub const SUPPORTED_MODES: &[ProviderMode] = &[
+    ProviderMode::Subprocess,
+    ProviderMode::Container,
+    ProviderMode::Group,
+];
 
 /// A loaded config file.
 #[derive(Clone, Debug, PartialEq)]
@@ -838,30 +842,30 @@ mcp_servers:
 mcp_servers:
   math:
     command: [python]
-  db:
-    image: postgres-mcp
-    mode: docker
+  api:
+    endpoint: https://api.example.com/mcp
+    mode: http
 ";
         // `parse` checks the whole format, whatever the mode …
         let parsed = ok(text);
-        assert_eq!(provider(&parsed, "db").mode, ProviderMode::Container);
+        assert_eq!(provider(&parsed, "api").mode, ProviderMode::Remote);
         // … `load` refuses what this build cannot run.
         let e = match load_text(text, Path::new(FILE), &no_env) {
-            Ok(_) => panic!("a container provider was accepted"),
+            Ok(_) => panic!("a remote provider was accepted"),
             Err(e) => e,
         };
         assert_eq!(e.kind, ConfigErrorKind::Unsupported);
         assert_eq!((e.line, e.column), (Some(6), Some(5)));
         assert!(
             e.to_string().ends_with(
-                "provider `db`: mode `container` is not supported by this build yet \
-                 (supported: subprocess, group)"
+                "provider `api`: mode `remote` is not supported by this build yet \
+                 (supported: subprocess, container, group)"
             ),
             "{e}"
         );
         assert!(
             load_text(
-                "mcp_servers:\n  math:\n    command: [x]\n",
+                "mcp_servers:\n  math:\n    command: [x]\n  db:\n    mode: docker\n    image: x\n",
                 Path::new(FILE),
                 &no_env
             )
@@ -948,6 +952,22 @@ relay_tasks_enabled: true
                 "expected a memory size such as \"512m\" or \"1g\"",
             ),
             (
+                "mcp_servers:\n  db:\n    mode: docker\n    image: x\n    socket: \"\"\n",
+                (5, "mcp_servers.db.socket"),
+                "socket `` is empty",
+            ),
+            (
+                "mcp_servers:\n  db:\n    mode: docker\n    image: x\n    socket: https://engine:2376\n",
+                (5, "mcp_servers.db.socket"),
+                "socket `https://engine:2376` uses a scheme this build cannot reach; give a \
+                 socket path (`/var/run/docker.sock`) or a `unix://`, `tcp://` or `http://` URL",
+            ),
+            (
+                "mcp_servers:\n  db:\n    mode: docker\n    image: x\n    socket: \"unix://\"\n",
+                (5, "mcp_servers.db.socket"),
+                "socket `unix://` has no address after the scheme",
+            ),
+            (
                 "mcp_servers:\n  api:\n    mode: remote\n",
                 (2, "mcp_servers.api"),
                 "remote provider `api` needs an `endpoint:`",
@@ -981,6 +1001,58 @@ relay_tasks_enabled: true
                 "{e}\n  does not mention\n{expected}"
             );
         }
+    }
+
+    #[test]
+    fn a_container_socket_is_read_interpolated_and_normalised() {
+        let env = env_of(&[("XDG_RUNTIME_DIR", "/run/user/1000")]);
+        let text = "\
+mcp_servers:
+  db:
+    mode: podman
+    image: x
+    socket: unix://${XDG_RUNTIME_DIR}/podman/podman.sock
+  local:
+    mode: docker
+    image: x
+    socket: /var/run/docker.sock
+  default:
+    mode: docker
+    image: x
+";
+        let config = match parse(text, Path::new(FILE), &env) {
+            Ok(config) => config,
+            Err(e) => panic!("{e}"),
+        };
+        let socket = |id: &str| {
+            provider(&config, id)
+                .container
+                .as_ref()
+                .and_then(|c| c.socket.clone())
+        };
+        let db = socket("db");
+        assert_eq!(
+            db.as_ref().map(MaybeSecret::expose),
+            Some("unix:///run/user/1000/podman/podman.sock")
+        );
+        assert!(db.is_some_and(|s| s.is_secret()), "it came from ${{…}}");
+        assert_eq!(
+            socket("local").as_ref().map(MaybeSecret::expose),
+            Some("/var/run/docker.sock")
+        );
+        assert_eq!(socket("default"), None, "left to the backend to find");
+        let yaml = config.to_redacted_yaml();
+        assert!(yaml.contains("socket: /var/run/docker.sock"), "{yaml}");
+        assert!(!yaml.contains("/run/user/1000"), "{yaml}");
+        // On another mode it means nothing, and the warning says so.
+        let sub = ok("mcp_servers:\n  math:\n    command: [x]\n    socket: /s.sock\n");
+        assert!(
+            sub.warnings
+                .iter()
+                .any(|w| w.contains("`socket` has no effect on a `subprocess` provider")),
+            "{:?}",
+            sub.warnings
+        );
     }
 
     #[test]
@@ -1498,15 +1570,15 @@ mcp_servers:
     #[test]
     fn load_refuses_the_full_example_only_for_its_unsupported_modes() {
         let e = match load_text(ORIGINAL_FULL, Path::new("original.yaml"), &original_env()) {
-            Ok(_) => panic!("container, remote and group providers were accepted"),
+            Ok(_) => panic!("remote providers were accepted"),
             Err(e) => e,
         };
         assert_eq!(e.kind, ConfigErrorKind::Unsupported);
-        assert_eq!(e.key_path, "mcp_servers.sqlite");
-        assert_eq!(e.line, Some(38));
+        assert_eq!(e.key_path, "mcp_servers.remote-search");
+        assert_eq!(e.line, Some(85));
         assert!(
             e.message
-                .contains("provider `sqlite`: mode `container` is not supported"),
+                .contains("provider `remote-search`: mode `remote` is not supported"),
             "{e}"
         );
     }
@@ -1839,12 +1911,12 @@ mcp_servers:
     members:
       - {id: a, command: [x]}
       - id: db
-        mode: container
-        image: postgres-mcp
+        mode: remote
+        endpoint: https://db.example.com/mcp
 ";
         assert!(parse(inline, Path::new(FILE), &no_env).is_ok());
         let e = match load_text(inline, Path::new(FILE), &no_env) {
-            Ok(_) => panic!("a container member was accepted"),
+            Ok(_) => panic!("a remote member was accepted"),
             Err(e) => e,
         };
         assert_eq!(e.kind, ConfigErrorKind::Unsupported);
@@ -1852,8 +1924,8 @@ mcp_servers:
         assert_eq!(e.key_path, "mcp_servers.pool.members[1]");
         assert!(
             e.message.starts_with(
-                "member `db` of group `pool`: mode `container` is not supported by this build \
-                 yet (supported: subprocess, group)"
+                "member `db` of group `pool`: mode `remote` is not supported by this build \
+                 yet (supported: subprocess, container, group)"
             ),
             "{e}"
         );
@@ -2535,6 +2607,7 @@ mcp_servers:
             read_only: Backend,
             resources: Backend,
             user: Backend,
+            socket: Backend,
         });
         let remote = fates!(RemoteSpec {
             endpoint: Backend,

@@ -214,6 +214,7 @@ fn container(block: &mut Block, container: &ContainerSpec) {
             .done(),
     );
     block.put("user", opt_text(container.user.as_ref()));
+    block.put("socket", opt_text(container.socket.as_ref()));
 }
 
 fn remote(block: &mut Block, remote: &RemoteSpec) {

@@ -69,6 +69,7 @@ fn mode_keys(mode: ProviderMode) -> &'static [&'static str] {
             "resources",
             "build",
             "user",
+            "socket",
         ],
         ProviderMode::Remote => &["endpoint", "transport", "auth", "tls", "http"],
         ProviderMode::Group => &[
@@ -717,7 +718,46 @@ impl<'a> Resolver<'a> {
             read_only: raw.read_only.is_none_or(|flag| flag.0),
             resources,
             user: self.optional_text(&path.key("user"), raw.user.as_ref(), false)?,
+            socket: self.socket(&path.key("socket"), raw.socket.as_ref())?,
         })
+    }
+
+    /// `socket:` — a path, or a URL of a scheme the engine client speaks.
+    fn socket(
+        &self,
+        path: &KeyPath,
+        raw: Option<&String>,
+    ) -> Result<Option<MaybeSecret>, ConfigError> {
+        let Some(socket) = self.optional_text(path, raw, false)? else {
+            return Ok(None);
+        };
+        let text = socket.expose();
+        let problem = match text.split_once("://") {
+            _ if text.is_empty() => Some("is empty"),
+            Some(("unix" | "tcp" | "http", rest)) if !rest.is_empty() => None,
+            Some(("unix" | "tcp" | "http", _)) => Some("has no address after the scheme"),
+            // No TLS stack is linked for the engine: a TLS endpoint cannot work, so say so now.
+            Some(("https" | "ssh" | "npipe", _)) => Some("uses a scheme this build cannot reach"),
+            Some(_) => Some("has an unknown scheme"),
+            None => None,
+        };
+        match problem {
+            None => Ok(Some(socket)),
+            Some(problem) => {
+                let shown = if socket.is_secret() {
+                    "the socket".to_owned()
+                } else {
+                    format!("socket `{text}`")
+                };
+                Err(self.invalid(
+                    path,
+                    format!(
+                        "{shown} {problem}; give a socket path (`/var/run/docker.sock`) or a \
+                         `unix://`, `tcp://` or `http://` URL"
+                    ),
+                ))
+            }
+        }
     }
 
     /// `host:container[:ro|rw]`.

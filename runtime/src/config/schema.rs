@@ -298,6 +298,7 @@ provider_spec! {
     resources: RawResources,
     build: RawBuild,
     user: String,
+    socket: String,
     // remote
     endpoint: String,
     transport: RawTransport,

@@ -226,6 +226,7 @@ impl ProviderSpec {
         if let Some(c) = &self.container {
             all.extend(&c.image);
             all.extend(&c.user);
+            all.extend(&c.socket);
             for v in &c.volumes {
                 all.push(&v.host);
                 all.push(&v.container);
@@ -360,6 +361,9 @@ pub struct ContainerSpec {
     pub resources: ContainerResources,
     /// `uid[:gid]`, a user name, or `current` (the runtime maps it to the hangar's uid:gid).
     pub user: Option<MaybeSecret>,
+    /// The engine to run on: a socket path or a `unix://`, `tcp://` or `http://` URL. `None`:
+    /// `DOCKER_HOST`, else the Docker socket, else Podman's (the backend looks at start).
+    pub socket: Option<MaybeSecret>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -599,6 +599,7 @@ fn provider_details(p: &Provider) -> Value {
         "state_since_s": secs_since(s.since),
         "description": spec.description,
         "pid": s.pid,
+        "location": s.location,
         "protocol_version": s.protocol_version,
         "command": spec.redacted_argv(),
         "tools_predefined": s.tools_predefined,
@@ -898,6 +899,7 @@ pub async fn call(
                         // What it offers, not all it lists: the `tools:` policy applies.
                         "tools": p.tools().iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),
                         "pid": conn.pid,
+                        "location": conn.location,
                         "protocol_version": conn.protocol_version,
                     })),
                     Err(e) => error_result(&e),

@@ -104,6 +104,8 @@ pub struct Snapshot {
     pub last_failure: Option<Instant>,
     pub last_error: Option<LastError>,
     pub pid: Option<u32>,
+    /// Where the running provider is (`pid 1234`, `container 3f2a… (image `x`)`, a URL).
+    pub location: Option<String>,
     pub protocol_version: Option<String>,
     pub breaker: crate::provider::breaker::BreakerState,
     pub recovery: RecoveryState,
@@ -415,6 +417,7 @@ impl Provider {
             last_failure: lc.last_failure(),
             last_error: inner.last_error.clone(),
             pid: inner.pid,
+            location: inner.conn.as_ref().map(|c| c.location.clone()),
             protocol_version: inner.protocol_version.clone(),
             breaker: inner.breaker.state(),
             recovery: inner.recovery.clone(),
