@@ -78,6 +78,12 @@ struct Cli {
     /// stdout line is `listening on http://HOST:PORT/mcp`.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+
+    /// With --http: answer 401 to any request without header NAME set to exactly VALUE
+    /// (repeatable; `Authorization: Bearer abc` also gets a `WWW-Authenticate: Bearer`
+    /// challenge). Lets a gateway's test check which credentials it sends.
+    #[arg(long, value_name = "NAME: VALUE", requires = "http", value_parser = transport::parse_required_header)]
+    require_header: Vec<transport::RequiredHeader>,
 }
 
 /// Lines written by `--garbage-stdout`; none of them parses as a JSON-RPC message.
@@ -157,7 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         stdin_closed.clone(),
     );
     let served = match cli.http {
-        Some(addr) => transport::serve_http(provider, addr).await,
+        Some(addr) => transport::serve_http(provider, addr, cli.require_header).await,
         None => transport::serve_stdio(provider, stdin_closed).await,
     };
     if cli.stubborn {

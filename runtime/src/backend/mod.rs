@@ -21,7 +21,6 @@ pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient, To
 pub use groups::kill_all_process_groups;
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -169,7 +168,7 @@ impl Runtime {
         match self {
             Self::Process(p) => p.stop(timeout).await,
             Self::Container(c) => c.stop(timeout).await,
-            Self::Remote(r) => r.stop(),
+            Self::Remote(r) => r.stop(timeout).await,
         }
     }
 
@@ -432,15 +431,13 @@ where
     }
 }
 
-fn end_session_on_exit(exit: Exit, session: CancellationToken) -> impl Future<Output = ()> {
-    async move {
-        tokio::select! {
-            _ = exit.wait() => {
-                tokio::time::sleep(DRAIN_AFTER_EXIT).await;
-                session.cancel();
-            }
-            _ = session.cancelled() => {}
+async fn end_session_on_exit(exit: Exit, session: CancellationToken) {
+    tokio::select! {
+        _ = exit.wait() => {
+            tokio::time::sleep(DRAIN_AFTER_EXIT).await;
+            session.cancel();
         }
+        _ = session.cancelled() => {}
     }
 }
 

@@ -39,7 +39,7 @@ use indexmap::IndexMap;
 
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
-pub use self::secret::{EnvValue, MaybeSecret, REDACTED};
+pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
     ContainerSpec, GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits,
@@ -53,7 +53,11 @@ use self::locate::{KeyPath, SourceMap};
 /// The modes this build can run. `load` refuses a config with any other mode (for a group:
 /// any member whose mode is another); `parse` accepts every mode of the format so the whole
 /// file is still checked. Extend this as backends land.
-pub const SUPPORTED_MODES: &[ProviderMode] = &[ProviderMode::Subprocess, ProviderMode::Group];
+pub const SUPPORTED_MODES: &[ProviderMode] = &[
+    ProviderMode::Subprocess,
+    ProviderMode::Remote,
+    ProviderMode::Group,
+];
 
 /// A loaded config file.
 #[derive(Clone, Debug, PartialEq)]

@@ -353,6 +353,7 @@ fn provider_details(p: &Provider) -> Value {
         "description": spec.description,
         "is_alive": s.state.is_running(),
         "pid": s.pid,
+        "location": s.location,
         "protocol_version": s.protocol_version,
         "command": spec.redacted_argv(),
         "tools": s.tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),

@@ -90,6 +90,8 @@ pub struct Snapshot {
     pub consecutive_failures: u32,
     pub last_error: Option<LastError>,
     pub pid: Option<u32>,
+    /// Where the running provider is: `pid 1234`, a container, an endpoint (secrets removed).
+    pub location: Option<String>,
     pub protocol_version: Option<String>,
     pub breaker: crate::provider::breaker::BreakerState,
     pub recovery: RecoveryState,
@@ -338,6 +340,7 @@ impl Provider {
             consecutive_failures: lc.consecutive_failures(),
             last_error: inner.last_error.clone(),
             pid: inner.pid,
+            location: inner.conn.as_ref().map(|c| c.location.clone()),
             protocol_version: inner.protocol_version.clone(),
             breaker: inner.breaker.state(),
             recovery: inner.recovery.clone(),
