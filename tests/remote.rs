@@ -4,6 +4,7 @@
 //! HTTP+SSE transport, and the MCP conformance suite's client scenarios run against the
 //! hangar's remote backend.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -317,5 +318,265 @@ async fn a_killed_remote_provider_goes_dead_and_is_reachable_again_after_recover
         h.call_ok("math__add", json!({"a": 2, "b": 3})).await?,
         json!({"result": 5})
     );
+    Ok(())
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// Answers HTTP 404 to every request on `addr`: an endpoint that no longer serves MCP.
+async fn serve_404(addr: &str) -> Result<tokio::task::JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    Ok(tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let _ = tokio::io::AsyncReadExt::read(&mut socket, &mut buf).await;
+                let _ = socket
+                    .write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    )
+                    .await;
+            });
+        }
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_session_is_re_created_once_and_when_that_fails_the_provider_is_dead()
+-> Result<()> {
+    let mut provider = HttpProvider::start(&["--handshake-only"]).await?;
+    let (_dir, h) = hangar_with(
+        "remote-session",
+        &[remote_yaml(
+            "math",
+            &provider.url,
+            // Retries long enough to ride out the restart below; no background pings.
+            "health_check_interval_s: 0\nhttp: {max_retries: 6, retry_backoff_factor: 0.1}\ncircuit_breaker: {failure_threshold: 100}\nrecovery: {max_retries: 0}",
+        )],
+    )
+    .await?;
+    assert_eq!(
+        h.call_ok("math__add", json!({"a": 1, "b": 1})).await?,
+        json!({"result": 2})
+    );
+    let d = details(&h, "math").await?;
+    assert_eq!(
+        d["protocol_version"], "2025-11-25",
+        "a handshake-era server is reached through initialize: {d:#}"
+    );
+
+    // A restarted server has forgotten the session: the next request gets HTTP 404, the
+    // session is re-created once, and the call goes through.
+    provider.kill().await?;
+    let mut provider = HttpProvider::start_at(&provider.addr, &["--handshake-only"]).await?;
+    assert_eq!(
+        h.call_ok("math__add", json!({"a": 2, "b": 2})).await?,
+        json!({"result": 4}),
+        "log:\n{}",
+        h.log()
+    );
+    assert!(
+        h.log().contains("session re-created after it expired"),
+        "{}",
+        h.log()
+    );
+    assert_eq!(details(&h, "math").await?["state"], "ready");
+
+    // Now the endpoint answers 404 to everything: re-creating the session fails, so the
+    // provider is gone.
+    provider.kill().await?;
+    let _not_mcp = serve_404(&provider.addr).await?;
+    let r = h.call("math__add", json!({"a": 3, "b": 3})).await?;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    let dead = wait_for_details(&h, "math", Duration::from_secs(10), |d| {
+        d["state"] == "dead"
+    })
+    .await?;
+    let reason = dead["state_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("session expired (HTTP 404) and re-initializing failed"),
+        "{dead:#}"
+    );
+    Ok(())
+}
+
+/// `@modelcontextprotocol/server-everything` in `mode` (`streamableHttp` or `sse`) on a free
+/// loopback port, under the npm-installed Node.
+struct Everything {
+    _child: Child,
+    port: u16,
+    /// Everything it has written to stdout and stderr.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Everything {
+    async fn start(mode: &str) -> Result<Self> {
+        let npm = npm_packages()?;
+        let port = free_port()?;
+        let mut child = Command::new(&npm.node)
+            .arg(&npm.everything)
+            .arg(mode)
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()?;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let stderr = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+        for pipe in [
+            Box::new(stdout) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+            Box::new(stderr),
+        ] {
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(pipe).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let server = Self {
+            _child: child,
+            port,
+            log,
+        };
+        if !wait_until(Duration::from_secs(30), || {
+            server.log().contains(&format!("port {port}"))
+        })
+        .await
+        {
+            bail!(
+                "server-everything did not listen within 30 s:\n{}",
+                server.log()
+            );
+        }
+        Ok(server)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_everything_is_called_over_streamable_http_and_over_legacy_sse() -> Result<()> {
+    let streamable = Everything::start("streamableHttp").await?;
+    let legacy = Everything::start("sse").await?;
+    let (_dir, h) = hangar_with(
+        "remote-everything",
+        &[
+            remote_yaml(
+                "streamable",
+                &format!("http://127.0.0.1:{}/mcp", streamable.port),
+                "",
+            ),
+            // `transport:` left out: an endpoint ending in /sse means the legacy transport.
+            remote_yaml(
+                "legacy",
+                &format!("http://127.0.0.1:{}/sse", legacy.port),
+                "",
+            ),
+        ],
+    )
+    .await?;
+    for id in ["streamable", "legacy"] {
+        let r = h
+            .call(
+                &format!("{id}__echo"),
+                json!({"message": format!("hello {id}")}),
+            )
+            .await?;
+        assert_eq!(
+            text(&r),
+            format!("Echo: hello {id}"),
+            "{id}; log:\n{}",
+            h.log()
+        );
+        let d = details(&h, id).await?;
+        assert_eq!(d["state"], "ready", "{d:#}");
+        assert!(
+            d["protocol_version"]
+                .as_str()
+                .is_some_and(|v| v.as_bytes()[..4] == *b"2025"),
+            "a handshake-era version: {d:#}"
+        );
+        let sum = h
+            .call(&format!("{id}__get-sum"), json!({"a": 2, "b": 40}))
+            .await?;
+        assert_eq!(text(&sum), "The sum of 2 and 40 is 42.", "{id}");
+    }
+    let tools = h.tool_names().await?;
+    for id in ["streamable", "legacy"] {
+        assert!(tools.contains(&format!("{id}__echo")), "{tools:?}");
+    }
+
+    // Stopping ends both sessions on the server: DELETE for streamable HTTP, the SSE stream
+    // dropped for the legacy transport.
+    for (id, server, ended) in [
+        (
+            "streamable",
+            &streamable,
+            "Received session termination request",
+        ),
+        ("legacy", &legacy, "Client Disconnected"),
+    ] {
+        let r = h.call("registry_stop", json!({"provider": id})).await?;
+        assert_ne!(r.is_error, Some(true), "{}", text(&r));
+        assert!(
+            wait_until(Duration::from_secs(5), || server.log().contains(ended)).await,
+            "{id}: the server did not see its session end:\n{}",
+            server.log()
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_conformance_suites_client_scenarios_pass_with_the_remote_backend() -> Result<()> {
+    let npm = npm_packages()?;
+    let client = Path::new(env!("CARGO_BIN_EXE_conformance-client"));
+    let out = TestDir::new("conformance");
+    for scenario in ["initialize", "tools_call", "sse-retry"] {
+        let run = Command::new(&npm.node)
+            .arg(&npm.conformance)
+            .args([
+                "client",
+                "--scenario",
+                scenario,
+                "--timeout",
+                "20000",
+                "--command",
+            ])
+            .arg(client)
+            .arg("-o")
+            .arg(out.path())
+            .stdin(Stdio::null())
+            .output();
+        let run = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .with_context(|| format!("scenario {scenario} did not finish within 60 s"))??;
+        // The suite reports on stderr.
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&run.stdout),
+            String::from_utf8_lossy(&run.stderr)
+        );
+        assert!(
+            run.status.success()
+                && report.contains("OVERALL: PASSED")
+                && report.contains(", 0 failed, 0 warnings"),
+            "scenario {scenario} ({}):\n{report}",
+            run.status
+        );
+    }
     Ok(())
 }

@@ -74,6 +74,12 @@ struct Cli {
     #[arg(long)]
     stubborn: bool,
 
+    /// Speak only the handshake-era revisions (2024-11-05 … 2025-11-25): a `server/discover`
+    /// probe is refused as an unsupported version, so clients fall back to `initialize` (and,
+    /// over HTTP, to a session with an id).
+    #[arg(long)]
+    handshake_only: bool,
+
     /// Serve streamable HTTP at /mcp on ADDR (e.g. 127.0.0.1:0) instead of stdio; the first
     /// stdout line is `listening on http://HOST:PORT/mcp`.
     #[arg(long, value_name = "ADDR")]
@@ -159,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             fail_every: cli.fail_every,
             crash_every: cli.crash_every,
             extra_tools: cli.extra_tools,
+            handshake_only: cli.handshake_only,
         },
         stdin_closed.clone(),
     );

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use rmcp::RoleClient;
 use rmcp::model::{
-    ClientJsonRpcMessage, ClientRequest, ErrorData, ProtocolVersion, RequestId,
+    ClientJsonRpcMessage, ClientRequest, ErrorCode, ErrorData, ProtocolVersion, RequestId,
     ServerJsonRpcMessage, ServerResult,
 };
 use rmcp::service::ClientLifecycleMode;
@@ -181,25 +181,58 @@ impl<T> Watched<T> {
         }
     }
 
+    /// Turns an answer to our `server/discover` probe that shows a handshake-era server into
+    /// the "method not found" rmcp's `Auto` lifecycle falls back to `initialize` on.
     fn check_discover_answer(&mut self, message: ServerJsonRpcMessage) -> ServerJsonRpcMessage {
-        let ServerJsonRpcMessage::Response(response) = &message else {
+        let id = match &message {
+            ServerJsonRpcMessage::Response(response) => Some(&response.id),
+            ServerJsonRpcMessage::Error(error) => error.id.as_ref(),
+            _ => None,
+        };
+        let Some(id) = id.filter(|id| self.discover.as_ref() == Some(*id)).cloned() else {
             return message;
         };
-        if self.discover.as_ref() != Some(&response.id) {
-            return message;
-        }
-        let id = self.discover.take().unwrap_or_else(|| response.id.clone());
-        if matches!(response.result, ServerResult::DiscoverResult(_)) {
+        self.discover = None;
+        if !handshake_era_answer(&message) {
             return message;
         }
         tracing::debug!(
             endpoint = %self.wire.shown,
-            "server/discover answered with another result; treating the server as handshake-era"
+            "server/discover showed a handshake-era server; falling back to initialize"
         );
         ServerJsonRpcMessage::error(
             ErrorData::method_not_found::<rmcp::model::DiscoverRequestMethod>(),
             Some(id),
         )
+    }
+}
+
+/// Whether an answer to `server/discover` shows a server that speaks only revisions with an
+/// `initialize` handshake: a result that is not a discover result (servers that answer every
+/// unknown method with `{}`), a discover result listing only handshake-era versions, or an
+/// "unsupported protocol version" error whose supported list holds only those. rmcp's `Auto`
+/// would give up on the last two; `initialize` works with all three.
+fn handshake_era_answer(message: &ServerJsonRpcMessage) -> bool {
+    let only_handshake_era =
+        |versions: &[ProtocolVersion]| versions.iter().all(ProtocolVersion::has_initialize);
+    match message {
+        ServerJsonRpcMessage::Response(response) => match &response.result {
+            ServerResult::DiscoverResult(result) => only_handshake_era(&result.supported_versions),
+            _ => true,
+        },
+        ServerJsonRpcMessage::Error(error)
+            if error.error.code == ErrorCode::UNSUPPORTED_PROTOCOL_VERSION =>
+        {
+            let supported: Vec<ProtocolVersion> = error
+                .error
+                .data
+                .as_ref()
+                .and_then(|data| data.get("supported"))
+                .and_then(|v| serde_json::from_value(v.clone()).ok())
+                .unwrap_or_default();
+            !supported.is_empty() && only_handshake_era(&supported)
+        }
+        _ => false,
     }
 }
 

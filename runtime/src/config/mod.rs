@@ -859,7 +859,7 @@ mcp_servers:
         assert!(
             e.to_string().ends_with(
                 "provider `db`: mode `container` is not supported by this build yet \
-                 (supported: subprocess, group)"
+                 (supported: subprocess, remote, group)"
             ),
             "{e}"
         );
@@ -1831,7 +1831,7 @@ mcp_servers:
         assert!(
             e.message.starts_with(
                 "member `db` of group `pool`: mode `container` is not supported by this build \
-                 yet (supported: subprocess, group)"
+                 yet (supported: subprocess, remote, group)"
             ),
             "{e}"
         );
@@ -1845,11 +1845,11 @@ mcp_servers:
     members:
       - id: api
   api:
-    mode: remote
-    endpoint: https://api.example.com/mcp
+    mode: container
+    image: api-mcp
 ";
         let e = match load_text(reference, Path::new(FILE), &no_env) {
-            Ok(_) => panic!("a remote member was accepted"),
+            Ok(_) => panic!("a container member was accepted"),
             Err(e) => e,
         };
         assert_eq!(e.kind, ConfigErrorKind::Unsupported);
@@ -1857,7 +1857,7 @@ mcp_servers:
         assert!(
             e.message.starts_with(
                 "member `api` of group `pool` is the provider `api` (line 6), whose mode \
-                 `remote` is not supported"
+                 `container` is not supported"
             ),
             "{e}"
         );
