@@ -514,3 +514,58 @@ pub fn release_binaries() -> Result<PathBuf> {
         .unwrap_or_else(|_| workspace_root().join("target"))
         .join("release"))
 }
+
+/// Real MCP peers from npm for the remote backend's tests, installed under `target/` on first
+/// use from the versions pinned in `tests/npm/package.json`.
+pub struct NpmPackages {
+    /// Node 22 (the conformance suite needs it; the machine's own Node may be older).
+    pub node: PathBuf,
+    /// `@modelcontextprotocol/conformance`'s CLI script.
+    pub conformance: PathBuf,
+    /// `@modelcontextprotocol/server-everything`'s launcher script.
+    pub everything: PathBuf,
+}
+
+pub fn npm_packages() -> Result<NpmPackages> {
+    static NPM: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let prefix = NPM
+        .get_or_init(|| {
+            let prefix = profile_dir().join("npm-remote");
+            let wanted = std::fs::read_to_string(workspace_root().join("tests/npm/package.json"))
+                .map_err(|e| format!("tests/npm/package.json: {e}"))?;
+            let marker = prefix.join(".installed");
+            if std::fs::read_to_string(&marker).ok().as_deref() == Some(wanted.as_str()) {
+                return Ok(prefix);
+            }
+            std::fs::create_dir_all(&prefix).map_err(|e| e.to_string())?;
+            std::fs::write(prefix.join("package.json"), &wanted).map_err(|e| e.to_string())?;
+            let out = std::process::Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+                .current_dir(&prefix)
+                .output()
+                .map_err(|e| format!("cannot run npm (Node.js must be installed): {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "npm install in {} failed: {}",
+                    prefix.display(),
+                    String::from_utf8_lossy(&out.stderr)
+                ));
+            }
+            std::fs::write(&marker, wanted).map_err(|e| e.to_string())?;
+            Ok(prefix)
+        })
+        .clone()
+        .map_err(|e| anyhow!(e))?;
+    let modules = prefix.join("node_modules");
+    let packages = NpmPackages {
+        node: modules.join("node/bin/node"),
+        conformance: modules.join("@modelcontextprotocol/conformance/dist/index.js"),
+        everything: modules.join("@modelcontextprotocol/server-everything/dist/index.js"),
+    };
+    for path in [&packages.node, &packages.conformance, &packages.everything] {
+        if !path.exists() {
+            bail!("{} is missing after npm install", path.display());
+        }
+    }
+    Ok(packages)
+}

@@ -74,10 +74,22 @@ struct Cli {
     #[arg(long)]
     stubborn: bool,
 
+    /// Speak only the handshake-era revisions (2024-11-05 … 2025-11-25): a `server/discover`
+    /// probe is refused as an unsupported version, so clients fall back to `initialize` (and,
+    /// over HTTP, to a session with an id).
+    #[arg(long)]
+    handshake_only: bool,
+
     /// Serve streamable HTTP at /mcp on ADDR (e.g. 127.0.0.1:0) instead of stdio; the first
     /// stdout line is `listening on http://HOST:PORT/mcp`.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+
+    /// With --http: answer 401 to any request without header NAME set to exactly VALUE
+    /// (repeatable; `Authorization: Bearer abc` also gets a `WWW-Authenticate: Bearer`
+    /// challenge). Lets a gateway's test check which credentials it sends.
+    #[arg(long, value_name = "NAME: VALUE", requires = "http", value_parser = transport::parse_required_header)]
+    require_header: Vec<transport::RequiredHeader>,
 }
 
 /// Lines written by `--garbage-stdout`; none of them parses as a JSON-RPC message.
@@ -153,11 +165,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             fail_every: cli.fail_every,
             crash_every: cli.crash_every,
             extra_tools: cli.extra_tools,
+            handshake_only: cli.handshake_only,
         },
         stdin_closed.clone(),
     );
     let served = match cli.http {
-        Some(addr) => transport::serve_http(provider, addr).await,
+        Some(addr) => transport::serve_http(provider, addr, cli.require_header).await,
         None => transport::serve_stdio(provider, stdin_closed).await,
     };
     if cli.stubborn {

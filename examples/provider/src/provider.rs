@@ -6,6 +6,7 @@
 //! clients (the one stdio peer, or every HTTP session): the catalog and the call counter.
 
 use std::{
+    borrow::Cow,
     collections::{HashMap, VecDeque},
     num::{NonZeroU64, NonZeroUsize},
     sync::{
@@ -25,7 +26,7 @@ use rmcp::{
     model::{
         CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
         JsonObject, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
-        ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+        ProtocolVersion, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
     },
     service::{RequestContext, SubscriptionContext, SubscriptionSendError, SubscriptionSink},
     tool, tool_router,
@@ -51,6 +52,8 @@ pub struct Settings {
     pub crash_every: Option<NonZeroU64>,
     /// How many generated `tool_<i>` echo tools to offer besides the built-in ones.
     pub extra_tools: usize,
+    /// Offer only the revisions that have an `initialize` handshake.
+    pub handshake_only: bool,
 }
 
 /// The MCP server. Cheap to clone: clones share one catalog, counter and listener set.
@@ -396,6 +399,16 @@ impl ServerHandler for Provider {
             self.inner.settings.name.clone(),
             env!("CARGO_PKG_VERSION"),
         ))
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        if self.inner.settings.handshake_only {
+            Cow::Borrowed(ProtocolVersion::known_up_to(
+                &ProtocolVersion::LATEST_WITH_INITIALIZE,
+            ))
+        } else {
+            Cow::Borrowed(ProtocolVersion::KNOWN_VERSIONS)
+        }
     }
 
     async fn list_tools(

@@ -61,7 +61,11 @@ pub async fn hang_until_eof() -> anyhow::Result<()> {
 ///
 /// The first stdout line is `listening on http://HOST:PORT/mcp` with the bound port, so a
 /// test can bind port 0 and read where to connect.
-pub async fn serve_http(provider: Provider, addr: SocketAddr) -> anyhow::Result<()> {
+pub async fn serve_http(
+    provider: Provider,
+    addr: SocketAddr,
+    required: Vec<RequiredHeader>,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} (from --http)"))?;
@@ -82,7 +86,12 @@ pub async fn serve_http(provider: Provider, addr: SocketAddr) -> anyhow::Result<
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let app = axum::Router::new().nest_service("/mcp", service);
+    let required = Arc::new(required);
+    let app = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(move |request, next| {
+            require_headers(required.clone(), request, next)
+        }));
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{local}/mcp")
@@ -100,6 +109,57 @@ pub async fn serve_http(provider: Provider, addr: SocketAddr) -> anyhow::Result<
         })
         .await
         .context("HTTP server failed")
+}
+
+/// A header every HTTP request must carry (`--require-header`).
+#[derive(Clone, Debug)]
+pub struct RequiredHeader {
+    name: axum::http::HeaderName,
+    value: String,
+}
+
+/// Parses `NAME: VALUE`.
+pub fn parse_required_header(text: &str) -> Result<RequiredHeader, String> {
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("`{text}` is not `NAME: VALUE`"))?;
+    let name = axum::http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|e| format!("`{}` is not a header name: {e}", name.trim()))?;
+    Ok(RequiredHeader {
+        name,
+        value: value.trim().to_string(),
+    })
+}
+
+/// Answers 401 unless every required header is present with its value.
+async fn require_headers(
+    required: Arc<Vec<RequiredHeader>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let missing = required.iter().find(|want| {
+        request
+            .headers()
+            .get(&want.name)
+            .and_then(|v| v.to_str().ok())
+            != Some(want.value.as_str())
+    });
+    let Some(missing) = missing else {
+        return next.run(request).await;
+    };
+    let body = axum::Json(serde_json::json!({
+        "error": "unauthorized",
+        "detail": format!("header `{}` is missing or wrong", missing.name),
+    }));
+    let mut response = (axum::http::StatusCode::UNAUTHORIZED, body).into_response();
+    if missing.name == axum::http::header::AUTHORIZATION && missing.value.starts_with("Bearer ") {
+        response.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            axum::http::HeaderValue::from_static("Bearer realm=\"example-provider\""),
+        );
+    }
+    response
 }
 
 /// Passes reads through and cancels `eof` when the stream ends or breaks, so work that

@@ -216,7 +216,7 @@ impl Runtime {
         match self {
             Self::Process(p) => p.stop(timeout).await,
             Self::Container(c) => c.stop(timeout).await,
-            Self::Remote(r) => r.stop(),
+            Self::Remote(r) => r.stop(timeout).await,
         }
     }
 

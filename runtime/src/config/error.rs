@@ -25,8 +25,6 @@ pub enum ConfigErrorKind {
     Interpolation,
     /// The same key or provider id twice.
     Duplicate,
-    /// A valid setting that this build cannot run yet.
-    Unsupported,
 }
 
 /// A problem with a config file. `Display` gives the full message:

@@ -9,7 +9,6 @@
 //! ```text
 //! text ──yaml_serde + serde_path_to_error──▶ schema::RawTop   (shape, types, ranges, unknown keys)
 //!      ──resolve (+ locate::SourceMap)─────▶ Config           (defaults, ${VAR}, secrets, cross-checks)
-//!      ──load only: SUPPORTED_MODES────────▶ Config the runtime can run
 //! ```
 //!
 //! Deliberately absent:
@@ -39,7 +38,7 @@ use indexmap::IndexMap;
 
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
-pub use self::secret::{EnvValue, MaybeSecret, REDACTED};
+pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
     ContainerSpec, GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits,
@@ -48,16 +47,7 @@ pub use self::spec::{
     RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
 
-use self::locate::{KeyPath, SourceMap};
-
-/// The modes this build can run. `load` refuses a config with any other mode (for a group:
-/// any member whose mode is another); `parse` accepts every mode of the format so the whole
-/// file is still checked. Extend this as backends land.
-pub const SUPPORTED_MODES: &[ProviderMode] = &[
-    ProviderMode::Subprocess,
-    ProviderMode::Container,
-    ProviderMode::Group,
-];
+use self::locate::SourceMap;
 
 /// A loaded config file.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,14 +116,13 @@ impl Config {
     }
 }
 
-/// Reads `path`, resolves `${VAR}` from the process environment, and checks that every
-/// provider's mode is one this build runs (`SUPPORTED_MODES`).
+/// Reads `path`, resolves `${VAR}` from the process environment, and checks it.
 ///
 /// # Errors
 ///
 /// A `ConfigError` naming the file, line, column and key path of the first problem: the file
 /// cannot be read, is not YAML, has an unknown key or a wrong value, refers to an unset
-/// variable, repeats an id, or uses a mode this build does not run.
+/// variable, or repeats an id.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     load_with_env(path, &process_env)
 }
@@ -148,123 +137,38 @@ pub fn load_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, &err))?;
-    load_text(&text, path, env)
+    parse(&text, path, env)
 }
 
-/// Parses and checks config `text` (read from `path`, which is used in messages). Accepts every
-/// mode of the format; `load` additionally refuses modes this build cannot run.
+/// Parses and checks config `text` (read from `path`, which is used in messages).
 ///
 /// # Errors
 ///
-/// As `load`, except that no file is read and every mode is accepted.
+/// As `load`, except that no file is read.
 pub fn parse(
     text: &str,
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    parse_with_map(text, path, env).map(|(config, _, _)| config)
-}
-
-fn process_env(name: &str) -> Option<String> {
-    // A value that is not UTF-8 cannot be put in a command line or header as text; treat it as
-    // unset so the error names the variable instead of passing on mangled bytes.
-    std::env::var_os(name).and_then(|value| value.into_string().ok())
-}
-
-fn load_text(
-    text: &str,
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<Config, ConfigError> {
-    let (config, map, section) = parse_with_map(text, path, env)?;
-    check_supported(&config, &map, section)?;
-    Ok(config)
-}
-
-fn parse_with_map(
-    text: &str,
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(Config, SourceMap, &'static str), ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
     let raw: schema::RawTop = serde_path_to_error::deserialize(de)
         .map_err(|err| error::from_deserialize(path, text, &err))?;
     let map = SourceMap::build(text);
     let resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
-    let config = Config {
+    Ok(Config {
         path: path.to_path_buf(),
         providers: resolved.providers,
         rate_limit: resolved.rate_limit,
         limits: resolved.limits,
         plugins: resolved.plugins,
         warnings: resolved.warnings,
-    };
-    Ok((config, map, resolved.section))
+    })
 }
 
-/// Refuses the first provider, or group member, whose mode is not in `SUPPORTED_MODES`.
-fn check_supported(config: &Config, map: &SourceMap, section: &str) -> Result<(), ConfigError> {
-    let supported = SUPPORTED_MODES
-        .iter()
-        .map(|mode| mode.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let unsupported = |path: &KeyPath, at: SourceLocation, message: String| {
-        ConfigError::at(
-            &config.path,
-            at,
-            path,
-            ConfigErrorKind::Unsupported,
-            format!("{message} is not supported by this build yet (supported: {supported})"),
-        )
-    };
-    let base = KeyPath::root().key(section);
-    for (id, spec) in &config.providers {
-        let path = base.key(id.as_str());
-        if !SUPPORTED_MODES.contains(&spec.mode) {
-            return Err(unsupported(
-                &path,
-                map.nearest_key(&path.key("mode")),
-                format!("provider `{id}`: mode `{}`", spec.mode),
-            ));
-        }
-        let Some(group) = &spec.group else {
-            continue;
-        };
-        for (i, member) in group.members.iter().enumerate() {
-            let member_path = path.key("members").index(i);
-            let m = &member.id;
-            match &member.definition {
-                MemberDefinition::Inline(inline) if !SUPPORTED_MODES.contains(&inline.mode) => {
-                    return Err(unsupported(
-                        &member_path,
-                        map.nearest_key(&member_path.key("mode")),
-                        format!("member `{m}` of group `{id}`: mode `{}`", inline.mode),
-                    ));
-                }
-                MemberDefinition::Reference => {
-                    let target = config.providers.get(m);
-                    if let Some(target) = target.filter(|t| !SUPPORTED_MODES.contains(&t.mode)) {
-                        let line = target
-                            .defined_at
-                            .map(|at| format!(" (line {})", at.line))
-                            .unwrap_or_default();
-                        return Err(unsupported(
-                            &member_path,
-                            map.nearest_value(&member_path.key("id")),
-                            format!(
-                                "member `{m}` of group `{id}` is the provider `{m}`{line}, whose \
-                                 mode `{}`",
-                                target.mode
-                            ),
-                        ));
-                    }
-                }
-                MemberDefinition::Inline(_) => {}
-            }
-        }
-    }
-    Ok(())
+fn process_env(name: &str) -> Option<String> {
+    // A value that is not UTF-8 cannot be put in a command line or header as text; treat it as
+    // unset so the error names the variable instead of passing on mangled bytes.
+    std::env::var_os(name).and_then(|value| value.into_string().ok())
 }
 
 #[cfg(test)]
@@ -835,43 +739,6 @@ mcp_servers:
     }
 
     // --- modes -----------------------------------------------------------------------------
-
-    #[test]
-    fn load_refuses_a_mode_this_build_cannot_run_naming_provider_mode_and_line() {
-        let text = "\
-mcp_servers:
-  math:
-    command: [python]
-  api:
-    endpoint: https://api.example.com/mcp
-    mode: http
-";
-        // `parse` checks the whole format, whatever the mode …
-        let parsed = ok(text);
-        assert_eq!(provider(&parsed, "api").mode, ProviderMode::Remote);
-        // … `load` refuses what this build cannot run.
-        let e = match load_text(text, Path::new(FILE), &no_env) {
-            Ok(_) => panic!("a remote provider was accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
-        assert_eq!((e.line, e.column), (Some(6), Some(5)));
-        assert!(
-            e.to_string().ends_with(
-                "provider `api`: mode `remote` is not supported by this build yet \
-                 (supported: subprocess, container, group)"
-            ),
-            "{e}"
-        );
-        assert!(
-            load_text(
-                "mcp_servers:\n  math:\n    command: [x]\n  db:\n    mode: docker\n    image: x\n",
-                Path::new(FILE),
-                &no_env
-            )
-            .is_ok()
-        );
-    }
 
     #[test]
     fn group_keys_on_a_single_provider_are_warnings_too() {
@@ -1568,18 +1435,12 @@ mcp_servers:
     }
 
     #[test]
-    fn load_refuses_the_full_example_only_for_its_unsupported_modes() {
-        let e = match load_text(ORIGINAL_FULL, Path::new("original.yaml"), &original_env()) {
-            Ok(_) => panic!("remote providers were accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
-        assert_eq!(e.key_path, "mcp_servers.remote-search");
-        assert_eq!(e.line, Some(85));
-        assert!(
-            e.message
-                .contains("provider `remote-search`: mode `remote` is not supported"),
-            "{e}"
+    fn load_accepts_the_full_example_with_every_mode() {
+        let config = parse(ORIGINAL_FULL, Path::new("original.yaml"), &original_env())
+            .expect("every mode of the original's format runs in this build");
+        assert_eq!(
+            provider(&config, "remote-search").mode,
+            ProviderMode::Remote
         );
     }
 
@@ -1855,7 +1716,7 @@ mcp_servers:
 
     #[test]
     fn load_runs_a_group_of_subprocess_members_and_pairs_each_member_with_its_spec() {
-        let config = match load_text(SUBPROCESS_GROUP, Path::new(FILE), &no_env) {
+        let config = match parse(SUBPROCESS_GROUP, Path::new(FILE), &no_env) {
             Ok(config) => config,
             Err(e) => panic!("a group of subprocess providers was refused: {e}"),
         };
@@ -1899,61 +1760,6 @@ mcp_servers:
             config.providers.keys().collect::<Vec<_>>(),
             ["math", "pool"],
             "top-level entries only, groups included"
-        );
-    }
-
-    #[test]
-    fn load_refuses_a_group_whose_member_runs_in_an_unsupported_mode() {
-        let inline = "\
-mcp_servers:
-  pool:
-    mode: group
-    members:
-      - {id: a, command: [x]}
-      - id: db
-        mode: remote
-        endpoint: https://db.example.com/mcp
-";
-        assert!(parse(inline, Path::new(FILE), &no_env).is_ok());
-        let e = match load_text(inline, Path::new(FILE), &no_env) {
-            Ok(_) => panic!("a remote member was accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
-        assert_eq!((e.line, e.column), (Some(7), Some(9)));
-        assert_eq!(e.key_path, "mcp_servers.pool.members[1]");
-        assert!(
-            e.message.starts_with(
-                "member `db` of group `pool`: mode `remote` is not supported by this build \
-                 yet (supported: subprocess, container, group)"
-            ),
-            "{e}"
-        );
-
-        // The group comes first, so its reference is what is reported, with the line of the
-        // provider it names.
-        let reference = "\
-mcp_servers:
-  pool:
-    mode: group
-    members:
-      - id: api
-  api:
-    mode: remote
-    endpoint: https://api.example.com/mcp
-";
-        let e = match load_text(reference, Path::new(FILE), &no_env) {
-            Ok(_) => panic!("a remote member was accepted"),
-            Err(e) => e,
-        };
-        assert_eq!(e.kind, ConfigErrorKind::Unsupported);
-        assert_eq!((e.line, e.column), (Some(5), Some(13)));
-        assert!(
-            e.message.starts_with(
-                "member `api` of group `pool` is the provider `api` (line 6), whose mode \
-                 `remote` is not supported"
-            ),
-            "{e}"
         );
     }
 
@@ -2454,7 +2260,7 @@ mcp_servers:
         assert_eq!(without_positions(&second), without_positions(&first));
         assert!(second.warnings.is_empty(), "{:?}", second.warnings);
         assert!(
-            load_text(&yaml, Path::new(FILE), &no_env).is_ok(),
+            parse(&yaml, Path::new(FILE), &no_env).is_ok(),
             "the normal form of a runnable file is runnable"
         );
     }

@@ -147,8 +147,6 @@ pub(super) struct Resolved {
     pub limits: Limits,
     pub plugins: IndexMap<String, PluginSpec>,
     pub warnings: Vec<String>,
-    /// The provider section as written (`mcp_servers` or `providers`).
-    pub section: &'static str,
 }
 
 pub(super) struct Resolver<'a> {
@@ -298,7 +296,6 @@ impl<'a> Resolver<'a> {
                     limits,
                     plugins,
                     warnings: self.warnings,
-                    section: "mcp_servers",
                 });
             }
             let message = if raw.any_section {
@@ -342,7 +339,6 @@ impl<'a> Resolver<'a> {
             limits,
             plugins,
             warnings: self.warnings,
-            section,
         })
     }
 

@@ -104,7 +104,7 @@ pub struct Snapshot {
     pub last_failure: Option<Instant>,
     pub last_error: Option<LastError>,
     pub pid: Option<u32>,
-    /// Where the running provider is (`pid 1234`, `container 3f2a… (image `x`)`, a URL).
+    /// Where the running provider is: `pid 1234`, a container, an endpoint (secrets removed).
     pub location: Option<String>,
     pub protocol_version: Option<String>,
     pub breaker: crate::provider::breaker::BreakerState,
