@@ -580,3 +580,182 @@ async fn the_conformance_suites_client_scenarios_pass_with_the_remote_backend() 
     }
     Ok(())
 }
+
+/// A private CA with a server certificate for 127.0.0.1 and a client certificate, made afresh
+/// for each run.
+struct Pki {
+    ca_pem: String,
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+    server_chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    server_key: rustls::pki_types::PrivateKeyDer<'static>,
+    client_cert_pem: String,
+    client_key_pem: String,
+}
+
+fn make_pki() -> Result<Pki> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
+        IsCa, KeyPair, KeyUsagePurpose,
+    };
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "hangar test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+
+    let server_key = KeyPair::generate()?;
+    let mut server_params = CertificateParams::new(vec!["127.0.0.1".to_string()])?;
+    server_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let server = server_params.signed_by(&server_key, &ca)?;
+
+    let client_key = KeyPair::generate()?;
+    let mut client_params = CertificateParams::new(Vec::<String>::new())?;
+    client_params
+        .distinguished_name
+        .push(DnType::CommonName, "mcp-hangar");
+    client_params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let client = client_params.signed_by(&client_key, &ca)?;
+
+    Ok(Pki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server_chain: vec![server.der().clone()],
+        server_key: rustls::pki_types::PrivatePkcs8KeyDer::from(server_key.serialize_der()).into(),
+        client_cert_pem: client.pem(),
+        client_key_pem: client_key.serialize_pem(),
+    })
+}
+
+/// Terminates TLS on a loopback port and relays the bytes to `target` (the example provider's
+/// plain HTTP address). With `client_ca`, a client certificate signed by it is required.
+async fn tls_front(
+    pki: &Pki,
+    target: &str,
+    client_ca: Option<&rustls::pki_types::CertificateDer<'static>>,
+) -> Result<String> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.clone())?;
+            builder.with_client_cert_verifier(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    std::sync::Arc::new(roots),
+                    provider,
+                )
+                .build()?,
+            )
+        }
+    };
+    let config = builder.with_single_cert(pki.server_chain.clone(), pki.server_key.clone_key())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?.to_string();
+    let target = target.to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, target) = (acceptor.clone(), target.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut upstream) = tokio::net::TcpStream::connect(&target).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut upstream).await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_providers_need_a_trusted_certificate_and_can_present_a_client_certificate()
+-> Result<()> {
+    let provider = HttpProvider::start(&[]).await?;
+    let pki = make_pki()?;
+    let server_tls = tls_front(&pki, &provider.addr, None).await?;
+    let mutual_tls = tls_front(&pki, &provider.addr, Some(&pki.ca_der)).await?;
+    let dir = TestDir::new("remote-tls");
+    let ca = dir.write("ca.pem", &pki.ca_pem);
+    let cert = dir.write("client.pem", &pki.client_cert_pem);
+    let key = dir.write("client.key", &pki.client_key_pem);
+    let (ca, cert, key) = (ca.display(), cert.display(), key.display());
+    let once = "http: {max_retries: 0}\nrecovery: {max_retries: 0}\n";
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "providers:\n{}",
+            [
+                remote_yaml("untrusted", &format!("https://{server_tls}/mcp"), once),
+                remote_yaml(
+                    "trusted",
+                    &format!("https://{server_tls}/mcp"),
+                    &format!("tls: {{ca_cert_path: \"{ca}\"}}"),
+                ),
+                remote_yaml(
+                    "unverified",
+                    &format!("https://{server_tls}/mcp"),
+                    "tls: {verify_ssl: false}",
+                ),
+                remote_yaml(
+                    "mutual",
+                    &format!("https://{mutual_tls}/mcp"),
+                    &format!(
+                        "tls: {{ca_cert_path: \"{ca}\", client_cert: \"{cert}\", client_key: \"{key}\"}}"
+                    ),
+                ),
+                remote_yaml(
+                    "anonymous",
+                    &format!("https://{mutual_tls}/mcp"),
+                    &format!("tls: {{ca_cert_path: \"{ca}\"}}\n{once}"),
+                ),
+            ]
+            .concat()
+        ),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    for id in ["trusted", "unverified", "mutual"] {
+        assert_eq!(
+            h.call_ok(&format!("{id}__add"), json!({"a": 40, "b": 2}))
+                .await
+                .with_context(|| format!("{id}; log:\n{}", h.log()))?,
+            json!({"result": 42}),
+            "{id}"
+        );
+    }
+    let r = h
+        .call("registry_start", json!({"provider": "untrusted"}))
+        .await?;
+    let why = text(&r);
+    assert_eq!(r.is_error, Some(true), "{why}");
+    assert!(
+        why.contains(&format!("TLS with https://{server_tls}/mcp failed")),
+        "{why}"
+    );
+    assert!(why.contains("UnknownIssuer"), "{why}");
+    assert!(
+        why.contains("`tls.ca_cert_path`") && why.contains("`tls.verify_ssl: false`"),
+        "{why}"
+    );
+
+    let r = h
+        .call("registry_start", json!({"provider": "anonymous"}))
+        .await?;
+    let why = text(&r);
+    assert_eq!(r.is_error, Some(true), "{why}");
+    assert!(
+        why.contains("TLS with") || why.contains("certificate"),
+        "{why}"
+    );
+    Ok(())
+}

@@ -298,3 +298,62 @@ impl From<StreamableHttpError<RemoteError>> for RemoteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rmcp::model::{DiscoverResult, NumberOrString, ServerConfig, ServerResult};
+
+    use super::*;
+
+    fn answer(result: ServerResult) -> ServerJsonRpcMessage {
+        ServerJsonRpcMessage::response(result, NumberOrString::Number(1))
+    }
+
+    fn discover(versions: &[ProtocolVersion]) -> ServerJsonRpcMessage {
+        answer(ServerResult::DiscoverResult(
+            DiscoverResult::from_server_info(versions.to_vec(), ServerConfig::default()),
+        ))
+    }
+
+    fn refusal(error: ErrorData) -> ServerJsonRpcMessage {
+        ServerJsonRpcMessage::error(error, Some(NumberOrString::Number(1)))
+    }
+
+    #[test]
+    fn discover_answers_that_show_a_handshake_era_server_fall_back_to_initialize() {
+        // An empty result to an unknown method (the conformance suite's test servers).
+        assert!(handshake_era_answer(&answer(ServerResult::empty(()))));
+        // Discover works, but the server lists only revisions with a handshake.
+        assert!(handshake_era_answer(&discover(
+            ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25)
+        )));
+        // rmcp servers limited to those revisions refuse the probe's version instead.
+        assert!(handshake_era_answer(&refusal(
+            ErrorData::unsupported_protocol_version(
+                ProtocolVersion::V_2026_07_28,
+                ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_06_18),
+            )
+        )));
+    }
+
+    #[test]
+    fn discover_answers_of_a_stateless_server_or_real_failures_are_left_alone() {
+        assert!(!handshake_era_answer(&discover(
+            ProtocolVersion::KNOWN_VERSIONS
+        )));
+        // Method not found already makes rmcp fall back; other errors are the server's to say.
+        assert!(!handshake_era_answer(&refusal(
+            ErrorData::method_not_found::<rmcp::model::DiscoverRequestMethod>()
+        )));
+        assert!(!handshake_era_answer(&refusal(ErrorData::internal_error(
+            "boom", None
+        ))));
+        // A version refusal that lists a stateless revision is a real negotiation failure.
+        assert!(!handshake_era_answer(&refusal(
+            ErrorData::unsupported_protocol_version(
+                ProtocolVersion::V_2025_06_18,
+                &[ProtocolVersion::V_2026_07_28],
+            )
+        )));
+    }
+}

@@ -859,6 +859,11 @@ relay_tasks_enabled: true
                 (5, "mcp_servers.api.tls"),
                 "`client_cert` and `client_key` go together",
             ),
+            (
+                "mcp_servers:\n  api:\n    mode: remote\n    endpoint: https://x/mcp\n    http:\n      headers: {mcp-session-id: s}\n",
+                (6, "mcp_servers.api.http.headers.mcp-session-id"),
+                "`mcp-session-id` is set by the MCP transport on every request",
+            ),
         ];
         for (text, (line, key_path), expected) in cases {
             let e = err(text);
@@ -919,6 +924,21 @@ mcp_servers:
                 .any(|w| w.contains("`socket` has no effect on a `subprocess` provider")),
             "{:?}",
             sub.warnings
+        );
+    }
+
+    #[test]
+    fn a_header_that_auth_also_sends_is_loaded_with_a_warning_that_auth_wins() {
+        let config = ok(
+            "mcp_servers:\n  api:\n    mode: remote\n    endpoint: https://x/mcp\n    auth: {type: api_key, key: k}\n    http:\n      headers: {x-api-key: other, X-Tenant: t}\n",
+        );
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert!(
+            config.warnings[0].ends_with(
+                ":7: mcp_servers.api.http.headers.x-api-key: ignored: `auth:` sends `x-api-key` itself, with its own credentials"
+            ),
+            "{:?}",
+            config.warnings
         );
     }
 

@@ -841,6 +841,24 @@ impl<'a> Resolver<'a> {
             Some(http) => self.http(&path.key("http"), http)?,
             None => HttpSpec::default(),
         };
+        let auth_header = match &auth {
+            RemoteAuth::None => None,
+            RemoteAuth::Bearer { .. } | RemoteAuth::Basic { .. } => Some("Authorization"),
+            RemoteAuth::ApiKey { header, .. } => Some(header.expose()),
+        };
+        if let Some(name) = auth_header
+            && let Some(clash) = http
+                .headers
+                .keys()
+                .find(|h| h.eq_ignore_ascii_case(name))
+                .cloned()
+        {
+            // The original's files do this; `auth:` is the more specific of the two.
+            self.warn(
+                &path.key("http").key("headers").key(clash.as_str()),
+                &format!("ignored: `auth:` sends `{clash}` itself, with its own credentials"),
+            );
+        }
         Ok(RemoteSpec {
             endpoint,
             transport,
@@ -996,6 +1014,22 @@ impl<'a> Resolver<'a> {
                         &headers_path.key(bad.as_str()),
                         ConfigErrorKind::Invalid,
                         format!("`{bad}` is not a valid HTTP header name"),
+                    ));
+                }
+                // The MCP transports set these on every request; a configured value would be
+                // silently replaced, so it is refused instead.
+                if let Some(reserved) = headers.0.keys().find(|name| {
+                    TRANSPORT_HEADERS
+                        .iter()
+                        .any(|r| r.eq_ignore_ascii_case(name))
+                }) {
+                    return Err(self.error_at_key(
+                        &headers_path.key(reserved.as_str()),
+                        ConfigErrorKind::Invalid,
+                        format!(
+                            "`{reserved}` is set by the MCP transport on every request; remove it \
+                             from `http.headers`"
+                        ),
                     ));
                 }
                 self.text_map(&headers_path, &headers.0)?
@@ -1592,6 +1626,18 @@ fn is_http_url(url: &str) -> bool {
         !host.is_empty() && !host.contains(char::is_whitespace)
     })
 }
+
+/// Headers the remote transports write themselves (content negotiation, the session, the
+/// protocol version, SSE resumption, framing).
+const TRANSPORT_HEADERS: &[&str] = &[
+    "Accept",
+    "Content-Type",
+    "Content-Length",
+    "Host",
+    "Mcp-Session-Id",
+    "Mcp-Protocol-Version",
+    "Last-Event-ID",
+];
 
 fn url_path_ends_with_sse(url: &str) -> bool {
     let without_query = url.split(['?', '#']).next().unwrap_or_default();

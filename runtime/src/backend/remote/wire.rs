@@ -389,22 +389,22 @@ pub(crate) fn chain(e: &reqwest::Error) -> String {
     parts.join(" (") + &")".repeat(parts.len().saturating_sub(1))
 }
 
+/// Whether rustls failed somewhere under `e`. The connector nests its error in `io::Error`s,
+/// whose `source()` skips the error they wrap, so each of those is opened by hand.
 fn is_tls_failure(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(cause) = source {
-        if cause.is::<rustls::Error>() {
+    fn rustls_within(error: &(dyn std::error::Error + 'static)) -> bool {
+        if error.is::<rustls::Error>() {
             return true;
         }
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io
-                .get_ref()
-                .is_some_and(|inner| inner.is::<rustls::Error>())
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && rustls_within(inner)
         {
             return true;
         }
-        source = cause.source();
+        error.source().is_some_and(rustls_within)
     }
-    false
+    std::error::Error::source(e).is_some_and(rustls_within)
 }
 
 /// Standard base64 with padding, for the `Authorization: Basic` value (RFC 7617).
