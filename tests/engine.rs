@@ -21,6 +21,9 @@ use crate::{provider_bin, workspace_root};
 /// The repository of the test images; the tag is a content hash.
 pub const IMAGE_REPOSITORY: &str = "mcp-hangar-test-provider";
 
+/// How many of the newest test images are kept when a new one is imported.
+const KEEP_IMAGES: usize = 4;
+
 /// The label a hangar puts on the containers it starts for a config (see
 /// `mcp_hangar::backend::instance_label`).
 pub const LABEL_INSTANCE: &str = "mcp-hangar.instance";
@@ -139,14 +142,16 @@ pub fn import_provider_image(binary: &Path) -> Result<String> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // Earlier builds' images are of no more use; one still in use by a container stays.
+    // Images of older builds pile up as the binary changes. The newest few stay (the debug
+    // build's for the tests and the release build's for the bench must not evict each other),
+    // and one a container still uses stays anyway.
     if let Ok(tags) = docker(&[
         "images",
         IMAGE_REPOSITORY,
         "--format",
         "{{.Repository}}:{{.Tag}}",
     ]) {
-        for old in tags.lines().filter(|t| *t != image) {
+        for old in tags.lines().skip(KEEP_IMAGES).filter(|t| *t != image) {
             let _ = docker(&["rmi", old]);
         }
     }

@@ -124,6 +124,7 @@ async fn run(
         ))
     };
     let phase = async {
+        let began = Instant::now();
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let created = docker
             .create_container(Some(options), body)
@@ -140,6 +141,7 @@ async fn run(
         for warning in created.warnings.iter().filter(|w| !w.is_empty()) {
             tracing::warn!(provider, "the engine warns: {warning}");
         }
+        let create_ms = began.elapsed().as_millis();
         let options = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stdout(true)
@@ -150,15 +152,27 @@ async fn run(
             .attach_container(&created.id, Some(options))
             .await
             .map_err(|e| engine_error("attaching to", e))?;
+        let attach_ms = began.elapsed().as_millis() - create_ms;
         docker
             .start_container(&created.id, None)
             .await
             .map_err(|e| engine_error("starting", e))?;
+        tracing::debug!(
+            provider,
+            container = %name,
+            "engine: create {create_ms} ms, attach {attach_ms} ms, start {} ms",
+            began.elapsed().as_millis() - create_ms - attach_ms
+        );
         Ok::<_, StartError>((created.id, attached))
     };
     let (id, attached) = match tokio::time::timeout(START_TIMEOUT, phase).await {
-        Ok(result) => result?,
+        Ok(Ok(started)) => started,
+        Ok(Err(e)) => {
+            pending.remove().await;
+            return Err(e);
+        }
         Err(_) => {
+            pending.remove().await;
             return Err(fail(format!(
                 "the engine at {} did not create and start the container within {}s",
                 address.shown(),
@@ -324,8 +338,9 @@ fn engine_message(e: &EngineError) -> String {
 }
 
 /// A container that is being created: listed for the shutdown sweep before the create request
-/// is sent, and removed by name if the start does not get as far as handing it to its watcher
-/// (an error, a timeout, or the start being cancelled and this dropped).
+/// is sent, and removed by name if the start does not get as far as handing it to its watcher:
+/// at once on an error or a timeout, from `Drop` when the start is cancelled (its future
+/// dropped mid-request).
 struct Pending {
     docker: Docker,
     name: String,
@@ -344,6 +359,12 @@ impl Pending {
 
     fn disarm(mut self) {
         self.armed = false;
+    }
+
+    /// Removes the container (if the engine made it) before the start reports its failure.
+    async fn remove(mut self) {
+        self.armed = false;
+        remove(&self.docker, &self.name).await;
     }
 }
 

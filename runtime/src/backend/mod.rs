@@ -54,6 +54,11 @@ pub(crate) const MAX_STDERR_LINE: usize = 4096;
 /// it is stopped by force.
 const EOF_GRACE: Duration = Duration::from_millis(500);
 
+/// How long a failed handshake waits to learn how the provider ended. A process's end is known
+/// at once; an engine may report a container's end most of a second after its stream closed
+/// (Podman's wait polls).
+const EXIT_AFTER_BROKEN_HANDSHAKE: Duration = Duration::from_secs(2);
+
 /// How long after a provider is gone its MCP session is ended: long enough to read an answer it
 /// wrote just before exiting, short enough that calls still in flight fail at once.
 const DRAIN_AFTER_EXIT: Duration = Duration::from_millis(100);
@@ -476,7 +481,8 @@ where
             // A provider that died during the handshake usually shows up first as a broken
             // pipe; how it ended is the useful part.
             if !why.contains("during startup")
-                && let Ok(how) = tokio::time::timeout(Duration::from_millis(500), exit.wait()).await
+                && let Ok(how) =
+                    tokio::time::timeout(EXIT_AFTER_BROKEN_HANDSHAKE, exit.wait()).await
             {
                 why = format!("{how} during startup ({why})");
             }
