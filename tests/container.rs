@@ -459,3 +459,23 @@ async fn a_build_section_builds_once_and_runs_with_env_user_and_volumes() -> Res
     );
     Ok(())
 }
+
+#[test]
+fn the_container_example_config_is_valid() -> Result<()> {
+    let example = hangar_tests::workspace_root().join("examples/container.yaml");
+    let out = std::process::Command::new(hangar_tests::hangar_bin())
+        .args(["check", "--config"])
+        .arg(&example)
+        .output()?;
+    let normalised = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        normalised.contains("socket: unix:///run/user/1000/podman/podman.sock"),
+        "{normalised}"
+    );
+    Ok(())
+}
