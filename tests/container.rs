@@ -387,3 +387,95 @@ async fn broken_container_providers_fail_clearly_and_the_others_keep_serving() -
     let log = close(h).await?;
     assert_none_left(&cfg, &log).await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_build_section_builds_once_and_runs_with_env_user_and_volumes() -> Result<()> {
+    let base = provider_image()?;
+    let dir = TestDir::new("ctr-build");
+    let context = dir.path().join("ctx");
+    std::fs::create_dir_all(&context)?;
+    std::fs::write(
+        context.join("Dockerfile.box"),
+        format!("FROM {base}\nENV BUILT_BY=dockerfile\n"),
+    )?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    let tag = format!("mcp-hangar-test-built:{}", unique_token("b").to_lowercase());
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "providers:\n  box:\n    mode: docker\n    build: {{context: {}, dockerfile: \
+             Dockerfile.box, tag: \"{tag}\"}}\n    env: {{FROM_CONFIG: \"yes\"}}\n    user: \
+             current\n    volumes: [\"{}:/data:ro\"]\n",
+            context.display(),
+            data.display()
+        ),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    let built_by = h.call("box__env", json!({"name": "BUILT_BY"})).await?;
+    assert_eq!(
+        text(&built_by),
+        "dockerfile",
+        "the image was built from the Dockerfile"
+    );
+    let from_config = h.call("box__env", json!({"name": "FROM_CONFIG"})).await?;
+    assert_eq!(text(&from_config), "yes");
+
+    let ids = containers_of(&cfg)?;
+    assert_eq!(ids.len(), 1);
+    let c = inspect(&ids[0])?;
+    let me = format!(
+        "{}:{}",
+        nix::unistd::geteuid().as_raw(),
+        nix::unistd::getegid().as_raw()
+    );
+    assert_eq!(c["Config"]["User"], me.as_str(), "user: current");
+    assert_eq!(c["Config"]["Image"], tag.as_str());
+    assert_eq!(
+        c["HostConfig"]["Binds"],
+        json!([format!("{}:/data:ro", data.display())])
+    );
+
+    // A restart reuses what this run built.
+    h.call_ok("registry_stop", json!({"provider": "box"}))
+        .await?;
+    h.call_ok("registry_start", json!({"provider": "box"}))
+        .await?;
+    let log = close(h).await?;
+    assert_eq!(
+        log.matches("built image").count(),
+        1,
+        "built once per run; log:\n{log}"
+    );
+    // The hangar removed its containers before it exited, so the image is free to go.
+    let rmi = std::process::Command::new("docker")
+        .args(["rmi", &tag])
+        .output()?;
+    assert_none_left(&cfg, &log).await?;
+    assert!(
+        rmi.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rmi.stderr)
+    );
+    Ok(())
+}
+
+#[test]
+fn the_container_example_config_is_valid() -> Result<()> {
+    let example = hangar_tests::workspace_root().join("examples/container.yaml");
+    let out = std::process::Command::new(hangar_tests::hangar_bin())
+        .args(["check", "--config"])
+        .arg(&example)
+        .output()?;
+    let normalised = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        normalised.contains("socket: unix:///run/user/1000/podman/podman.sock"),
+        "{normalised}"
+    );
+    Ok(())
+}

@@ -556,6 +556,7 @@ fn is_gone(e: &EngineError) -> bool {
 }
 
 /// Removes the container by force, with its anonymous volumes, and forgets it once it is gone.
+/// Returns once the engine no longer has it (or the engine stops answering).
 async fn remove(docker: &Docker, name: &str) {
     let options = RemoveContainerOptionsBuilder::new()
         .force(true)
@@ -568,6 +569,15 @@ async fn remove(docker: &Docker, name: &str) {
     .await
     {
         Ok(Ok(())) => started_forget(name),
+        // Another removal of it is under way (the watcher's and a stop's can cross): wait for
+        // that one, so a hangar that exits after a stop leaves nothing being removed.
+        Ok(Err(EngineError::DockerResponseServerError {
+            status_code: 409, ..
+        })) => {
+            if wait_until_gone(docker, name).await {
+                started_forget(name);
+            }
+        }
         Ok(Err(e)) if is_gone(&e) => started_forget(name),
         Ok(Err(e)) => tracing::warn!(
             container = name,
@@ -580,6 +590,29 @@ async fn remove(docker: &Docker, name: &str) {
             ENGINE_CALL_TIMEOUT.as_secs()
         ),
     }
+}
+
+/// Polls until the engine no longer knows the container; false if it still does after
+/// [`ENGINE_CALL_TIMEOUT`].
+async fn wait_until_gone(docker: &Docker, name: &str) -> bool {
+    let deadline = Instant::now() + ENGINE_CALL_TIMEOUT;
+    while Instant::now() < deadline {
+        let inspected =
+            tokio::time::timeout(ENGINE_CALL_TIMEOUT, docker.inspect_container(name, None)).await;
+        if let Ok(Err(EngineError::DockerResponseServerError {
+            status_code: 404, ..
+        })) = inspected
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tracing::warn!(
+        container = name,
+        "the engine was still removing the container after {}s",
+        ENGINE_CALL_TIMEOUT.as_secs()
+    );
+    false
 }
 
 /// Every container this process created and has not yet seen removed, by name, with the
