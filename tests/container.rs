@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use hangar_tests::engine::{containers_of, inspect, provider_image, remove};
-use hangar_tests::{Hangar, TestDir, provider_yaml, text, unique_token};
+use hangar_tests::{Hangar, TestDir, provider_yaml, text, unique_token, wait_until_async};
 use serde_json::{Value, json};
 
 /// A container provider running the example provider image with `args`.
@@ -31,28 +31,10 @@ fn config(entries: &[String]) -> String {
     format!("providers:\n{}", entries.concat())
 }
 
-/// Polls an async check every 100 ms until it returns Some or `timeout` passes.
-async fn wait_for<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 /// Checks that no container of `cfg` is left; removes any that are so the next run starts
 /// clean, and fails naming them.
 async fn assert_none_left(cfg: &Path, log: &str) -> Result<()> {
-    let gone = wait_for(Duration::from_secs(10), || async {
+    let gone = wait_until_async(Duration::from_secs(10), || async {
         containers_of(cfg).ok().filter(Vec::is_empty)
     })
     .await;
@@ -69,7 +51,7 @@ async fn close(h: Hangar) -> Result<String> {
     let pid = h.pid;
     let log = h.log.clone();
     let _ = h.client.cancel().await;
-    let exited = wait_for(Duration::from_secs(15), || async {
+    let exited = wait_until_async(Duration::from_secs(15), || async {
         (!Path::new(&format!("/proc/{pid}/cmdline")).exists()
             || std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
                 s.rsplit(')')
@@ -198,7 +180,7 @@ async fn an_idle_container_is_stopped_and_removed_and_the_next_call_starts_a_new
     let first = containers_of(&cfg)?;
     assert_eq!(first.len(), 1);
     let stopped_at = Instant::now();
-    let removed = wait_for(Duration::from_secs(8), || async {
+    let removed = wait_until_async(Duration::from_secs(8), || async {
         containers_of(&cfg).ok().filter(Vec::is_empty)
     })
     .await;
@@ -246,7 +228,7 @@ async fn a_crashed_container_is_reported_removed_and_recovered() -> Result<()> {
     let crashed = h.call("box__crash", json!({"code": 3})).await?;
     assert_eq!(crashed.is_error, Some(true), "{}", text(&crashed));
 
-    let recovered = wait_for(Duration::from_secs(15), || async {
+    let recovered = wait_until_async(Duration::from_secs(15), || async {
         let d = details(&h, "box").await.ok()?;
         (d["state"] == "ready" && d["location"] != before["location"]).then_some(d)
     })

@@ -68,24 +68,6 @@ async fn a_hung_provider_fails_its_health_checks_goes_degraded_and_is_restarted(
     Ok(())
 }
 
-/// Polls an async check every 100 ms until it returns Some or `timeout` passes.
-async fn wait_until_async<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return Some(v);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_opens_fails_fast_half_opens_and_closes() -> Result<()> {
     let dir = TestDir::new("breaker");
