@@ -335,7 +335,7 @@ async fn broken_container_providers_fail_clearly_and_the_others_keep_serving() -
     let (nodaemon, _) = start("nodaemon").await?;
     assert!(
         nodaemon.contains(&format!(
-            "cannot reach the container engine at unix://{}",
+            "cannot reach the container engine at unix://{}: Connection refused",
             dead_socket.display()
         )) && nodaemon.contains("start Docker"),
         "{nodaemon}"

@@ -147,7 +147,9 @@ fn open(url: &str) -> Result<Docker, bollard::errors::Error> {
 pub(crate) fn unreachable(address: &Address, error: &bollard::errors::Error) -> String {
     let why = match error {
         bollard::errors::Error::SocketNotFoundError(_) => "the socket does not exist".to_owned(),
-        other => other.to_string(),
+        // bollard's own words ("Error in the hyper legacy client: client error (Connect)") hide
+        // the one a person can act on, at the bottom of the chain ("Connection refused").
+        other => deepest_cause(other),
     };
     format!(
         "cannot reach the container engine at {}: {why}; start Docker (`dockerd`) or Podman \
@@ -155,6 +157,14 @@ pub(crate) fn unreachable(address: &Address, error: &bollard::errors::Error) -> 
          DOCKER_HOST) to where the engine listens",
         address.shown
     )
+}
+
+fn deepest_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 #[cfg(test)]
@@ -216,6 +226,27 @@ mod tests {
         assert_eq!(
             Address::of(Some(&path)).shown(),
             "unix:///run/podman/podman.sock"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_socket_nobody_listens_on_is_reported_as_refused() {
+        let path = std::env::temp_dir().join(format!("hangar-dead-{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        // Bound and closed: the file stays, nothing accepts — a daemon that died.
+        drop(std::os::unix::net::UnixListener::bind(&path).unwrap_or_else(|e| panic!("{e}")));
+        let address = Address::plain(format!("unix://{}", path.display()));
+        let outcome = connect(&address).await;
+        let _ = std::fs::remove_file(&path);
+        let Err(e) = outcome else {
+            panic!("connected to a socket nobody listens on");
+        };
+        assert!(
+            e.starts_with(&format!(
+                "cannot reach the container engine at unix://{}: Connection refused",
+                path.display()
+            )),
+            "{e}"
         );
     }
 
