@@ -639,7 +639,7 @@ async fn tls_front(
     target: &str,
     client_ca: Option<&rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<String> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {

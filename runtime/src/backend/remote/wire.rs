@@ -125,7 +125,6 @@ impl Wire {
             }
         };
 
-        install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(remote.http.connect_timeout)
@@ -356,15 +355,6 @@ fn header_value(value: &MaybeSecret, sensitive: bool) -> Result<HeaderValue, Str
 fn read_tls_file(path: &MaybeSecret, key: &str) -> Result<Vec<u8>, String> {
     std::fs::read(Path::new(path.expose()))
         .map_err(|e| format!("cannot read `{key}` {}: {e}", path.redacted()))
-}
-
-/// Installs rustls' `ring` provider as the process default once; reqwest is built without one
-/// of its own. Another part of the process may have installed one first, which is as good.
-fn install_crypto_provider() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
 }
 
 /// A failure and its causes, without the URL reqwest puts in its own text (it may hold a
