@@ -774,3 +774,27 @@ async fn https_providers_need_a_trusted_certificate_and_can_present_a_client_cer
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_remote_config_checks_clean_with_its_token_redacted() -> Result<()> {
+    let example = workspace_root().join("examples/remote.yaml");
+    let out = Command::new(hangar_bin())
+        .args(["check", "--config"])
+        .arg(&example)
+        .env("DEMO_TOKEN", "t0k3n-from-env")
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("mode: remote") && stdout.contains("transport: sse"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("t0k3n-from-env") && !stderr.contains("t0k3n-from-env"));
+    assert!(
+        !stderr.contains("warning"),
+        "the example loads without warnings: {stderr}"
+    );
+    Ok(())
+}
