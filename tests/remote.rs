@@ -484,6 +484,18 @@ async fn server_everything_is_called_over_streamable_http_and_over_legacy_sse() 
         ],
     )
     .await?;
+    // A handshake-era server rejects the `server/discover` probe at once: no 10 s stall
+    // before the fallback to `initialize`.
+    let started = Instant::now();
+    let r = h
+        .call("registry_start", json!({"provider": "streamable"}))
+        .await?;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "start took {:?}",
+        started.elapsed()
+    );
     for id in ["streamable", "legacy"] {
         let r = h
             .call(
