@@ -408,7 +408,7 @@ async fn an_expired_session_is_re_created_once_and_when_that_fails_the_provider_
 /// `@modelcontextprotocol/server-everything` in `mode` (`streamableHttp` or `sse`) on a free
 /// loopback port, under the npm-installed Node.
 struct Everything {
-    _child: Child,
+    child: Child,
     port: u16,
     /// Everything it has written to stdout and stderr.
     log: std::sync::Arc<std::sync::Mutex<String>>,
@@ -444,11 +444,7 @@ impl Everything {
                 }
             });
         }
-        let server = Self {
-            _child: child,
-            port,
-            log,
-        };
+        let server = Self { child, port, log };
         if !wait_until(Duration::from_secs(30), || {
             server.log().contains(&format!("port {port}"))
         })
@@ -488,6 +484,18 @@ async fn server_everything_is_called_over_streamable_http_and_over_legacy_sse() 
         ],
     )
     .await?;
+    // A handshake-era server rejects the `server/discover` probe at once: no 10 s stall
+    // before the fallback to `initialize`.
+    let started = Instant::now();
+    let r = h
+        .call("registry_start", json!({"provider": "streamable"}))
+        .await?;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "start took {:?}",
+        started.elapsed()
+    );
     for id in ["streamable", "legacy"] {
         let r = h
             .call(
@@ -537,6 +545,19 @@ async fn server_everything_is_called_over_streamable_http_and_over_legacy_sse() 
             server.log()
         );
     }
+
+    // An SSE session lives as long as its stream: a server that goes away ends the provider,
+    // at once rather than at the next health check.
+    let r = h.call("legacy__echo", json!({"message": "again"})).await?;
+    assert_eq!(text(&r), "Echo: again");
+    let mut legacy = legacy;
+    legacy.child.kill().await?;
+    let dead = wait_for_details(&h, "legacy", Duration::from_secs(5), |d| {
+        d["state"] == "dead"
+    })
+    .await?;
+    let reason = dead["state_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("SSE stream"), "{dead:#}");
     Ok(())
 }
 
@@ -639,7 +660,7 @@ async fn tls_front(
     target: &str,
     client_ca: Option<&rustls::pki_types::CertificateDer<'static>>,
 ) -> Result<String> {
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()?;
     let builder = match client_ca {
@@ -754,8 +775,38 @@ async fn https_providers_need_a_trusted_certificate_and_can_present_a_client_cer
     let why = text(&r);
     assert_eq!(r.is_error, Some(true), "{why}");
     assert!(
-        why.contains("TLS with") || why.contains("certificate"),
+        why.contains(&format!("TLS with https://{mutual_tls}/mcp failed"))
+            && why.contains("CertificateRequired")
+            && why.contains("set `tls.client_cert` and `tls.client_key`"),
         "{why}"
+    );
+    assert!(
+        !why.contains("stderr"),
+        "a remote provider has no stderr to show: {why}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_example_remote_config_checks_clean_with_its_token_redacted() -> Result<()> {
+    let example = workspace_root().join("examples/remote.yaml");
+    let out = Command::new(hangar_bin())
+        .args(["check", "--config"])
+        .arg(&example)
+        .env("DEMO_TOKEN", "t0k3n-from-env")
+        .output()
+        .await?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("mode: remote") && stdout.contains("transport: sse"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("t0k3n-from-env") && !stderr.contains("t0k3n-from-env"));
+    assert!(
+        !stderr.contains("warning"),
+        "the example loads without warnings: {stderr}"
     );
     Ok(())
 }

@@ -28,11 +28,13 @@ pub enum InvokeError {
         /// Why, e.g. "denied by tools.deny_list pattern `delete_*`".
         reason: String,
     },
-    #[error("{message}; last stderr lines of the provider:\n{}", render_tail(.stderr_tail))]
+    #[error("{message}{}", stderr_section(*.has_stderr, .stderr_tail))]
     StartFailed {
         provider: String,
         message: String,
         stderr_tail: Vec<String>,
+        /// Whether the provider runs here and has a stderr to show (not a remote one).
+        has_stderr: bool,
     },
     #[error(
         "call to `{tool}` on provider `{provider}` timed out after {:.1}s; the provider was sent notifications/cancelled. Pass a larger `timeout` or check the provider",
@@ -276,11 +278,13 @@ fn render_attempts(attempts: &[String]) -> String {
     }
 }
 
-fn render_tail(tail: &[String]) -> String {
-    if tail.is_empty() {
-        "(the provider wrote nothing to stderr)".to_string()
+fn stderr_section(has_stderr: bool, tail: &[String]) -> String {
+    if !has_stderr {
+        String::new()
+    } else if tail.is_empty() {
+        "; last stderr lines of the provider:\n(the provider wrote nothing to stderr)".to_string()
     } else {
-        tail.join("\n")
+        format!("; last stderr lines of the provider:\n{}", tail.join("\n"))
     }
 }
 

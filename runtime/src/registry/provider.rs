@@ -16,7 +16,7 @@ use super::limits::{RateLimit, SlotError, Slots};
 use super::{START_DEADLINE_CAP, Shared};
 use crate::backend::raw::CallArguments;
 use crate::backend::{self, Connection, Launch, ProgressSink, StartError};
-use crate::config::{PluginKind, ProviderSpec, ToolSpec};
+use crate::config::{PluginKind, ProviderMode, ProviderSpec, ToolSpec};
 use crate::events::Event;
 use crate::plugin::{self, PluginSlot, Verdict};
 use crate::provider::breaker::{BreakerChange, CircuitBreaker, Permit};
@@ -501,6 +501,7 @@ impl Provider {
             provider: self.spec.id.clone(),
             message: e.message,
             stderr_tail: e.stderr_tail,
+            has_stderr: self.spec.mode != ProviderMode::Remote,
         })
     }
 

@@ -24,10 +24,12 @@ pub(crate) enum RemoteError {
         "cannot connect to {endpoint}: {detail}; check that the server is running and that `endpoint` is right"
     )]
     Unreachable { endpoint: String, detail: String },
-    #[error(
-        "TLS with {endpoint} failed: {detail}; if its certificate comes from a private CA, set `tls.ca_cert_path` to that CA's PEM file (or `tls.verify_ssl: false` to skip the check, never in production)"
-    )]
-    Tls { endpoint: String, detail: String },
+    #[error("TLS with {endpoint} failed: {detail}; {hint}")]
+    Tls {
+        endpoint: String,
+        detail: String,
+        hint: &'static str,
+    },
     #[error("{endpoint} sent no answer within {secs}s (`http.read_timeout`)")]
     Timeout { endpoint: String, secs: f64 },
     #[error(
@@ -125,7 +127,6 @@ impl Wire {
             }
         };
 
-        install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .default_headers(headers)
             .connect_timeout(remote.http.connect_timeout)
@@ -229,8 +230,12 @@ impl Wire {
             };
         }
         let detail = chain(e);
-        if is_tls_failure(e) {
-            return RemoteError::Tls { endpoint, detail };
+        if let Some(tls) = tls_failure(e) {
+            return RemoteError::Tls {
+                endpoint,
+                detail,
+                hint: tls_hint(tls),
+            };
         }
         if e.is_connect() {
             return RemoteError::Unreachable { endpoint, detail };
@@ -358,15 +363,6 @@ fn read_tls_file(path: &MaybeSecret, key: &str) -> Result<Vec<u8>, String> {
         .map_err(|e| format!("cannot read `{key}` {}: {e}", path.redacted()))
 }
 
-/// Installs rustls' `ring` provider as the process default once; reqwest is built without one
-/// of its own. Another part of the process may have installed one first, which is as good.
-fn install_crypto_provider() {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    INSTALLED.call_once(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
 /// A failure and its causes, without the URL reqwest puts in its own text (it may hold a
 /// secret query).
 pub(crate) fn chain(e: &reqwest::Error) -> String {
@@ -389,22 +385,47 @@ pub(crate) fn chain(e: &reqwest::Error) -> String {
     parts.join(" (") + &")".repeat(parts.len().saturating_sub(1))
 }
 
-/// Whether rustls failed somewhere under `e`. The connector nests its error in `io::Error`s,
-/// whose `source()` skips the error they wrap, so each of those is opened by hand.
-fn is_tls_failure(e: &reqwest::Error) -> bool {
-    fn rustls_within(error: &(dyn std::error::Error + 'static)) -> bool {
-        if error.is::<rustls::Error>() {
-            return true;
+/// rustls' error somewhere under `e`, if TLS is what failed. The connector nests it in
+/// `io::Error`s, whose `source()` skips the error they wrap, so each of those is opened by hand.
+fn tls_failure(e: &reqwest::Error) -> Option<&rustls::Error> {
+    fn within<'e>(error: &'e (dyn std::error::Error + 'static)) -> Option<&'e rustls::Error> {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>()
             && let Some(inner) = io.get_ref()
-            && rustls_within(inner)
+            && let Some(tls) = within(inner)
         {
-            return true;
+            return Some(tls);
         }
-        error.source().is_some_and(rustls_within)
+        error.source().and_then(within)
     }
-    std::error::Error::source(e).is_some_and(rustls_within)
+    std::error::Error::source(e).and_then(within)
+}
+
+/// What to change for a TLS failure: the server's certificate is not trusted, or the server
+/// wants ours.
+fn tls_hint(error: &rustls::Error) -> &'static str {
+    use rustls::AlertDescription as Alert;
+    match error {
+        rustls::Error::InvalidCertificate(_) => {
+            "if its certificate comes from a private CA, set `tls.ca_cert_path` to that CA's PEM file (or `tls.verify_ssl: false` to skip the check, never in production)"
+        }
+        rustls::Error::AlertReceived(
+            Alert::CertificateRequired
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::CertificateExpired
+            | Alert::CertificateRevoked
+            | Alert::AccessDenied,
+        ) => {
+            "the server wants a client certificate it trusts: set `tls.client_cert` and `tls.client_key`"
+        }
+        _ => {
+            "check the server's TLS setup, and `tls.verify_ssl`, `tls.ca_cert_path`, `tls.client_cert` in the config"
+        }
+    }
 }
 
 /// Standard base64 with padding, for the `Authorization: Basic` value (RFC 7617).
