@@ -48,15 +48,13 @@ fn a_typo_is_reported_with_file_line_key_and_suggestion() {
 }
 
 #[test]
-fn a_mode_not_built_yet_is_rejected_naming_the_provider() {
+fn a_container_provider_without_an_image_is_rejected_naming_the_provider_and_line() {
     let dir = TestDir::new("mode");
-    let cfg = dir.write(
-        "c.yaml",
-        "mcp_servers:\n  db:\n    mode: container\n    image: postgres:16\n",
-    );
+    let cfg = dir.write("c.yaml", "mcp_servers:\n  db:\n    mode: container\n");
     let (ok, _, err) = run(&["check", "--config", cfg.to_str().unwrap()], &[]);
     assert!(!ok);
-    assert!(err.contains("db") && err.contains("container"), "{err}");
+    assert!(err.contains("c.yaml:2"), "file and line: {err}");
+    assert!(err.contains("`db`") && err.contains("image"), "{err}");
 }
 
 #[test]
