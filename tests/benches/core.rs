@@ -18,6 +18,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use hangar_tests::latency::{percentile, us};
 use hangar_tests::{TestClient, TestDir, release_binaries};
 use rmcp::ServiceExt;
 use rmcp::model::CallToolRequestParams;
@@ -53,15 +54,6 @@ async fn call_once(
         bail!("{tool} failed: {r:?}");
     }
     Ok(took)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {
@@ -254,34 +246,25 @@ async fn bench() -> Result<()> {
     for v in [&mut d, &mut r, &mut a, &mut h] {
         v.sort();
     }
-    let row = |name: &str, v: &[Duration]| {
-        println!(
-            "  {:<34} {:>10.1} {:>10.1}",
-            name,
-            us(percentile(v, 0.5)),
-            us(percentile(v, 0.99))
-        )
-    };
-    let added = |name: &str, v: &[Duration]| {
-        println!(
-            "  {:<34} {:>10.1} {:>10.1}",
-            name,
-            us(percentile(v, 0.5)) - us(percentile(&d, 0.5)),
-            us(percentile(v, 0.99)) - us(percentile(&d, 0.99))
-        )
-    };
-    println!(
-        "warm tools/call latency, {} calls each (echo, stdio):",
-        d.len()
+    hangar_tests::latency::print_table(
+        &format!(
+            "warm tools/call latency, {} calls each (echo, stdio):",
+            d.len()
+        ),
+        34,
+        &d,
+        &[
+            ("direct to provider", &d),
+            ("through a bare line relay (floor)", &r),
+            ("through a tokio line relay", &a),
+            ("through mcp-hangar (stdio)", &h),
+        ],
+        &[
+            ("added by the bare relay", &r),
+            ("added by the tokio relay", &a),
+            ("added by the hangar", &h),
+        ],
     );
-    println!("  {:<34} {:>10} {:>10}", "", "p50 µs", "p99 µs");
-    row("direct to provider", &d);
-    row("through a bare line relay (floor)", &r);
-    row("through a tokio line relay", &a);
-    row("through mcp-hangar (stdio)", &h);
-    added("added by the bare relay", &r);
-    added("added by the tokio relay", &a);
-    added("added by the hangar", &h);
     println!("  added p50 per session (each with its own processes):");
     for line in &per_session {
         println!("  {line}");

@@ -13,6 +13,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use hangar_tests::latency::{percentile, us};
 use hangar_tests::{TestClient, TestDir, release_binaries};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ProtocolVersion};
@@ -43,14 +44,6 @@ async fn call_once(client: &Client, tool: &str) -> Result<Duration> {
         bail!("{tool} failed: {r:?}");
     }
     Ok(took)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn us(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
 }
 
 /// An rmcp client over streamable HTTP with the hangar's lifecycle for remote providers.
@@ -185,32 +178,23 @@ async fn main() -> Result<()> {
     for v in [&mut direct, &mut stdio, &mut http] {
         v.sort();
     }
-    let row = |name: &str, v: &[Duration]| {
-        println!(
-            "  {:<40} {:>10.1} {:>10.1}",
-            name,
-            us(percentile(v, 0.5)),
-            us(percentile(v, 0.99))
-        )
-    };
-    let added = |name: &str, v: &[Duration]| {
-        println!(
-            "  {:<40} {:>10.1} {:>10.1}",
-            name,
-            us(percentile(v, 0.5)) - us(percentile(&direct, 0.5)),
-            us(percentile(v, 0.99)) - us(percentile(&direct, 0.99))
-        )
-    };
-    println!(
-        "warm tools/call latency to a remote provider (example provider, streamable HTTP), {} calls each:",
-        direct.len()
+    hangar_tests::latency::print_table(
+        &format!(
+            "warm tools/call latency to a remote provider (example provider, streamable HTTP), {} calls each:",
+            direct.len()
+        ),
+        40,
+        &direct,
+        &[
+            ("direct (rmcp client over HTTP)", &direct),
+            ("through mcp-hangar, stdio face", &stdio),
+            ("through mcp-hangar, HTTP face", &http),
+        ],
+        &[
+            ("added by the hangar, stdio face", &stdio),
+            ("added by the hangar, HTTP face", &http),
+        ],
     );
-    println!("  {:<40} {:>10} {:>10}", "", "p50 µs", "p99 µs");
-    row("direct (rmcp client over HTTP)", &direct);
-    row("through mcp-hangar, stdio face", &stdio);
-    row("through mcp-hangar, HTTP face", &http);
-    added("added by the hangar, stdio face", &stdio);
-    added("added by the hangar, HTTP face", &http);
     println!("  p50 per session (each with its own processes), µs:");
     for line in &per_session {
         println!("  {line}");
