@@ -24,6 +24,7 @@ use tokio::process::Command;
 
 pub mod engine;
 pub mod latency;
+pub mod otlp;
 
 /// `target/<profile>` of the running test executable (`target/<profile>/deps/<test>`).
 pub fn profile_dir() -> PathBuf {
@@ -413,10 +414,20 @@ impl HttpHangar {
 
     /// As [`HttpHangar::start`], with `args` added to `serve`'s command line.
     pub async fn start_with_args(config: &Path, args: &[&str]) -> Result<Self> {
+        Self::start_with_env(config, args, &[]).await
+    }
+
+    /// As [`HttpHangar::start_with_args`], with `env` added to the hangar's environment.
+    pub async fn start_with_env(
+        config: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self> {
         let log = config.with_extension("log");
         let mut child = Command::new(hangar_bin())
             .args(["serve", "--http", "--port", "0"])
             .args(args)
+            .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())

@@ -13,6 +13,7 @@ pub mod events;
 pub mod gateway;
 pub mod group;
 pub mod http;
+pub mod observe;
 pub mod plugin;
 pub mod provider;
 pub mod recovery;

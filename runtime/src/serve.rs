@@ -97,6 +97,16 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     if swept > 0 {
         tracing::info!("removed {swept} container(s) left behind by an earlier run of this config");
     }
+    let traces = crate::observe::trace::install(config.tracing.as_ref(), config.langfuse.as_ref())?;
+    if let Some(t) = &config.tracing
+        && t.enabled
+    {
+        tracing::info!(
+            "exporting traces over OTLP ({}) to {}",
+            t.protocol.as_str(),
+            t.endpoint
+        );
+    }
     let bus = EventBus::new();
     events::spawn_log_subscriber(&bus);
     let plugins = PluginSet::spawn_load(&config);
@@ -178,8 +188,15 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         }
     };
     stop_providers(&registry).await;
+    if let Some(traces) = traces {
+        // The exporters' last batch: a blocking flush, so off the async threads.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown(TRACE_FLUSH)).await;
+    }
     outcome
 }
+
+/// How long the last spans get to reach the collector at shutdown.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
 
 /// How long a signalled hangar lets calls in flight finish before it stops their providers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

@@ -173,6 +173,17 @@ async fn bench() -> Result<()> {
             provider.display()
         ),
     );
+    // The same hangar exporting a span per call (sample rate 1) over OTLP/gRPC to a receiver
+    // in this process that decodes every request.
+    let (collector, spans) = hangar_tests::otlp::grpc_receiver().await?;
+    let traced_cfg = dir.write(
+        "traced.yaml",
+        &format!(
+            "observability:\n  tracing:\n    otlp_endpoint: http://{collector}\n    sample_rate: 1\n\
+             providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
+            provider.display()
+        ),
+    );
 
     // 1. Warm call latency, direct and through the hangar, interleaved round by round so both
     //    see the same machine noise. Where the kernel places the processes on 2 cores changes
@@ -187,7 +198,8 @@ async fn bench() -> Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS_PER_SESSION);
-    let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut d, mut r, mut a, mut h, mut t) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut per_session = Vec::new();
     for session in 0..sessions {
         let mut pc = Command::new(&provider);
@@ -208,13 +220,19 @@ async fn bench() -> Result<()> {
             .arg(&cfg)
             .env("MCP_HANGAR_LOG", "warn");
         let through = connect(hc).await.context("hangar")?;
+        let mut tc = Command::new(&hangar);
+        tc.args(["serve", "--config"])
+            .arg(&traced_cfg)
+            .env("MCP_HANGAR_LOG", "warn");
+        let traced = connect(tc).await.context("hangar with tracing")?;
         for _ in 0..200 {
             call_once(&direct, "echo").await?;
             call_once(&relayed, "echo").await?;
             call_once(&async_relayed, "echo").await?;
             call_once(&through, "math__echo").await?;
+            call_once(&traced, "math__echo").await?;
         }
-        let (mut sd, mut sa, mut sh) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut sd, mut sa, mut sh, mut st) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             for _ in 0..CALLS_PER_ROUND {
                 sd.push(call_once(&direct, "echo").await?);
@@ -228,22 +246,27 @@ async fn bench() -> Result<()> {
             for _ in 0..CALLS_PER_ROUND {
                 sh.push(call_once(&through, "math__echo").await?);
             }
+            for _ in 0..CALLS_PER_ROUND {
+                st.push(call_once(&traced, "math__echo").await?);
+            }
         }
-        for v in [&mut sd, &mut sa, &mut sh] {
+        for v in [&mut sd, &mut sa, &mut sh, &mut st] {
             v.sort();
         }
         let p50 = |v: &[Duration]| us(percentile(v, 0.5));
         per_session.push(format!(
-            "  session {}: tokio relay +{:.1}, hangar +{:.1}",
+            "  session {}: tokio relay +{:.1}, hangar +{:.1}, hangar with traces +{:.1}",
             session + 1,
             p50(&sa) - p50(&sd),
-            p50(&sh) - p50(&sd)
+            p50(&sh) - p50(&sd),
+            p50(&st) - p50(&sd)
         ));
         d.extend(sd);
         a.extend(sa);
         h.extend(sh);
+        t.extend(st);
     }
-    for v in [&mut d, &mut r, &mut a, &mut h] {
+    for v in [&mut d, &mut r, &mut a, &mut h, &mut t] {
         v.sort();
     }
     hangar_tests::latency::print_table(
@@ -258,12 +281,19 @@ async fn bench() -> Result<()> {
             ("through a bare line relay (floor)", &r),
             ("through a tokio line relay", &a),
             ("through mcp-hangar (stdio)", &h),
+            ("  same, OTLP traces at sample 1", &t),
         ],
         &[
             ("added by the bare relay", &r),
             ("added by the tokio relay", &a),
             ("added by the hangar", &h),
+            ("added by the hangar with traces", &t),
         ],
+    );
+    println!(
+        "  traces: p50 {:+.1} µs with a span per call exported over OTLP/gRPC ({} spans received)",
+        us(percentile(&t, 0.5)) - us(percentile(&h, 0.5)),
+        spans.spans().len()
     );
     println!("  added p50 per session (each with its own processes):");
     for line in &per_session {
@@ -332,7 +362,7 @@ async fn bench() -> Result<()> {
             "d".into(),
         ]
     };
-    let paths: [(&str, Vec<std::ffi::OsString>, &str); 4] = [
+    let paths: [(&str, Vec<std::ffi::OsString>, &str); 5] = [
         (
             "the provider itself (direct)",
             vec![provider.clone().into(), "--name".into(), "d".into()],
@@ -347,6 +377,16 @@ async fn bench() -> Result<()> {
                 "serve".into(),
                 "--config".into(),
                 cfg.clone().into(),
+            ],
+            "math__echo",
+        ),
+        (
+            "mcp-hangar, OTLP traces at sample 1",
+            vec![
+                hangar.clone().into(),
+                "serve".into(),
+                "--config".into(),
+                traced_cfg.clone().into(),
             ],
             "math__echo",
         ),

@@ -300,6 +300,14 @@ impl Provider {
         std::process::exit(code)
     }
 
+    #[tool(
+        description = "Returns the request's `_meta` as JSON text (W3C trace context, vendor \
+            keys): what a gateway passed on."
+    )]
+    fn meta(&self, context: RequestContext<RoleServer>) -> String {
+        serde_json::to_string(&context.meta.0.0).unwrap_or_default()
+    }
+
     #[tool(description = "Returns the id of this provider process.")]
     fn pid(&self) -> String {
         std::process::id().to_string()

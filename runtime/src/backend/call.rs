@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use rmcp::RoleClient;
 use rmcp::model::{
-    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, RequestId,
+    CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, MetaObject, RequestId,
+    RequestMetaObject,
 };
 use rmcp::service::{Peer, PeerRequestOptions, ServiceError};
 
@@ -60,10 +61,11 @@ impl Connection {
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments.object);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
-        let handle = self
-            .peer
-            .send_request_with_option(request, PeerRequestOptions::no_options())
-            .await?;
+        let mut options = PeerRequestOptions::no_options();
+        if let Some(meta) = arguments.meta {
+            options = options.with_meta(RequestMetaObject(MetaObject(meta)));
+        }
+        let handle = self.peer.send_request_with_option(request, options).await?;
         sent();
         let _route =
             progress.map(|sink| self.progress.register(handle.progress_token.clone(), sink));

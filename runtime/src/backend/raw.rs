@@ -33,6 +33,8 @@ static RESULT_TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"
 pub struct CallArguments {
     pub object: JsonObject,
     pub encoded: Option<String>,
+    /// The request's `_meta`, if it has one.
+    pub meta: Option<JsonObject>,
 }
 
 /// The calls sent on one connection and not answered yet.
@@ -100,6 +102,10 @@ impl RawCalls {
         match &arguments.encoded {
             Some(json) => line.extend_from_slice(json.as_bytes()),
             None => serde_json::to_writer(&mut line, &arguments.object).map_err(encode_error)?,
+        }
+        if let Some(meta) = &arguments.meta {
+            line.extend_from_slice(b",\"_meta\":");
+            serde_json::to_writer(&mut line, meta).map_err(encode_error)?;
         }
         line.extend_from_slice(b"}}\n");
 

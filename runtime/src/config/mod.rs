@@ -31,6 +31,7 @@ mod resolve;
 mod schema;
 mod secret;
 mod spec;
+mod tracing;
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +47,7 @@ pub use self::spec::{
     ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
     RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
+pub use self::tracing::{LangfuseSpec, OtlpProtocol, TracingSpec};
 
 use self::locate::SourceMap;
 
@@ -63,6 +65,10 @@ pub struct Config {
     pub limits: Limits,
     /// `plugins:`, by name, in file order.
     pub plugins: IndexMap<String, PluginSpec>,
+    /// `observability.tracing:` (or the OTEL_* environment): span export over OTLP.
+    pub tracing: Option<TracingSpec>,
+    /// `observability.langfuse:`: span export to Langfuse.
+    pub langfuse: Option<LangfuseSpec>,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -161,6 +167,8 @@ pub fn parse(
         rate_limit: resolved.rate_limit,
         limits: resolved.limits,
         plugins: resolved.plugins,
+        tracing: resolved.tracing,
+        langfuse: resolved.langfuse,
         warnings: resolved.warnings,
     })
 }

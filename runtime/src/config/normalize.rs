@@ -397,6 +397,39 @@ fn rate_limit(rate_limit: Option<&RateLimitSpec>) -> Value {
     })
 }
 
+/// `observability:` with what the environment filled in; absent exporters are `null`.
+fn observability(config: &Config) -> Value {
+    let tracing = config.tracing.as_ref().map_or(Value::Null, |t| {
+        let mut headers = Mapping::new();
+        for (k, v) in &t.headers {
+            headers.insert(Value::from(k.as_str()), text(v));
+        }
+        Block::new()
+            .put("enabled", t.enabled)
+            .put("otlp_endpoint", escape_dollars(&t.endpoint))
+            .put("protocol", t.protocol.as_str())
+            .put("service_name", escape_dollars(&t.service_name))
+            .put("sample_rate", t.sample_rate)
+            .put("headers", Value::Mapping(headers))
+            .done()
+    });
+    let langfuse = config.langfuse.as_ref().map_or(Value::Null, |l| {
+        Block::new()
+            .put("enabled", l.enabled)
+            .put("public_key", text(&l.public_key))
+            .put("secret_key", text(&l.secret_key))
+            .put("host", escape_dollars(&l.host))
+            .put("sample_rate", l.sample_rate)
+            .put("scrub_inputs", l.scrub_inputs)
+            .put("scrub_outputs", l.scrub_outputs)
+            .done()
+    });
+    Block::new()
+        .put("tracing", tracing)
+        .put("langfuse", langfuse)
+        .done()
+}
+
 fn limits(limits: &Limits) -> Value {
     Block::new()
         .put(
@@ -466,6 +499,7 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
         .put("rate_limit", rate_limit(config.rate_limit.as_ref()))
         .put("limits", limits(&config.limits))
         .put("plugins", Value::Mapping(plugins))
+        .put("observability", observability(config))
         .put("mcp_servers", Value::Mapping(servers))
         .done();
     match yaml_serde::to_string(&document) {

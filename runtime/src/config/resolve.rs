@@ -28,6 +28,7 @@ use super::spec::{
     PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec,
     RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
+use super::tracing::{LangfuseSpec, TracingSpec};
 
 /// Keys that mean something for every mode.
 const COMMON_KEYS: &[&str] = &[
@@ -146,13 +147,15 @@ pub(super) struct Resolved {
     pub rate_limit: Option<RateLimitSpec>,
     pub limits: Limits,
     pub plugins: IndexMap<String, PluginSpec>,
+    pub tracing: Option<TracingSpec>,
+    pub langfuse: Option<LangfuseSpec>,
     pub warnings: Vec<String>,
 }
 
 pub(super) struct Resolver<'a> {
     file: &'a Path,
     map: &'a SourceMap,
-    env: &'a dyn Fn(&str) -> Option<String>,
+    pub(super) env: &'a dyn Fn(&str) -> Option<String>,
     warnings: Vec<String>,
 }
 
@@ -170,7 +173,7 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn error_at_value(
+    pub(super) fn error_at_value(
         &self,
         path: &KeyPath,
         kind: ConfigErrorKind,
@@ -188,11 +191,15 @@ impl<'a> Resolver<'a> {
         ConfigError::at(self.file, self.map.nearest_key(path), path, kind, message)
     }
 
-    fn invalid(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
+    pub(super) fn invalid(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
         self.error_at_value(path, ConfigErrorKind::Invalid, message)
     }
 
-    fn warn(&mut self, path: &KeyPath, message: &str) {
+    pub(super) fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
+    pub(super) fn warn(&mut self, path: &KeyPath, message: &str) {
         let line = self.map.nearest_key(path).line;
         let prefix = if path.segments().is_empty() {
             String::new()
@@ -214,7 +221,7 @@ impl<'a> Resolver<'a> {
 
     /// Interpolates one string. Substituted values are secret, and so is every value whose
     /// key looks secret (`secret_by_name`).
-    fn text(
+    pub(super) fn text(
         &self,
         path: &KeyPath,
         raw: &str,
@@ -249,7 +256,7 @@ impl<'a> Resolver<'a> {
     }
 
     /// A map whose values are secret when their key looks secret (`env`, `http.headers`).
-    fn text_map(
+    pub(super) fn text_map(
         &self,
         path: &KeyPath,
         raw: &IndexMap<String, String>,
@@ -282,6 +289,15 @@ impl<'a> Resolver<'a> {
             .as_ref()
             .map_or_else(Limits::default, resolve_limits);
         let plugins = self.plugins(raw.plugins)?;
+        let observability = raw.observability.unwrap_or_default();
+        if observability.metrics.is_some() {
+            self.warn(
+                &KeyPath::root().key("observability").key("metrics"),
+                "not implemented by this version of mcp-hangar and ignored",
+            );
+        }
+        let tracing = self.tracing(observability.tracing.as_ref())?;
+        let langfuse = self.langfuse(observability.langfuse.as_ref())?;
 
         let Some((section, raw_providers)) = raw.servers else {
             // A discovery-only deployment (the original's `discovery:` section, or a discovery
@@ -295,6 +311,8 @@ impl<'a> Resolver<'a> {
                     rate_limit,
                     limits,
                     plugins,
+                    tracing,
+                    langfuse,
                     warnings: self.warnings,
                 });
             }
@@ -338,6 +356,8 @@ impl<'a> Resolver<'a> {
             rate_limit,
             limits,
             plugins,
+            tracing,
+            langfuse,
             warnings: self.warnings,
         })
     }

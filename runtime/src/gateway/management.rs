@@ -938,6 +938,7 @@ pub async fn call(
                 arguments: a.arguments,
                 timeout: timeout_arg(a.timeout)?,
                 session,
+                meta: super::client_meta(context.meta.0.0.clone()),
                 ..Default::default()
             })
             .await
@@ -970,6 +971,7 @@ pub async fn call(
                     timeout: timeout_arg(a.timeout)?,
                     progress: reporter.as_ref().map(StageReporter::sink),
                     session,
+                    meta: super::client_meta(context.meta.0.0.clone()),
                     ..Default::default()
                 })
                 .await;

@@ -17,8 +17,9 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, ListToolsResult,
-    PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
+    ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
+    SubscriptionFilter, Tool,
 };
 use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -151,6 +152,11 @@ impl Gateway {
     }
 }
 
+/// A client's `_meta` as a call carries it on, `None` when it is empty.
+pub(crate) fn client_meta(meta: JsonObject) -> Option<JsonObject> {
+    (!meta.is_empty()).then_some(meta)
+}
+
 /// One client session's handler; all sessions share the [`Gateway`].
 #[derive(Clone)]
 pub struct HangarServer {
@@ -253,6 +259,7 @@ impl ServerHandler for HangarServer {
                         tool,
                         arguments: request.arguments,
                         session: Some(self.session(&context)),
+                        meta: client_meta(context.meta.0.0),
                         ..Default::default()
                     })
                     .await

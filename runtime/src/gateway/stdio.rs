@@ -72,8 +72,8 @@ struct FrontTap {
 }
 
 /// A request as the fast path reads it: one pass over the line, nothing kept that it does not
-/// use. `_meta` goes no further, as on rmcp's path: rmcp clients put a progress token in every
-/// request, and the hangar relays no progress of aggregated tools.
+/// use. `_meta` goes on to the provider as on rmcp's path (less the progress token: the
+/// hangar relays no progress of aggregated tools).
 #[derive(Deserialize)]
 struct Request<'a> {
     #[serde(borrow)]
@@ -94,6 +94,9 @@ struct Params<'a> {
     /// For `notifications/cancelled`.
     #[serde(borrow, rename = "requestId")]
     request_id: Option<&'a RawValue>,
+    /// Trace context and other keys, carried to the provider as on rmcp's path.
+    #[serde(rename = "_meta")]
+    meta: Option<JsonObject>,
 }
 
 fn lock(calls: &Calls) -> std::sync::MutexGuard<'_, foldhash::HashMap<Box<str>, AbortHandle>> {
@@ -126,6 +129,7 @@ impl FrontTap {
             tool,
             arguments: params.arguments,
             session: Some(String::from(&*self.session)),
+            meta: params.meta.and_then(super::client_meta),
             ..Default::default()
         };
         Some((id.to_owned(), invocation))

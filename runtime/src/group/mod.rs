@@ -564,6 +564,7 @@ impl Group {
                 session: request.session.clone(),
                 reply: request.reply.clone(),
                 group_validators: self.validators.clone(),
+                meta: request.meta.clone(),
             };
             match member.provider.call(attempt).await {
                 Ok(r) => {

@@ -28,6 +28,7 @@ use crate::backend::{self, ProgressSink};
 use crate::config::{Config, GroupStrategy, PluginKind, RecoverySpec};
 use crate::events::EventBus;
 use crate::group::Group;
+use crate::observe::trace;
 use crate::plugin::{PluginSet, PluginSlot};
 use crate::validate::{self, SchemaCache};
 
@@ -99,6 +100,9 @@ pub struct Invocation {
     /// (the caller then sends nothing if [`crate::wire::Reply::sent`], and the result it gets
     /// back carries only `is_error`: the content is the client's).
     pub reply: Option<Arc<crate::wire::Reply>>,
+    /// The client's `_meta` (trace context, vendor keys); the provider gets it with the
+    /// hangar's own trace context in place of the client's.
+    pub meta: Option<JsonObject>,
 }
 
 /// What a caller can reach by id.
@@ -328,21 +332,35 @@ impl Registry {
             .timeout
             .or(default_timeout)
             .unwrap_or(DEFAULT_CALL_TIMEOUT);
+        let correlation_id = call.correlation_id.unwrap_or_else(|| self.correlation_id());
+        let (span, meta) = trace::start_call(
+            &trace::CallStart {
+                target: &call.provider,
+                tool: &call.tool,
+                session: call.session.as_deref(),
+                correlation_id: &correlation_id,
+                arguments: call.arguments.as_ref(),
+            },
+            call.meta,
+        );
         let request = ProviderCall {
             tool: call.tool,
             arguments: call.arguments,
             deadline: tokio::time::Instant::now() + limit,
             limit,
-            correlation_id: call.correlation_id.unwrap_or_else(|| self.correlation_id()),
+            correlation_id,
             progress: call.progress,
             session: call.session,
             reply: call.reply,
             group_validators: None,
+            meta,
         };
-        match target {
+        let result = match target {
             Target::Provider(p) => p.call(request).await,
             Target::Group(g) => g.call(request).await,
-        }
+        };
+        span.finish(&result);
+        result
     }
 
     /// Stops providers unused for their `idle_ttl_s`. Checks four times a second, so a provider

@@ -126,6 +126,8 @@ pub struct ProviderCall {
     pub reply: Option<Arc<Reply>>,
     /// Set when the call comes through a group that has validators of its own.
     pub group_validators: Option<Arc<GroupValidators>>,
+    /// `_meta` for the provider: the client's, with the hangar's trace context.
+    pub meta: Option<JsonObject>,
 }
 
 /// What validators see of a call besides its arguments.
@@ -544,6 +546,7 @@ impl Provider {
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<Arc<Connection>, StartError> {
         let started = Instant::now();
+        let span = crate::observe::trace::start_op("start", &self.spec.id);
         let weak = Arc::downgrade(&self);
         let on_tools_changed = Arc::new(move || {
             if let Some(p) = weak.upgrade() {
@@ -557,6 +560,7 @@ impl Provider {
             cancel,
         })
         .await;
+        span.finish(result.as_ref().map(|_| ()).map_err(|e| e.message.clone()));
         let mut inner = self.lock();
         inner.starting = None;
         inner.start_cancel = None;
@@ -660,6 +664,7 @@ impl Provider {
             if !Self::is_current(&self.lock(), &conn, generation) {
                 return;
             }
+            let span = crate::observe::trace::start_op("health_check", &self.spec.id);
             let ok = if ping_supported {
                 match tokio::time::timeout(
                     timeout,
@@ -678,6 +683,11 @@ impl Provider {
             } else {
                 self.list_tools_ok(&conn, timeout).await
             };
+            span.finish(if ok {
+                Ok(())
+            } else {
+                Err("no answer to ping or tools/list in time".to_string())
+            });
             self.record_outcome(ok, "health check");
         }
     }
@@ -1034,6 +1044,7 @@ impl Provider {
                 CallArguments {
                     object: arguments,
                     encoded,
+                    meta: call.meta,
                 },
                 call.progress,
                 call.reply,

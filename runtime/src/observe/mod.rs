@@ -1,0 +1,3 @@
+//! What the hangar shows of itself: traces (OpenTelemetry over OTLP, Langfuse).
+
+pub mod trace;
