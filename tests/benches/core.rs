@@ -68,7 +68,8 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 fn lazy_config(dir: &TestDir, provider: &Path) -> PathBuf {
-    let mut yaml = String::from("providers:\n");
+    // The store is on by default; here it writes beside the config, not into the home.
+    let mut yaml = String::from("event_store: {path: lazy-events.db}\nproviders:\n");
     for i in 0..LAZY_PROVIDERS {
         yaml.push_str(&format!(
             "  p{i}:\n    command: [\"{}\", --name, p{i}]\n    tools:\n      - name: add\n        description: Add two numbers\n        inputSchema: {{type: object, properties: {{a: {{type: number}}, b: {{type: number}}}}, required: [a, b]}}\n      - name: echo\n        inputSchema: {{type: object, properties: {{text: {{type: string}}}}}}\n",
@@ -166,12 +167,19 @@ async fn bench() -> Result<()> {
     let hangar = bin.join("mcp-hangar");
     let provider = bin.join("example-provider");
     let dir = TestDir::new("bench");
+    // The same provider with the event store off and on (the store is on by default; it
+    // writes beside the config here, not into the home).
+    let math = format!(
+        "providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
+        provider.display()
+    );
     let cfg = dir.write(
         "h.yaml",
-        &format!(
-            "providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
-            provider.display()
-        ),
+        &format!("event_store: {{enabled: false}}\n{math}"),
+    );
+    let cfg_store = dir.write(
+        "h-store.yaml",
+        &format!("event_store: {{path: events.db}}\n{math}"),
     );
 
     // 1. Warm call latency, direct and through the hangar, interleaved round by round so both
@@ -188,6 +196,7 @@ async fn bench() -> Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS_PER_SESSION);
     let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut hs = Vec::new();
     let mut per_session = Vec::new();
     for session in 0..sessions {
         let mut pc = Command::new(&provider);
@@ -208,13 +217,19 @@ async fn bench() -> Result<()> {
             .arg(&cfg)
             .env("MCP_HANGAR_LOG", "warn");
         let through = connect(hc).await.context("hangar")?;
+        let mut sc = Command::new(&hangar);
+        sc.args(["serve", "--config"])
+            .arg(&cfg_store)
+            .env("MCP_HANGAR_LOG", "warn");
+        let stored = connect(sc).await.context("hangar with the event store")?;
         for _ in 0..200 {
             call_once(&direct, "echo").await?;
             call_once(&relayed, "echo").await?;
             call_once(&async_relayed, "echo").await?;
             call_once(&through, "math__echo").await?;
+            call_once(&stored, "math__echo").await?;
         }
-        let (mut sd, mut sa, mut sh) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut sd, mut sa, mut sh, mut ss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             for _ in 0..CALLS_PER_ROUND {
                 sd.push(call_once(&direct, "echo").await?);
@@ -228,22 +243,27 @@ async fn bench() -> Result<()> {
             for _ in 0..CALLS_PER_ROUND {
                 sh.push(call_once(&through, "math__echo").await?);
             }
+            for _ in 0..CALLS_PER_ROUND {
+                ss.push(call_once(&stored, "math__echo").await?);
+            }
         }
-        for v in [&mut sd, &mut sa, &mut sh] {
+        for v in [&mut sd, &mut sa, &mut sh, &mut ss] {
             v.sort();
         }
         let p50 = |v: &[Duration]| us(percentile(v, 0.5));
         per_session.push(format!(
-            "  session {}: tokio relay +{:.1}, hangar +{:.1}",
+            "  session {}: tokio relay +{:.1}, hangar +{:.1}, hangar with the event store +{:.1}",
             session + 1,
             p50(&sa) - p50(&sd),
-            p50(&sh) - p50(&sd)
+            p50(&sh) - p50(&sd),
+            p50(&ss) - p50(&sd)
         ));
         d.extend(sd);
         a.extend(sa);
         h.extend(sh);
+        hs.extend(ss);
     }
-    for v in [&mut d, &mut r, &mut a, &mut h] {
+    for v in [&mut d, &mut r, &mut a, &mut h, &mut hs] {
         v.sort();
     }
     hangar_tests::latency::print_table(
@@ -258,11 +278,13 @@ async fn bench() -> Result<()> {
             ("through a bare line relay (floor)", &r),
             ("through a tokio line relay", &a),
             ("through mcp-hangar (stdio)", &h),
+            ("through mcp-hangar, event store on", &hs),
         ],
         &[
             ("added by the bare relay", &r),
             ("added by the tokio relay", &a),
             ("added by the hangar", &h),
+            ("added by the hangar, store on", &hs),
         ],
     );
     println!("  added p50 per session (each with its own processes):");
@@ -332,7 +354,7 @@ async fn bench() -> Result<()> {
             "d".into(),
         ]
     };
-    let paths: [(&str, Vec<std::ffi::OsString>, &str); 4] = [
+    let paths: [(&str, Vec<std::ffi::OsString>, &str); 5] = [
         (
             "the provider itself (direct)",
             vec![provider.clone().into(), "--name".into(), "d".into()],
@@ -347,6 +369,16 @@ async fn bench() -> Result<()> {
                 "serve".into(),
                 "--config".into(),
                 cfg.clone().into(),
+            ],
+            "math__echo",
+        ),
+        (
+            "mcp-hangar, event store on",
+            vec![
+                hangar.clone().into(),
+                "serve".into(),
+                "--config".into(),
+                cfg_store.clone().into(),
             ],
             "math__echo",
         ),

@@ -24,6 +24,7 @@
 //!   reported as an error that says so. Plain anchors and aliases work.
 
 mod error;
+pub mod event_store;
 mod interpolate;
 mod locate;
 mod normalize;
@@ -63,6 +64,8 @@ pub struct Config {
     pub limits: Limits,
     /// `plugins:`, by name, in file order.
     pub plugins: IndexMap<String, PluginSpec>,
+    /// `event_store:`; the defaults (enabled, under the XDG data directory) when absent.
+    pub event_store: event_store::EventStoreSpec,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -151,9 +154,10 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
-    let raw: schema::RawTop = serde_path_to_error::deserialize(de)
+    let mut raw: schema::RawTop = serde_path_to_error::deserialize(de)
         .map_err(|err| error::from_deserialize(path, text, &err))?;
     let map = SourceMap::build(text);
+    let event_store = event_store::resolve(raw.event_store.take(), path, &map, env)?;
     let resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
     Ok(Config {
         path: path.to_path_buf(),
@@ -161,6 +165,7 @@ pub fn parse(
         rate_limit: resolved.rate_limit,
         limits: resolved.limits,
         plugins: resolved.plugins,
+        event_store,
         warnings: resolved.warnings,
     })
 }
@@ -1263,7 +1268,6 @@ mcp_servers:
                 "execution",
                 "discovery",
                 "observability",
-                "event_store",
                 "logging",
                 "capabilities",
                 "access",

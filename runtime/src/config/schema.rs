@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "limits",
     "plugins",
+    "event_store",
     "execution",
     "interceptors",
     "logging",
@@ -36,7 +37,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "config_reload",
     "coordination",
     "discovery",
-    "event_store",
     "hot_loading",
     "observability",
     "persistence",
@@ -69,6 +69,8 @@ pub struct RawTop {
     pub limits: Option<RawLimits>,
     /// `plugins:`, by name.
     pub plugins: IndexMap<String, RawPlugin>,
+    /// `event_store:` (read in `event_store.rs`).
+    pub event_store: Option<super::event_store::RawEventStore>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
     /// Whether the document has any top-level key at all.
@@ -108,6 +110,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "rate_limit" => top.rate_limit = map.next_value()?,
                 "limits" => top.limits = map.next_value()?,
                 "plugins" => top.plugins = map.next_value::<PluginsMap>()?.0,
+                "event_store" => top.event_store = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);
