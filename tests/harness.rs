@@ -107,6 +107,21 @@ impl Drop for TestDir {
     }
 }
 
+/// The `XDG_DATA_HOME` the harness gives a hangar serving `config`: beside the config, so the
+/// hangar's event store (by default under the XDG data directory) never lands in the real
+/// home and no two tests share one.
+pub fn data_home(config: &Path) -> PathBuf {
+    config
+        .parent()
+        .unwrap_or_else(|| Path::new("."))
+        .join("xdg-data")
+}
+
+/// The event store a hangar started by the harness with `config` writes by default.
+pub fn default_event_db(config: &Path) -> PathBuf {
+    data_home(config).join("mcp-hangar/events.db")
+}
+
 /// A token unique to this test, put on provider command lines so their processes can be counted.
 pub fn unique_token(label: &str) -> String {
     static N: AtomicUsize = AtomicUsize::new(0);
@@ -289,6 +304,7 @@ impl Hangar {
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
+            .env("XDG_DATA_HOME", data_home(config))
             .envs(env.iter().copied());
         let (transport, _) = TokioChildProcess::builder(cmd)
             .stderr(Stdio::from(log_file))
@@ -430,6 +446,7 @@ impl HttpHangar {
             .envs(env.iter().copied())
             .arg("--config")
             .arg(config)
+            .env("XDG_DATA_HOME", data_home(config))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

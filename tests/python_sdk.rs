@@ -10,7 +10,12 @@ use serde_json::{Value, json};
 fn sdk_config(dir: &TestDir, token: &str) -> std::path::PathBuf {
     dir.write(
         "h.yaml",
-        &format!("providers:\n{}", provider_yaml("math", token, &[], "")),
+        // The SDK starts the hangar with only HOME, PATH and a few more of our variables, so
+        // XDG_DATA_HOME cannot keep its event store out of the real home: the config does.
+        &format!(
+            "event_store: {{path: events.db}}\nproviders:\n{}",
+            provider_yaml("math", token, &[], "")
+        ),
     )
 }
 

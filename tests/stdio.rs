@@ -469,7 +469,10 @@ async fn a_2026_client_gets_list_changed_on_its_subscription_and_paged_tools_are
         ),
     );
     let mut cmd = tokio::process::Command::new(hangar_bin());
-    cmd.arg("serve").arg("--config").arg(&cfg);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .env("XDG_DATA_HOME", hangar_tests::data_home(&cfg));
     let (transport, _) = TokioChildProcess::builder(cmd)
         .stderr(std::process::Stdio::null())
         .spawn()?;
@@ -522,6 +525,7 @@ impl RawClient {
             .arg("serve")
             .arg("--config")
             .arg(config)
+            .env("XDG_DATA_HOME", hangar_tests::data_home(config))
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(log)

@@ -1,5 +1,6 @@
 //! The `mcp-hangar` command line.
 
+mod cli_events;
 mod cli_plugin;
 
 use std::net::IpAddr;
@@ -30,6 +31,8 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the config and print it normalised, with secrets redacted.
     Check(ConfigArg),
+    /// Show the recorded events (the audit trail): lifecycle, calls, breakers, plugins.
+    Events(cli_events::EventsArgs),
     /// Write a new WebAssembly plugin project, or inspect a built plugin.
     #[command(subcommand)]
     Plugin(cli_plugin::PluginCommand),
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::Check(arg)) => config_path(arg).and_then(|p| serve::check(&p)),
         Some(Command::Serve(args)) => run_serve(args),
+        Some(Command::Events(args)) => cli_events::run(args),
         Some(Command::Plugin(command)) => cli_plugin::run(command),
         None => run_serve(cli.serve),
     };

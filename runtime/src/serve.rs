@@ -109,11 +109,19 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     }
     let bus = EventBus::new();
     events::spawn_log_subscriber(&bus);
-    let plugins = PluginSet::spawn_load(&config);
+    // Subscribed before anything publishes, so the trail starts with the config and plugins.
+    let store = events::store::start(&config.event_store, &bus);
+    bus.publish(events::Event::ConfigLoaded {
+        path: opts.config.display().to_string(),
+        providers: config.providers.len(),
+        plugins: config.plugins.len(),
+        warnings: config.warnings.len(),
+    });
+    let plugins = PluginSet::spawn_load(&config, &bus);
     if let Err(e) = plugins.watch() {
         tracing::warn!("{e}; plugins are not reloaded when their files change");
     }
-    let registry = Registry::with_plugins(&config, bus, plugins);
+    let registry = Registry::with_plugins(&config, bus.clone(), plugins);
     let gateway = Gateway::new(registry.clone())
         .map_err(|problems| format!("{}: {}", opts.config.display(), problems.join("\n")))?;
     registry.spawn_idle_collector();
@@ -144,20 +152,21 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
             match server {
                 Ok(running) => {
                     let ct = running.cancellation_token();
-                    tokio::select! {
+                    let reason = tokio::select! {
                         r = running.waiting() => {
                             tracing::info!("stdio client went away ({r:?}); shutting down");
+                            "stdio client went away"
                         }
-                        _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); drain(&registry).await; ct.cancel(); }
-                        _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); drain(&registry).await; ct.cancel(); }
-                    }
-                    Ok(())
+                        _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); drain(&registry).await; ct.cancel(); "SIGTERM" }
+                        _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); drain(&registry).await; ct.cancel(); "SIGINT" }
+                    };
+                    Ok(reason)
                 }
                 // The client left (or spoke nonsense) before the handshake finished: not the
                 // hangar's failure, but worth a line in the log.
                 Err(e) => {
                     tracing::warn!("stdio MCP session ended before it was established: {e}");
-                    Ok(())
+                    Ok("stdio session ended before it was established")
                 }
             }
         }
@@ -173,26 +182,36 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                 readiness.clone(),
                 shutdown.clone(),
             ));
-            tokio::select! {
-                _ = sigterm.recv() => tracing::info!("SIGTERM; shutting down"),
-                _ = sigint.recv() => tracing::info!("SIGINT; shutting down"),
-            }
+            let reason = tokio::select! {
+                _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); "SIGTERM" }
+                _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); "SIGINT" }
+            };
             readiness.set(false);
             drain(&registry).await;
             stop_providers(&registry).await;
             shutdown.cancel();
             match tokio::time::timeout(Duration::from_secs(5), server).await {
                 Ok(Ok(Err(e))) => Err(format!("HTTP server failed: {e}")),
-                _ => Ok(()),
+                _ => Ok(reason),
             }
         }
     };
     stop_providers(&registry).await;
+    bus.publish(events::Event::HangarStopped {
+        reason: match &outcome {
+            Ok(reason) => (*reason).to_owned(),
+            Err(e) => e.clone(),
+        },
+    });
+    if let Some(store) = store {
+        // The last events (stops, hangar_stopped) are committed before the process exits.
+        let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    }
     if let Some(traces) = traces {
         // The exporters' last batch: a blocking flush, so off the async threads.
         let _ = tokio::task::spawn_blocking(move || traces.shutdown(TRACE_FLUSH)).await;
     }
-    outcome
+    outcome.map(|_| ())
 }
 
 /// How long the last spans get to reach the collector at shutdown.

@@ -68,7 +68,8 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 fn lazy_config(dir: &TestDir, provider: &Path) -> PathBuf {
-    let mut yaml = String::from("providers:\n");
+    // The store is on by default; here it writes beside the config, not into the home.
+    let mut yaml = String::from("event_store: {path: lazy-events.db}\nproviders:\n");
     for i in 0..LAZY_PROVIDERS {
         yaml.push_str(&format!(
             "  p{i}:\n    command: [\"{}\", --name, p{i}]\n    tools:\n      - name: add\n        description: Add two numbers\n        inputSchema: {{type: object, properties: {{a: {{type: number}}, b: {{type: number}}}}, required: [a, b]}}\n      - name: echo\n        inputSchema: {{type: object, properties: {{text: {{type: string}}}}}}\n",
@@ -166,12 +167,19 @@ async fn bench() -> Result<()> {
     let hangar = bin.join("mcp-hangar");
     let provider = bin.join("example-provider");
     let dir = TestDir::new("bench");
+    // The same provider with the event store off and on (the store is on by default; it
+    // writes beside the config here, not into the home).
+    let math = format!(
+        "providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
+        provider.display()
+    );
     let cfg = dir.write(
         "h.yaml",
-        &format!(
-            "providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
-            provider.display()
-        ),
+        &format!("event_store: {{enabled: false}}\n{math}"),
+    );
+    let cfg_store = dir.write(
+        "h-store.yaml",
+        &format!("event_store: {{path: events.db}}\n{math}"),
     );
     // The same hangar exporting a span per call (sample rate 1) over OTLP/gRPC to a receiver
     // in this process that decodes every request.
@@ -179,9 +187,8 @@ async fn bench() -> Result<()> {
     let traced_cfg = dir.write(
         "traced.yaml",
         &format!(
-            "observability:\n  tracing:\n    otlp_endpoint: http://{collector}\n    sample_rate: 1\n\
-             providers:\n  math:\n    command: [\"{}\", --name, bench]\n",
-            provider.display()
+            "event_store: {{enabled: false}}\nobservability:\n  tracing:\n    \
+             otlp_endpoint: http://{collector}\n    sample_rate: 1\n{math}"
         ),
     );
 
@@ -198,8 +205,9 @@ async fn bench() -> Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS_PER_SESSION);
-    let (mut d, mut r, mut a, mut h, mut t) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut hs = Vec::new();
+    let mut t = Vec::new();
     let mut per_session = Vec::new();
     for session in 0..sessions {
         let mut pc = Command::new(&provider);
@@ -220,6 +228,11 @@ async fn bench() -> Result<()> {
             .arg(&cfg)
             .env("MCP_HANGAR_LOG", "warn");
         let through = connect(hc).await.context("hangar")?;
+        let mut sc = Command::new(&hangar);
+        sc.args(["serve", "--config"])
+            .arg(&cfg_store)
+            .env("MCP_HANGAR_LOG", "warn");
+        let stored = connect(sc).await.context("hangar with the event store")?;
         let mut tc = Command::new(&hangar);
         tc.args(["serve", "--config"])
             .arg(&traced_cfg)
@@ -230,9 +243,11 @@ async fn bench() -> Result<()> {
             call_once(&relayed, "echo").await?;
             call_once(&async_relayed, "echo").await?;
             call_once(&through, "math__echo").await?;
+            call_once(&stored, "math__echo").await?;
             call_once(&traced, "math__echo").await?;
         }
-        let (mut sd, mut sa, mut sh, mut st) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sd, mut sa, mut sh, mut ss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut st = Vec::new();
         for _ in 0..rounds {
             for _ in 0..CALLS_PER_ROUND {
                 sd.push(call_once(&direct, "echo").await?);
@@ -247,26 +262,31 @@ async fn bench() -> Result<()> {
                 sh.push(call_once(&through, "math__echo").await?);
             }
             for _ in 0..CALLS_PER_ROUND {
+                ss.push(call_once(&stored, "math__echo").await?);
+            }
+            for _ in 0..CALLS_PER_ROUND {
                 st.push(call_once(&traced, "math__echo").await?);
             }
         }
-        for v in [&mut sd, &mut sa, &mut sh, &mut st] {
+        for v in [&mut sd, &mut sa, &mut sh, &mut ss, &mut st] {
             v.sort();
         }
         let p50 = |v: &[Duration]| us(percentile(v, 0.5));
         per_session.push(format!(
-            "  session {}: tokio relay +{:.1}, hangar +{:.1}, hangar with traces +{:.1}",
+            "  session {}: tokio relay +{:.1}, hangar +{:.1}, with the event store +{:.1}, with traces +{:.1}",
             session + 1,
             p50(&sa) - p50(&sd),
             p50(&sh) - p50(&sd),
+            p50(&ss) - p50(&sd),
             p50(&st) - p50(&sd)
         ));
         d.extend(sd);
         a.extend(sa);
         h.extend(sh);
+        hs.extend(ss);
         t.extend(st);
     }
-    for v in [&mut d, &mut r, &mut a, &mut h, &mut t] {
+    for v in [&mut d, &mut r, &mut a, &mut h, &mut hs, &mut t] {
         v.sort();
     }
     hangar_tests::latency::print_table(
@@ -281,17 +301,19 @@ async fn bench() -> Result<()> {
             ("through a bare line relay (floor)", &r),
             ("through a tokio line relay", &a),
             ("through mcp-hangar (stdio)", &h),
-            ("  same, OTLP traces at sample 1", &t),
+            ("through mcp-hangar, event store on", &hs),
+            ("through mcp-hangar, OTLP traces at 1", &t),
         ],
         &[
             ("added by the bare relay", &r),
             ("added by the tokio relay", &a),
             ("added by the hangar", &h),
-            ("added by the hangar with traces", &t),
+            ("added by the hangar, store on", &hs),
+            ("added by the hangar, traces on", &t),
         ],
     );
     println!(
-        "  traces: p50 {:+.1} µs with a span per call exported over OTLP/gRPC ({} spans received)",
+        "  traces: p50 {:+.1} µs over the same hangar without them ({} spans received over OTLP/gRPC)",
         us(percentile(&t, 0.5)) - us(percentile(&h, 0.5)),
         spans.spans().len()
     );
@@ -362,7 +384,7 @@ async fn bench() -> Result<()> {
             "d".into(),
         ]
     };
-    let paths: [(&str, Vec<std::ffi::OsString>, &str); 5] = [
+    let paths: [(&str, Vec<std::ffi::OsString>, &str); 6] = [
         (
             "the provider itself (direct)",
             vec![provider.clone().into(), "--name".into(), "d".into()],
@@ -381,7 +403,17 @@ async fn bench() -> Result<()> {
             "math__echo",
         ),
         (
-            "mcp-hangar, OTLP traces at sample 1",
+            "mcp-hangar, event store on",
+            vec![
+                hangar.clone().into(),
+                "serve".into(),
+                "--config".into(),
+                cfg_store.clone().into(),
+            ],
+            "math__echo",
+        ),
+        (
+            "mcp-hangar, OTLP traces at 1",
             vec![
                 hangar.clone().into(),
                 "serve".into(),

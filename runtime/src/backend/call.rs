@@ -38,7 +38,8 @@ impl Drop for CancelOnDrop {
 }
 
 impl Connection {
-    /// Sends one tools/call and runs `sent` once it is on its way. A call without a progress
+    /// Sends one tools/call and runs `sent` with the arguments' JSON text (on the raw path once
+    /// the request is written, on rmcp's just before it is handed over). A call without a progress
     /// route goes on the raw path where the backend has one; otherwise through rmcp, which
     /// relays the provider's progress to `progress`. `reply` lets the raw path hand the result
     /// to the client the moment it arrives. If this future is dropped before the answer
@@ -49,7 +50,7 @@ impl Connection {
         arguments: CallArguments,
         progress: Option<ProgressSink>,
         reply: Option<Arc<Reply>>,
-        sent: impl FnOnce(),
+        sent: impl FnOnce(&[u8]),
         limit: Duration,
     ) -> Result<CallToolResult, ServiceError> {
         let reason = || format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64());
@@ -58,6 +59,9 @@ impl Connection {
                 .call(&self.peer, tool, &arguments, reply, sent, reason)
                 .await;
         }
+        // rmcp takes the object; this slow path (progress, no byte stream) can afford to encode
+        // it once more for the `requested` event.
+        sent(&serde_json::to_vec(&arguments.object).unwrap_or_default());
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments.object);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
@@ -66,7 +70,6 @@ impl Connection {
             options = options.with_meta(RequestMetaObject(MetaObject(meta)));
         }
         let handle = self.peer.send_request_with_option(request, options).await?;
-        sent();
         let _route =
             progress.map(|sink| self.progress.register(handle.progress_token.clone(), sink));
         let mut guard = CancelOnDrop {

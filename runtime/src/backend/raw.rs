@@ -76,7 +76,8 @@ impl RawCalls {
         (calls, RawTap { table })
     }
 
-    /// Sends `tools/call`, runs `sent` once the request is written, and waits for the answer.
+    /// Sends `tools/call`, runs `sent` with the arguments' JSON text once the request is
+    /// written, and waits for the answer.
     /// If `reply` is given and the provider's result can go to the client unchanged, it goes
     /// at once, and the result returned is only its summary: `is_error`, with no content (the
     /// content went to the client, and decoding it again would be work for nobody). If this
@@ -88,7 +89,7 @@ impl RawCalls {
         tool: &str,
         arguments: &CallArguments,
         reply: Option<Arc<Reply>>,
-        sent: impl FnOnce(),
+        sent: impl FnOnce(&[u8]),
         reason: impl FnOnce() -> String,
     ) -> Result<CallToolResult, ServiceError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
@@ -99,10 +100,12 @@ impl RawCalls {
         line.extend_from_slice(b"\",\"method\":\"tools/call\",\"params\":{\"name\":");
         serde_json::to_writer(&mut line, tool).map_err(encode_error)?;
         line.extend_from_slice(b",\"arguments\":");
+        let arguments_start = line.len();
         match &arguments.encoded {
             Some(json) => line.extend_from_slice(json.as_bytes()),
             None => serde_json::to_writer(&mut line, &arguments.object).map_err(encode_error)?,
         }
+        let arguments_end = line.len();
         if let Some(meta) = &arguments.meta {
             line.extend_from_slice(b",\"_meta\":");
             serde_json::to_writer(&mut line, meta).map_err(encode_error)?;
@@ -127,7 +130,7 @@ impl RawCalls {
             guard.peer = None; // the provider never got it
             return Err(ServiceError::TransportClosed);
         }
-        sent();
+        sent(&line[arguments_start..arguments_end]);
         let answer = answer.await.map_err(|_| ServiceError::TransportClosed)?;
         guard.peer = None;
         match answer.relayed {

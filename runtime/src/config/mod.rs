@@ -24,6 +24,7 @@
 //!   reported as an error that says so. Plain anchors and aliases work.
 
 mod error;
+pub mod event_store;
 mod interpolate;
 mod locate;
 mod normalize;
@@ -69,6 +70,8 @@ pub struct Config {
     pub tracing: Option<TracingSpec>,
     /// `observability.langfuse:`: span export to Langfuse.
     pub langfuse: Option<LangfuseSpec>,
+    /// `event_store:`; the defaults (enabled, under the XDG data directory) when absent.
+    pub event_store: event_store::EventStoreSpec,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -157,9 +160,10 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
-    let raw: schema::RawTop = serde_path_to_error::deserialize(de)
+    let mut raw: schema::RawTop = serde_path_to_error::deserialize(de)
         .map_err(|err| error::from_deserialize(path, text, &err))?;
     let map = SourceMap::build(text);
+    let event_store = event_store::resolve(raw.event_store.take(), path, &map, env)?;
     let resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
     Ok(Config {
         path: path.to_path_buf(),
@@ -169,6 +173,7 @@ pub fn parse(
         plugins: resolved.plugins,
         tracing: resolved.tracing,
         langfuse: resolved.langfuse,
+        event_store,
         warnings: resolved.warnings,
     })
 }
@@ -1271,7 +1276,6 @@ mcp_servers:
                 "execution",
                 "discovery",
                 "observability",
-                "event_store",
                 "logging",
                 "capabilities",
                 "access",

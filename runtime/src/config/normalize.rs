@@ -484,6 +484,26 @@ fn plugin(plugin: &PluginSpec) -> Value {
         .done()
 }
 
+/// `event_store:`; `path: null` is the default under the XDG data directory, decided where the
+/// hangar runs.
+fn event_store(spec: &super::event_store::EventStoreSpec) -> Value {
+    Block::new()
+        .put("enabled", spec.enabled)
+        .put("driver", spec.driver.as_str())
+        .put(
+            "path",
+            spec.path.as_ref().map_or(Value::Null, |p| {
+                Value::from(escape_dollars(&p.to_string_lossy()))
+            }),
+        )
+        .put(
+            "retention",
+            super::event_store::format_duration(spec.retention),
+        )
+        .put("record_arguments", spec.record_arguments)
+        .done()
+}
+
 pub(super) fn to_redacted_yaml(config: &Config) -> String {
     let mut plugins = Mapping::new();
     for (name, spec) in &config.plugins {
@@ -500,6 +520,7 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
         .put("limits", limits(&config.limits))
         .put("plugins", Value::Mapping(plugins))
         .put("observability", observability(config))
+        .put("event_store", event_store(&config.event_store))
         .put("mcp_servers", Value::Mapping(servers))
         .done();
     match yaml_serde::to_string(&document) {

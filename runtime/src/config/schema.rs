@@ -28,6 +28,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "limits",
     "plugins",
+    "event_store",
     "execution",
     "interceptors",
     "logging",
@@ -36,7 +37,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "config_reload",
     "coordination",
     "discovery",
-    "event_store",
     "hot_loading",
     "observability",
     "persistence",
@@ -71,6 +71,8 @@ pub struct RawTop {
     pub plugins: IndexMap<String, RawPlugin>,
     /// `observability:`.
     pub observability: Option<super::tracing::RawObservability>,
+    /// `event_store:` (read in `event_store.rs`).
+    pub event_store: Option<super::event_store::RawEventStore>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
     /// Whether the document has any top-level key at all.
@@ -111,6 +113,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "limits" => top.limits = map.next_value()?,
                 "plugins" => top.plugins = map.next_value::<PluginsMap>()?.0,
                 "observability" => top.observability = map.next_value()?,
+                "event_store" => top.event_store = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);

@@ -5,6 +5,10 @@
 //! broadcast channel, and a subscriber that falls behind loses the oldest events (and is told how
 //! many) instead of slowing a call down.
 
+pub mod store;
+
+use std::fmt;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -68,6 +72,10 @@ pub enum Event {
         provider: String,
         tool: String,
         correlation_id: String,
+        /// The arguments as sent, for the audit trail's digest. Never serialised or logged
+        /// with the event: values can be secrets.
+        #[serde(skip)]
+        arguments: Option<ArgumentsJson>,
     },
     ToolInvocationCompleted {
         provider: String,
@@ -92,6 +100,52 @@ pub enum Event {
         plugin: String,
         reason: String,
     },
+    /// A plugin was loaded; `version` > 1 is a hot swap of a changed file.
+    PluginLoaded {
+        plugin: String,
+        kind: String,
+        version: u64,
+    },
+    /// A plugin did not load; `in_service` is the version that stays, if any.
+    PluginLoadFailed {
+        plugin: String,
+        error: String,
+        in_service: Option<u64>,
+    },
+    /// The hangar read its config and is about to serve.
+    ConfigLoaded {
+        path: String,
+        providers: usize,
+        plugins: usize,
+        warnings: usize,
+    },
+    /// The hangar stopped serving (its providers are stopped).
+    HangarStopped {
+        reason: String,
+    },
+    /// The event store lost `count` events (it fell behind, or a write failed); written by the
+    /// store itself once it has caught up.
+    EventsDropped {
+        count: u64,
+    },
+}
+
+/// A call's arguments as JSON text. Cheap to clone; `Debug` shows only the length, so a
+/// debug log of the event never shows a value.
+#[derive(Clone)]
+pub struct ArgumentsJson(pub Arc<str>);
+
+impl ArgumentsJson {
+    /// The text of `bytes`, when it is UTF-8 (arguments the hangar encoded always are).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        std::str::from_utf8(bytes).ok().map(|s| Self(Arc::from(s)))
+    }
+}
+
+impl fmt::Debug for ArgumentsJson {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes of arguments>", self.0.len())
+    }
 }
 
 /// An event with the wall-clock time it was published.

@@ -182,6 +182,8 @@ pub struct PluginSet {
     host: Option<PluginHost>,
     slots: IndexMap<String, Arc<PluginSlot>>,
     watcher: Mutex<Option<notify::RecommendedWatcher>>,
+    /// Where loads, swaps and failures are published (`serve`'s bus); none for `check`.
+    events: Option<crate::events::EventBus>,
 }
 
 impl PluginSet {
@@ -191,6 +193,7 @@ impl PluginSet {
             host: None,
             slots: IndexMap::new(),
             watcher: Mutex::new(None),
+            events: None,
         })
     }
 
@@ -198,15 +201,16 @@ impl PluginSet {
     /// failed. A plugin that fails is logged and left empty; so is every plugin when the host
     /// itself cannot start.
     pub async fn load(config: &Config) -> Arc<Self> {
-        let set = Self::new(config);
+        let set = Self::new(config, None);
         set.load_all().await;
         set
     }
 
     /// Loads every plugin of `config` in the background; calls that need a plugin wait for
     /// its load to finish. The hangar serves at once this way, however long compiling takes.
-    pub fn spawn_load(config: &Config) -> Arc<Self> {
-        let set = Self::new(config);
+    /// Loads, hot swaps and failures are published on `bus`.
+    pub fn spawn_load(config: &Config, bus: &crate::events::EventBus) -> Arc<Self> {
+        let set = Self::new(config, Some(bus.clone()));
         let loading = Arc::clone(&set);
         tokio::spawn(async move { loading.load_all().await });
         set
@@ -218,7 +222,7 @@ impl PluginSet {
     }
 
     /// The slots of `config`'s plugins, none loaded yet.
-    fn new(config: &Config) -> Arc<Self> {
+    fn new(config: &Config, events: Option<crate::events::EventBus>) -> Arc<Self> {
         if config.plugins.is_empty() {
             return Self::empty();
         }
@@ -246,6 +250,7 @@ impl PluginSet {
             host,
             slots,
             watcher: Mutex::new(None),
+            events,
         })
     }
 
@@ -254,7 +259,13 @@ impl PluginSet {
     async fn load_slot(&self, slot: &PluginSlot) -> Result<u64, PluginError> {
         let Some(host) = &self.host else {
             slot.settled.send_replace(true);
-            return Err(slot.not_loaded());
+            let err = slot.not_loaded();
+            self.publish(crate::events::Event::PluginLoadFailed {
+                plugin: slot.name().to_owned(),
+                error: err.to_string(),
+                in_service: None,
+            });
+            return Err(err);
         };
         let result = match slot.plugin() {
             Some(plugin) => plugin.reload().await,
@@ -288,8 +299,26 @@ impl PluginSet {
                 }
             }
         }
+        self.publish(match &result {
+            Ok(version) => crate::events::Event::PluginLoaded {
+                plugin: slot.name().to_owned(),
+                kind: slot.kind().to_string(),
+                version: *version,
+            },
+            Err(err) => crate::events::Event::PluginLoadFailed {
+                plugin: slot.name().to_owned(),
+                error: err.to_string(),
+                in_service: slot.plugin().map(|p| p.version()),
+            },
+        });
         slot.settled.send_replace(true);
         result
+    }
+
+    fn publish(&self, event: crate::events::Event) {
+        if let Some(bus) = &self.events {
+            bus.publish(event);
+        }
     }
 
     /// The plugin slot called `name`.

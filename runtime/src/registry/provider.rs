@@ -1028,13 +1028,14 @@ impl Provider {
             open: true,
         };
         let started = Instant::now();
-        let requested = || {
+        let requested = |arguments: &[u8]| {
             self.shared
                 .bus
                 .publish_call(|| Event::ToolInvocationRequested {
                     provider: id.clone(),
                     tool: call.tool.clone(),
                     correlation_id: call.correlation_id.clone(),
+                    arguments: crate::events::ArgumentsJson::from_bytes(arguments),
                 })
         };
         let outcome = tokio::time::timeout_at(
