@@ -123,7 +123,7 @@ pub struct Retention(pub Duration);
 impl<'de> Deserialize<'de> for Retention {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         struct V;
-        impl Visitor<'de> for V {
+        impl<'de> Visitor<'de> for V {
             type Value = Retention;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
