@@ -465,7 +465,7 @@ impl Writer {
                 return;
             }
             let full = batch.len() >= self.options.batch_size;
-            if !self.write(&batch) {
+            if !self.write(&batch, !full) {
                 return; // try again at the next interval rather than spin on a failing disk
             }
             if !full {
@@ -498,13 +498,14 @@ impl Writer {
         batch
     }
 
-    /// One transaction: the batch, then an `events_dropped` record if events were lost.
-    fn write(&mut self, batch: &[Envelope]) -> bool {
+    /// One transaction: the batch, then, once the writer has caught up (the batch is the last
+    /// of this drain), an `events_dropped` record if events were lost.
+    fn write(&mut self, batch: &[Envelope], caught_up: bool) -> bool {
         let mut rows: Vec<Row> = batch
             .iter()
             .filter_map(|e| Row::of(e, self.options.record_arguments))
             .collect();
-        let reported = self.pending_dropped;
+        let reported = if caught_up { self.pending_dropped } else { 0 };
         if reported > 0 {
             rows.extend(Row::of(
                 &Envelope {
