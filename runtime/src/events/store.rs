@@ -330,7 +330,9 @@ pub fn start(spec: &EventStoreSpec, bus: &EventBus) -> Option<EventStore> {
             Some(store)
         }
         Err(e) => {
-            tracing::warn!("{e}; serving without an event store (fix `event_store.path`, or set `event_store.enabled: false`)");
+            tracing::warn!(
+                "{e}; serving without an event store (fix `event_store.path`, or set `event_store.enabled: false`)"
+            );
             None
         }
     }
@@ -479,7 +481,10 @@ impl Writer {
         let mut batch = Vec::new();
         let mut open = [true, true];
         while batch.len() < self.options.batch_size && open.iter().any(|o| *o) {
-            for (i, rx) in [&mut self.lifecycle, &mut self.calls].into_iter().enumerate() {
+            for (i, rx) in [&mut self.lifecycle, &mut self.calls]
+                .into_iter()
+                .enumerate()
+            {
                 if !open[i] || batch.len() >= self.options.batch_size {
                     continue;
                 }
