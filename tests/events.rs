@@ -87,7 +87,12 @@ async fn calls_are_recorded_with_argument_digests_and_the_cli_shows_them() -> Re
         (completed == 3).then_some(lines)
     })
     .await
-    .with_context(|| format!("three completed calls were not recorded; log:\n{}", hangar.log()))?;
+    .with_context(|| {
+        format!(
+            "three completed calls were not recorded; log:\n{}",
+            hangar.log()
+        )
+    })?;
 
     let digest = sha256_hex(serde_json::to_string(&json!({ "text": secret }))?.as_bytes());
     let requested: Vec<&Value> = calls
@@ -128,7 +133,10 @@ async fn calls_are_recorded_with_argument_digests_and_the_cli_shows_them() -> Re
     }
 
     // Text output through the config, one line per event, with the lifecycle around the calls.
-    let text = events(&["--config", &cfg.display().to_string(), "--limit", "0"], &cfg)?;
+    let text = events(
+        &["--config", &cfg.display().to_string(), "--limit", "0"],
+        &cfg,
+    )?;
     for expected in [
         "config_loaded",
         "state_changed",
@@ -172,8 +180,12 @@ async fn a_sigkill_mid_load_leaves_a_sound_store_and_a_restart_continues_the_num
         let (answered, stop) = (answered.clone(), stop.clone());
         load.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                let params = CallToolRequestParams::new("math__echo".to_string())
-                    .with_arguments(json!({"text": "load"}).as_object().cloned().unwrap_or_default());
+                let params = CallToolRequestParams::new("math__echo".to_string()).with_arguments(
+                    json!({"text": "load"})
+                        .as_object()
+                        .cloned()
+                        .unwrap_or_default(),
+                );
                 match peer.call_tool(params).await {
                     Ok(r) if r.is_error != Some(true) => {
                         answered.fetch_add(1, Ordering::Relaxed);
@@ -242,7 +254,12 @@ async fn a_sigkill_mid_load_leaves_a_sound_store_and_a_restart_continues_the_num
             .then_some(rows)
     })
     .await
-    .with_context(|| format!("the restarted hangar recorded no call; log:\n{}", hangar.log()))?;
+    .with_context(|| {
+        format!(
+            "the restarted hangar recorded no call; log:\n{}",
+            hangar.log()
+        )
+    })?;
     assert_eq!(after[0].1, "config_loaded", "{after:?}");
     assert!(after[0].0 > before);
     let total: i64 = rusqlite::Connection::open(&db)?.query_row(

@@ -182,9 +182,8 @@ pub(super) fn resolve(
         return Ok(EventStoreSpec::default());
     };
     let key = KeyPath::root().key("event_store").key("path");
-    let invalid = |kind, message: String| {
-        ConfigError::at(file, map.nearest_value(&key), &key, kind, message)
-    };
+    let invalid =
+        |kind, message: String| ConfigError::at(file, map.nearest_value(&key), &key, kind, message);
     let path = match &raw.path {
         None => None,
         Some(written) => {
@@ -230,7 +229,10 @@ mod tests {
 
     #[test]
     fn durations_take_every_unit_and_refuse_the_rest() {
-        assert_eq!(parse_duration("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(
+            parse_duration("30d"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
         assert_eq!(parse_duration("12h"), Some(Duration::from_secs(12 * 3600)));
         assert_eq!(parse_duration("10m"), Some(Duration::from_secs(600)));
         assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));

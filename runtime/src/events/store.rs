@@ -330,7 +330,9 @@ pub fn start(spec: &EventStoreSpec, bus: &EventBus) -> Option<EventStore> {
             Some(store)
         }
         Err(e) => {
-            tracing::warn!("{e}; serving without an event store (fix `event_store.path`, or set `event_store.enabled: false`)");
+            tracing::warn!(
+                "{e}; serving without an event store (fix `event_store.path`, or set `event_store.enabled: false`)"
+            );
             None
         }
     }
@@ -465,7 +467,7 @@ impl Writer {
                 return;
             }
             let full = batch.len() >= self.options.batch_size;
-            if !self.write(&batch) {
+            if !self.write(&batch, !full) {
                 return; // try again at the next interval rather than spin on a failing disk
             }
             if !full {
@@ -479,7 +481,10 @@ impl Writer {
         let mut batch = Vec::new();
         let mut open = [true, true];
         while batch.len() < self.options.batch_size && open.iter().any(|o| *o) {
-            for (i, rx) in [&mut self.lifecycle, &mut self.calls].into_iter().enumerate() {
+            for (i, rx) in [&mut self.lifecycle, &mut self.calls]
+                .into_iter()
+                .enumerate()
+            {
                 if !open[i] || batch.len() >= self.options.batch_size {
                     continue;
                 }
@@ -498,13 +503,14 @@ impl Writer {
         batch
     }
 
-    /// One transaction: the batch, then an `events_dropped` record if events were lost.
-    fn write(&mut self, batch: &[Envelope]) -> bool {
+    /// One transaction: the batch, then, once the writer has caught up (the batch is the last
+    /// of this drain), an `events_dropped` record if events were lost.
+    fn write(&mut self, batch: &[Envelope], caught_up: bool) -> bool {
         let mut rows: Vec<Row> = batch
             .iter()
             .filter_map(|e| Row::of(e, self.options.record_arguments))
             .collect();
-        let reported = self.pending_dropped;
+        let reported = if caught_up { self.pending_dropped } else { 0 };
         if reported > 0 {
             rows.extend(Row::of(
                 &Envelope {

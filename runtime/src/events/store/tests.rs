@@ -153,7 +153,10 @@ fn retention_deletes_old_events_at_open_and_keeps_recent_ones() {
 
     let store = EventStore::open(manual(&dir.db()), &bus).expect("reopen with 30 days");
     store.close();
-    let left: Vec<_> = all(&dir.db()).into_iter().filter_map(|e| e.provider).collect();
+    let left: Vec<_> = all(&dir.db())
+        .into_iter()
+        .filter_map(|e| e.provider)
+        .collect();
     assert_eq!(left, ["recent"]);
 }
 
@@ -196,12 +199,20 @@ fn a_full_queue_drops_and_counts_and_records_events_dropped_once_caught_up() {
     assert!(store.flush());
     let counters = store.counters();
     assert_eq!(counters.dropped, 904);
-    assert_eq!(counters.written, 4096 + 1, "the events kept, and one events_dropped");
+    assert_eq!(
+        counters.written,
+        4096 + 1,
+        "the events kept, and one events_dropped"
+    );
     let events = all(&dir.db());
     let last = events.last().expect("events");
     assert_eq!(last.kind, "events_dropped");
     assert_eq!(last.payload["count"], 904);
-    assert_eq!(events[0].provider.as_deref(), Some("p904"), "the oldest went");
+    assert_eq!(
+        events[0].provider.as_deref(),
+        Some("p904"),
+        "the oldest went"
+    );
     assert!(
         publishing < Duration::from_secs(2),
         "publishing never waits on the store ({publishing:?})"
@@ -211,7 +222,10 @@ fn a_full_queue_drops_and_counts_and_records_events_dropped_once_caught_up() {
     bus.publish(stopped("after"));
     assert!(store.flush());
     assert_eq!(store.counters().dropped, 904);
-    assert_eq!(all(&dir.db()).last().map(|e| e.kind.clone()).as_deref(), Some("provider_stopped"));
+    assert_eq!(
+        all(&dir.db()).last().map(|e| e.kind.clone()).as_deref(),
+        Some("provider_stopped")
+    );
 }
 
 #[test]
@@ -283,7 +297,10 @@ fn a_path_that_cannot_be_created_is_a_clear_error() {
     };
     let message = e.to_string();
     assert!(message.contains("cannot open the event store"), "{message}");
-    assert!(message.contains(&blocker.display().to_string()), "{message}");
+    assert!(
+        message.contains(&blocker.display().to_string()),
+        "{message}"
+    );
 }
 
 #[test]
