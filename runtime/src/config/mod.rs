@@ -23,6 +23,7 @@
 //!   and expanding them through `yaml_serde::Value` would lose every line number. They are
 //!   reported as an error that says so. Plain anchors and aliases work.
 
+mod discovery;
 mod error;
 mod interpolate;
 mod locate;
@@ -36,6 +37,10 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+pub use self::discovery::{
+    BUNDLED_SOURCES, DiscoverySpec, LifecycleSpec, RegistrationRate, SecuritySpec, SourceMode,
+    SourceSpec, SourceType,
+};
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
@@ -63,6 +68,8 @@ pub struct Config {
     pub limits: Limits,
     /// `plugins:`, by name, in file order.
     pub plugins: IndexMap<String, PluginSpec>,
+    /// `discovery:`; `None` when the file has no such section.
+    pub discovery: Option<DiscoverySpec>,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -151,11 +158,18 @@ pub fn parse(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
     let de = yaml_serde::Deserializer::from_str(text);
-    let raw: schema::RawTop = serde_path_to_error::deserialize(de)
+    let mut raw: schema::RawTop = serde_path_to_error::deserialize(de)
         .map_err(|err| error::from_deserialize(path, text, &err))?;
     let map = SourceMap::build(text);
-    let resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
+    let raw_discovery = raw.discovery.take();
+    let discovers = raw_discovery.is_some();
+    raw.discovery = discovers.then(Default::default);
+    let mut resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
+    let discovery = raw_discovery
+        .map(|d| discovery::resolve(d, path, &map, &resolved.plugins, &mut resolved.warnings))
+        .transpose()?;
     Ok(Config {
+        discovery,
         path: path.to_path_buf(),
         providers: resolved.providers,
         rate_limit: resolved.rate_limit,
@@ -1250,7 +1264,8 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        // `rate_limit:` is read now; the other five top-level sections are still ignored, and
+        // `rate_limit:` and `discovery:` are read now; the other four top-level sections are
+        // still ignored, and
         // every provider key that loads but is not acted on says so, where it is written.
         let warned_keys: Vec<&str> = config
             .warnings
@@ -1261,7 +1276,6 @@ mcp_servers:
             warned_keys,
             [
                 "execution",
-                "discovery",
                 "observability",
                 "event_store",
                 "logging",

@@ -69,6 +69,8 @@ pub struct RawTop {
     pub limits: Option<RawLimits>,
     /// `plugins:`, by name.
     pub plugins: IndexMap<String, RawPlugin>,
+    /// `discovery:` (`config/discovery.rs`).
+    pub discovery: Option<super::discovery::RawDiscovery>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
     /// Whether the document has any top-level key at all.
@@ -108,6 +110,10 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "rate_limit" => top.rate_limit = map.next_value()?,
                 "limits" => top.limits = map.next_value()?,
                 "plugins" => top.plugins = map.next_value::<PluginsMap>()?.0,
+                "discovery" => {
+                    let raw: Option<super::discovery::RawDiscovery> = map.next_value()?;
+                    top.discovery = Some(raw.unwrap_or_default());
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);

@@ -92,6 +92,30 @@ pub enum Event {
         plugin: String,
         reason: String,
     },
+    /// Discovery added a provider to the registry.
+    ProviderRegistered {
+        provider: String,
+        source: String,
+    },
+    /// A discovered provider's spec changed: the old one drains and stops, the new one serves.
+    ProviderUpdated {
+        provider: String,
+        source: String,
+        fingerprint: String,
+    },
+    /// Discovery took a provider out of the registry (it drains, then stops).
+    ProviderDeregistered {
+        provider: String,
+        source: String,
+        reason: String,
+    },
+    /// A discovered provider is held out of the registry until an operator approves it.
+    ProviderQuarantined {
+        provider: String,
+        source: String,
+        reason: String,
+        detail: String,
+    },
 }
 
 /// An event with the wall-clock time it was published.
