@@ -113,7 +113,11 @@ async fn files_are_added_edited_and_deleted_while_the_hangar_runs() -> Result<()
         (!fp.is_empty() && fp != fp1).then_some(())
     })
     .await;
-    assert!(changed.is_some(), "fingerprint did not change; log:\n{}", h.log());
+    assert!(
+        changed.is_some(),
+        "fingerprint did not change; log:\n{}",
+        h.log()
+    );
     let pid2 = text(&h.call("echo__pid", json!({})).await?);
     assert_ne!(pid1, pid2, "an edited provider runs in a new process");
     assert!(
@@ -153,8 +157,14 @@ async fn an_additive_source_keeps_what_it_no_longer_reports() -> Result<()> {
 async fn over_the_registration_rate_is_quarantined_until_approved() -> Result<()> {
     let dir = TestDir::new("disc-q");
     std::fs::create_dir_all(dir.path().join("providers.d"))?;
-    dir.write("providers.d/a.yaml", &provider_file(&unique_token("qa"), ""));
-    dir.write("providers.d/b.yaml", &provider_file(&unique_token("qb"), ""));
+    dir.write(
+        "providers.d/a.yaml",
+        &provider_file(&unique_token("qa"), ""),
+    );
+    dir.write(
+        "providers.d/b.yaml",
+        &provider_file(&unique_token("qb"), ""),
+    );
     let cfg = dir.write(
         "h.yaml",
         &hangar_config(
@@ -170,19 +180,26 @@ async fn over_the_registration_rate_is_quarantined_until_approved() -> Result<()
     let held = &q["quarantined"][0];
     assert_eq!(held["name"], "b", "{q}");
     assert_eq!(held["reason"], "failed_rate_limit", "{q}");
-    assert!(held["detail"].as_str().unwrap_or("").contains("1/hour"), "{q}");
+    assert!(
+        held["detail"].as_str().unwrap_or("").contains("1/hour"),
+        "{q}"
+    );
     // Another cycle does not let it in by itself.
     h.call_ok("registry_discover", json!({})).await?;
     assert!(!registered_names(&discovered(&h).await?).contains(&"b".to_string()));
 
-    let r = h.call_ok("registry_approve", json!({"provider": "b"})).await?;
+    let r = h
+        .call_ok("registry_approve", json!({"provider": "b"}))
+        .await?;
     assert_eq!(r["status"], "registered");
     wait_registered(&h, "b", true).await?;
     let r = h.call("b__pid", json!({})).await?;
     assert_ne!(r.is_error, Some(true), "{}", text(&r));
     let q = h.call_ok("registry_quarantine", json!({})).await?;
     assert_eq!(q["quarantined"], json!([]), "{q}");
-    let r = h.call("registry_approve", json!({"provider": "nope"})).await?;
+    let r = h
+        .call("registry_approve", json!({"provider": "nope"}))
+        .await?;
     assert_eq!(r.is_error, Some(true));
     assert!(text(&r).contains("no held provider `nope`"), "{}", text(&r));
     Ok(())
@@ -193,17 +210,25 @@ async fn a_static_provider_wins_a_conflict_and_a_bad_spec_is_quarantined() -> Re
     let dir = TestDir::new("disc-static");
     let static_token = unique_token("static");
     std::fs::create_dir_all(dir.path().join("providers.d"))?;
-    dir.write("providers.d/math.yaml", &provider_file(&unique_token("dyn"), ""));
+    dir.write(
+        "providers.d/math.yaml",
+        &provider_file(&unique_token("dyn"), ""),
+    );
     dir.write(
         "providers.d/remote.yaml",
         "name: remote-bad\nmode: remote\nconnection: {command: [x]}\n",
     );
-    let top = format!("providers:\n{}", provider_yaml("math", &static_token, &[], ""));
+    let top = format!(
+        "providers:\n{}",
+        provider_yaml("math", &static_token, &[], "")
+    );
     let cfg = dir.write("h.yaml", &hangar_config(&dir, "authoritative", &top, ""));
     let h = Hangar::stdio(&cfg).await?;
     let report = h.call_ok("registry_discover", json!({})).await?;
     assert!(
-        report["errors"].to_string().contains("`math` is defined in the config file"),
+        report["errors"]
+            .to_string()
+            .contains("`math` is defined in the config file"),
         "{report}"
     );
     assert!(!registered_names(&discovered(&h).await?).contains(&"math".to_string()));
@@ -216,10 +241,15 @@ async fn a_static_provider_wins_a_conflict_and_a_bad_spec_is_quarantined() -> Re
     assert_eq!(held["reason"], "failed_schema", "{q}");
     // The same text a config file gets, located in the spec's own document.
     assert!(
-        held["detail"].as_str().unwrap_or("").contains("discovery:filesystem:remote-bad:"),
+        held["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("discovery:filesystem:remote-bad:"),
         "{q}"
     );
-    let r = h.call("registry_approve", json!({"provider": "remote-bad"})).await?;
+    let r = h
+        .call("registry_approve", json!({"provider": "remote-bad"}))
+        .await?;
     assert_eq!(r.is_error, Some(true), "an invalid spec cannot be approved");
     Ok(())
 }

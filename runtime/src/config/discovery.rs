@@ -227,9 +227,11 @@ impl<'de> Deserialize<'de> for RawSource {
 fn parse_type(text: &str) -> Result<SourceType, String> {
     if let Some(name) = text.strip_prefix("plugin:") {
         if name.is_empty() {
-            return Err("`plugin:` needs the name of a discovery plugin of `plugins:`, as in \
+            return Err(
+                "`plugin:` needs the name of a discovery plugin of `plugins:`, as in \
                         `plugin:my-source`"
-                .into());
+                    .into(),
+            );
         }
         return Ok(SourceType::Plugin(name.to_string()));
     }
@@ -423,7 +425,10 @@ pub(super) fn resolve(
             ));
             SourceMode::Additive
         });
-        let base = source.name.clone().unwrap_or_else(|| source.kind.to_string());
+        let base = source
+            .name
+            .clone()
+            .unwrap_or_else(|| source.kind.to_string());
         let n = seen.entry(base.clone()).or_insert(0);
         *n += 1;
         if *n > 1 && source.name.is_some() {
@@ -434,11 +439,7 @@ pub(super) fn resolve(
                 format!("{DUP} `{base}`: two sources have this name"),
             ));
         }
-        let name = if *n > 1 {
-            format!("{base}#{n}")
-        } else {
-            base
-        };
+        let name = if *n > 1 { format!("{base}#{n}") } else { base };
         spec.sources.push(SourceSpec {
             name,
             kind: source.kind,
@@ -467,12 +468,7 @@ pub(super) fn resolve(
 
 const DUP: &str = "duplicate";
 
-fn error(
-    file: &Path,
-    at: Option<SourceLocation>,
-    path: &KeyPath,
-    message: String,
-) -> ConfigError {
+fn error(file: &Path, at: Option<SourceLocation>, path: &KeyPath, message: String) -> ConfigError {
     ConfigError::at(
         file,
         at.unwrap_or(SourceLocation { line: 1, column: 1 }),
@@ -492,7 +488,8 @@ mod tests {
 
     #[test]
     fn defaults_are_the_originals() {
-        let c = parse("discovery:\n  sources:\n    - {type: filesystem, mode: additive}\n").unwrap();
+        let c =
+            parse("discovery:\n  sources:\n    - {type: filesystem, mode: additive}\n").unwrap();
         let d = c.discovery.unwrap();
         assert_eq!(d.refresh_interval, Duration::from_secs(30));
         assert_eq!(d.lifecycle.default_ttl, Duration::from_secs(90));

@@ -253,7 +253,11 @@ impl Discovery {
             .filter_map(|(name, e)| {
                 let (status, reason, detail) = match &e.standing {
                     Standing::Registered => return None,
-                    Standing::Pending => ("pending", None, "waiting for registry_approve (auto_register is false)".to_string()),
+                    Standing::Pending => (
+                        "pending",
+                        None,
+                        "waiting for registry_approve (auto_register is false)".to_string(),
+                    ),
                     Standing::Quarantined(r, d) => ("quarantined", Some(*r), d.clone()),
                 };
                 Some(Held {
@@ -377,7 +381,10 @@ impl Discovery {
                     .get(name)
                     .ok_or_else(|| format!("plugin `{name}` is not in `plugins:`"))?;
                 slot.plugin().ok_or_else(|| {
-                    let why = slot.status().last_error.unwrap_or_else(|| "it is still loading".into());
+                    let why = slot
+                        .status()
+                        .last_error
+                        .unwrap_or_else(|| "it is still loading".into());
                     format!("plugin `{name}` is not loaded: {why}")
                 })
             }
@@ -415,7 +422,10 @@ impl Discovery {
         match tokio::time::timeout(deadline, plugin.discover()).await {
             Ok(Ok(found)) => Ok(found),
             Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("discover did not answer within {}s", deadline.as_secs())),
+            Err(_) => Err(format!(
+                "discover did not answer within {}s",
+                deadline.as_secs()
+            )),
         }
     }
 
@@ -423,9 +433,7 @@ impl Discovery {
         let ns = spec::label(found, spec::LABEL_NAMESPACE)?;
         let sec = &self.spec.security;
         if sec.denied_namespaces.iter().any(|d| d == ns) {
-            return Some(format!(
-                "namespace `{ns}` is in security.denied_namespaces"
-            ));
+            return Some(format!("namespace `{ns}` is in security.denied_namespaces"));
         }
         if !sec.allowed_namespaces.is_empty() && !sec.allowed_namespaces.iter().any(|a| a == ns) {
             return Some(format!(
@@ -473,7 +481,8 @@ impl Discovery {
                     let j = *j;
                     let (mine, theirs) = (&self.sources[i].spec, &self.sources[j].spec);
                     if j == i {
-                        problems[i].push(format!("`{}` is reported twice; the first is used", f.name));
+                        problems[i]
+                            .push(format!("`{}` is reported twice; the first is used", f.name));
                         continue;
                     }
                     if theirs.kind.precedence() <= mine.kind.precedence() {
@@ -558,12 +567,15 @@ impl Discovery {
                                 reason_str(reason)
                             ));
                             if was_registered {
-                                diff.remove.push((name.clone(), "its new spec was refused".into()));
+                                diff.remove
+                                    .push((name.clone(), "its new spec was refused".into()));
                             }
                             entries.shift_remove(&name);
                             continue;
                         }
-                        report.quarantined.push((name.clone(), reason, detail.clone()));
+                        report
+                            .quarantined
+                            .push((name.clone(), reason, detail.clone()));
                         held_events.push(Event::ProviderQuarantined {
                             provider: name.clone(),
                             source: source_name.clone(),
@@ -574,7 +586,8 @@ impl Discovery {
                     }
                 };
                 if was_registered && standing != Standing::Registered {
-                    diff.remove.push((name.clone(), "its new spec is held".into()));
+                    diff.remove
+                        .push((name.clone(), "its new spec is held".into()));
                 }
                 entries.insert(
                     name,
@@ -669,7 +682,8 @@ impl Discovery {
             .iter()
             .filter(|(_, e)| {
                 e.standing == Standing::Registered
-                    && e.missing_since.is_some_and(|since| now.duration_since(since) >= e.ttl)
+                    && e.missing_since
+                        .is_some_and(|since| now.duration_since(since) >= e.ttl)
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -702,7 +716,13 @@ impl Discovery {
 
     /// The checks a new or changed provider must pass, in order: source limits and namespace,
     /// spec, then (when it would be registered now) registration rate and health.
-    async fn check(&self, name: &str, source: usize, found: &DiscoveredProvider, over: bool) -> Verdict {
+    async fn check(
+        &self,
+        name: &str,
+        source: usize,
+        found: &DiscoveredProvider,
+        over: bool,
+    ) -> Verdict {
         if over {
             return Verdict::Hold(
                 HeldReason::FailedSource,
@@ -743,10 +763,7 @@ impl Discovery {
     }
 
     async fn approve_now(&self, name: &str) -> Result<String, String> {
-        let registry = self
-            .registry
-            .upgrade()
-            .ok_or("the registry is gone")?;
+        let registry = self.registry.upgrade().ok_or("the registry is gone")?;
         let (source, found, fingerprint) = {
             let entries = lock(&self.entries);
             let e = entries.get(name).ok_or_else(|| {
@@ -757,7 +774,11 @@ impl Discovery {
                     .collect();
                 format!(
                     "no held provider `{name}`; held now: {}",
-                    if held.is_empty() { "none".to_string() } else { held.join(", ") }
+                    if held.is_empty() {
+                        "none".to_string()
+                    } else {
+                        held.join(", ")
+                    }
                 )
             })?;
             if e.standing == Standing::Registered {
@@ -858,4 +879,3 @@ async fn run(engine: Weak<Discovery>, mut rx: mpsc::Receiver<Trigger>) {
         }
     }
 }
-

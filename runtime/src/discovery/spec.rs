@@ -122,7 +122,8 @@ pub fn document(spec: &DiscoveredProvider) -> Result<String, String> {
     let mut servers = Map::new();
     servers.insert(spec.name.clone(), Value::Object(p));
     let doc = json!({ "mcp_servers": servers });
-    yaml_serde::to_string(&doc).map_err(|e| format!("`{}`: cannot be written as YAML: {e}", spec.name))
+    yaml_serde::to_string(&doc)
+        .map_err(|e| format!("`{}`: cannot be written as YAML: {e}", spec.name))
 }
 
 #[cfg(test)]
@@ -161,7 +162,11 @@ mod tests {
     fn a_valid_spec_converts_with_the_config_defaults() {
         let spec = to_provider_spec("filesystem", &found("echo", &["prov", "$HOME"])).unwrap();
         assert_eq!(spec.id, "echo");
-        assert_eq!(spec.command[1].expose(), "$HOME", "no interpolation of a source's text");
+        assert_eq!(
+            spec.command[1].expose(),
+            "$HOME",
+            "no interpolation of a source's text"
+        );
         assert_eq!(spec.env["A"].to_string().is_empty(), false);
     }
 
@@ -177,6 +182,10 @@ mod tests {
         assert!(err.contains("endpoint"), "{err}");
         let mut grouped = found("g", &["prov"]);
         grouped.group = Some("pool".into());
-        assert!(to_provider_spec("docker", &grouped).unwrap_err().contains("cannot join a group"));
+        assert!(
+            to_provider_spec("docker", &grouped)
+                .unwrap_err()
+                .contains("cannot join a group")
+        );
     }
 }

@@ -406,11 +406,13 @@ fn health_json(gw: &Gateway) -> Value {
 /// `summary` and `formatted` dashboard; then our own counters.
 fn status_json(gw: &Gateway) -> Value {
     let reg = &gw.registry;
-    let snaps: Vec<(Arc<Provider>, Snapshot)> =
-        reg.providers().map(|p| {
+    let snaps: Vec<(Arc<Provider>, Snapshot)> = reg
+        .providers()
+        .map(|p| {
             let s = p.snapshot();
             (p, s)
-        }).collect();
+        })
+        .collect();
     let providers: Vec<Value> = snaps
         .iter()
         .map(|(p, s)| {

@@ -186,8 +186,7 @@ impl Registry {
             for (spec, origin) in diff.update {
                 let id = spec.id.clone();
                 let Some(old_origin) = next.origins.get(&id) else {
-                    let why = if next.providers.contains_key(&id) || next.groups.contains_key(&id)
-                    {
+                    let why = if next.providers.contains_key(&id) || next.groups.contains_key(&id) {
                         "it is defined in the config file, which discovery never changes"
                     } else {
                         "no discovered provider has this id"

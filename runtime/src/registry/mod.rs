@@ -19,8 +19,8 @@ pub use provider::{
     GroupValidators, LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec,
 };
 
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
