@@ -533,3 +533,18 @@ mod tests {
         assert!(e.to_string().contains("no plugin `nope`"), "{e}");
     }
 }
+
+#[cfg(test)]
+mod precedence {
+    use super::*;
+
+    #[test]
+    fn kubernetes_beats_docker_beats_filesystem_beats_entrypoints_beats_plugins() {
+        let order: Vec<usize> = ["kubernetes", "docker", "filesystem", "entrypoints"]
+            .iter()
+            .map(|t| SourceType::Bundled(t.to_string()).precedence())
+            .chain([SourceType::Plugin("cmdb".into()).precedence()])
+            .collect();
+        assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+    }
+}

@@ -167,7 +167,11 @@ mod tests {
             "$HOME",
             "no interpolation of a source's text"
         );
-        assert_eq!(spec.env["A"].to_string().is_empty(), false);
+        assert_eq!(spec.env["A"].expose(), "1");
+        assert!(
+            !spec.env["A"].is_secret(),
+            "a source's values are not marked secret"
+        );
     }
 
     #[test]

@@ -265,3 +265,76 @@ async fn drain_and_stop(provider: Arc<Provider>, reason: String, timeout: Durati
     }
     provider.stop(&format!("discovery: {reason}")).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, ProviderMode};
+    use crate::events::EventBus;
+
+    fn origin(fp: &str) -> Origin {
+        Origin {
+            source: "filesystem".into(),
+            fingerprint: fp.into(),
+        }
+    }
+
+    fn spec(id: &str) -> ProviderSpec {
+        ProviderSpec::new(id, ProviderMode::Subprocess)
+    }
+
+    #[tokio::test]
+    async fn apply_adds_updates_on_a_new_fingerprint_only_and_never_touches_static_providers() {
+        let config = config::parse(
+            "mcp_servers:\n  math:\n    command: [x]\n",
+            std::path::Path::new("h.yaml"),
+            &|_| None,
+        )
+        .unwrap();
+        let reg = Registry::new(&config, EventBus::new());
+        let mut rx = reg.bus().subscribe();
+
+        let diff = Diff {
+            add: vec![(spec("echo"), origin("a")), (spec("math"), origin("a"))],
+            ..Diff::default()
+        };
+        let applied = reg.apply(diff, Duration::ZERO);
+        assert_eq!(applied.added, ["echo"]);
+        assert_eq!(applied.refused[0].0, "math");
+        assert!(applied.refused[0].1.contains("config file"));
+        let first = reg.provider("echo").unwrap();
+        assert_eq!(reg.members().origin("echo"), Some(&origin("a")));
+        assert!(matches!(
+            rx.try_recv().unwrap().event,
+            Event::ProviderRegistered { ref provider, .. } if provider == "echo"
+        ));
+
+        // Same source, same fingerprint: unchanged, the same provider keeps serving.
+        let same = Diff {
+            update: vec![(spec("echo"), origin("a"))],
+            ..Diff::default()
+        };
+        assert!(!reg.apply(same, Duration::ZERO).changed());
+        assert!(Arc::ptr_eq(&first, &reg.provider("echo").unwrap()));
+
+        // A new fingerprint replaces it; the old one refuses starts from then on.
+        let changed = Diff {
+            update: vec![(spec("echo"), origin("b"))],
+            ..Diff::default()
+        };
+        assert_eq!(reg.apply(changed, Duration::ZERO).updated, ["echo"]);
+        assert!(!Arc::ptr_eq(&first, &reg.provider("echo").unwrap()));
+        assert!(first.refuses_starts());
+
+        let remove = Diff {
+            remove: vec![("echo".into(), "gone".into()), ("math".into(), "x".into())],
+            ..Diff::default()
+        };
+        let applied = reg.apply(remove, Duration::ZERO);
+        assert_eq!(applied.removed, ["echo"]);
+        assert_eq!(applied.refused.len(), 1, "the static provider stays");
+        assert!(reg.provider("echo").is_none());
+        assert!(reg.provider("math").is_some());
+        assert_eq!(reg.exposed().len(), 1);
+    }
+}

@@ -253,7 +253,7 @@ impl Provider {
         self.retired.store(true, Ordering::Relaxed);
     }
 
-    fn refuses_starts(&self) -> bool {
+    pub(super) fn refuses_starts(&self) -> bool {
         self.shared.is_shutting_down() || self.retired.load(Ordering::Relaxed)
     }
 
