@@ -1032,7 +1032,7 @@ mcp_servers:
 ");
         assert_eq!(relay.warnings.len(), 2);
 
-        // 2.x HA acceptance config: only sections we ignore, and an empty server map.
+        // 2.x HA acceptance config: sections we ignore, `discovery:`, and an empty server map.
         let ha = ok("\
 persistence:
   backend: postgresql
@@ -1043,7 +1043,9 @@ discovery:
 mcp_servers: {}
 ");
         assert!(ha.providers.is_empty());
-        assert_eq!(ha.warnings.len(), 3);
+        // `discovery:` is read now (off here, without sources: nothing to warn about).
+        assert_eq!(ha.warnings.len(), 2, "{:?}", ha.warnings);
+        assert_eq!(ha.discovery.map(|d| d.enabled), Some(false));
     }
 
     #[test]
