@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod discovery;
 pub mod events;
 pub mod gateway;
 pub mod group;

@@ -126,6 +126,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         .map_err(|problems| format!("{}: {}", opts.config.display(), problems.join("\n")))?;
     registry.spawn_idle_collector();
     crate::recovery::spawn(&registry);
+    crate::discovery::Discovery::spawn(&config, &registry, registry.plugins().clone());
     for p in registry.providers().filter(|p| p.spec().auto_start) {
         let p = p.clone();
         tokio::spawn(async move {

@@ -23,6 +23,7 @@
 //!   and expanding them through `yaml_serde::Value` would lose every line number. They are
 //!   reported as an error that says so. Plain anchors and aliases work.
 
+mod discovery;
 mod error;
 pub mod event_store;
 mod interpolate;
@@ -38,6 +39,10 @@ use std::path::{Path, PathBuf};
 
 use indexmap::IndexMap;
 
+pub use self::discovery::{
+    BUNDLED_SOURCES, DiscoverySpec, LifecycleSpec, RegistrationRate, SecuritySpec, SourceMode,
+    SourceSpec, SourceType,
+};
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
@@ -72,6 +77,8 @@ pub struct Config {
     pub langfuse: Option<LangfuseSpec>,
     /// `event_store:`; the defaults (enabled, under the XDG data directory) when absent.
     pub event_store: event_store::EventStoreSpec,
+    /// `discovery:`; `None` when the file has no such section.
+    pub discovery: Option<DiscoverySpec>,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -164,8 +171,15 @@ pub fn parse(
         .map_err(|err| error::from_deserialize(path, text, &err))?;
     let map = SourceMap::build(text);
     let event_store = event_store::resolve(raw.event_store.take(), path, &map, env)?;
-    let resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
+    let raw_discovery = raw.discovery.take();
+    let discovers = raw_discovery.is_some();
+    raw.discovery = discovers.then(Default::default);
+    let mut resolved = resolve::Resolver::new(path, &map, env).resolve(raw)?;
+    let discovery = raw_discovery
+        .map(|d| discovery::resolve(d, path, &map, &resolved.plugins, &mut resolved.warnings))
+        .transpose()?;
     Ok(Config {
+        discovery,
         path: path.to_path_buf(),
         providers: resolved.providers,
         rate_limit: resolved.rate_limit,
@@ -1031,7 +1045,7 @@ mcp_servers:
 ");
         assert_eq!(relay.warnings.len(), 2);
 
-        // 2.x HA acceptance config: only sections we ignore, and an empty server map.
+        // 2.x HA acceptance config: sections we ignore, `discovery:`, and an empty server map.
         let ha = ok("\
 persistence:
   backend: postgresql
@@ -1042,7 +1056,9 @@ discovery:
 mcp_servers: {}
 ");
         assert!(ha.providers.is_empty());
-        assert_eq!(ha.warnings.len(), 3);
+        // `discovery:` is read now (off here, without sources: nothing to warn about).
+        assert_eq!(ha.warnings.len(), 2, "{:?}", ha.warnings);
+        assert_eq!(ha.discovery.map(|d| d.enabled), Some(false));
     }
 
     #[test]
@@ -1263,7 +1279,8 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        // `rate_limit:` is read now; the other five top-level sections are still ignored, and
+        // `rate_limit:` and `discovery:` are read now; the other four top-level sections are
+        // still ignored, and
         // every provider key that loads but is not acted on says so, where it is written.
         let warned_keys: Vec<&str> = config
             .warnings
@@ -1274,7 +1291,6 @@ mcp_servers:
             warned_keys,
             [
                 "execution",
-                "discovery",
                 "observability",
                 "logging",
                 "capabilities",

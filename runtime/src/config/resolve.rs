@@ -303,7 +303,7 @@ impl<'a> Resolver<'a> {
             // A discovery-only deployment (the original's `discovery:` section, or a discovery
             // plugin) has no static section; everything else without one is a mistake (the
             // wrong file, or a misspelt section).
-            let discovers = raw.ignored.contains(&"discovery")
+            let discovers = raw.discovery.is_some()
                 || plugins.values().any(|p| p.kind == PluginKind::Discovery);
             if discovers {
                 return Ok(Resolved {

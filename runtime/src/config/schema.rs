@@ -73,6 +73,8 @@ pub struct RawTop {
     pub observability: Option<super::tracing::RawObservability>,
     /// `event_store:` (read in `event_store.rs`).
     pub event_store: Option<super::event_store::RawEventStore>,
+    /// `discovery:` (`config/discovery.rs`).
+    pub discovery: Option<super::discovery::RawDiscovery>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
     /// Whether the document has any top-level key at all.
@@ -114,6 +116,10 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "plugins" => top.plugins = map.next_value::<PluginsMap>()?.0,
                 "observability" => top.observability = map.next_value()?,
                 "event_store" => top.event_store = map.next_value()?,
+                "discovery" => {
+                    let raw: Option<super::discovery::RawDiscovery> = map.next_value()?;
+                    top.discovery = Some(raw.unwrap_or_default());
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);

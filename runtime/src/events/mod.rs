@@ -128,6 +128,30 @@ pub enum Event {
     EventsDropped {
         count: u64,
     },
+    /// Discovery added a provider to the registry.
+    ProviderRegistered {
+        provider: String,
+        source: String,
+    },
+    /// A discovered provider's spec changed: the old one drains and stops, the new one serves.
+    ProviderUpdated {
+        provider: String,
+        source: String,
+        fingerprint: String,
+    },
+    /// Discovery took a provider out of the registry (it drains, then stops).
+    ProviderDeregistered {
+        provider: String,
+        source: String,
+        reason: String,
+    },
+    /// A discovered provider is held out of the registry until an operator approves it.
+    ProviderQuarantined {
+        provider: String,
+        source: String,
+        reason: String,
+        detail: String,
+    },
 }
 
 /// A call's arguments as JSON text. Cheap to clone; `Debug` shows only the length, so a

@@ -46,6 +46,7 @@ pub enum ManagementTool {
     GroupList,
     GroupRebalance,
     Plugins,
+    Discovery(super::discovery_tools::DiscoveryTool),
 }
 
 /// Longest `timeout` a caller may ask for.
@@ -172,6 +173,13 @@ pub fn tools() -> Vec<(Tool, ManagementTool)> {
             Plugins,
         ),
     ]
+    .into_iter()
+    .chain(
+        super::discovery_tools::tools()
+            .into_iter()
+            .map(|(tool, which)| (tool, Discovery(which))),
+    )
+    .collect()
 }
 
 #[derive(Deserialize)]
@@ -398,8 +406,13 @@ fn health_json(gw: &Gateway) -> Value {
 /// `summary` and `formatted` dashboard; then our own counters.
 fn status_json(gw: &Gateway) -> Value {
     let reg = &gw.registry;
-    let snaps: Vec<(&Arc<Provider>, Snapshot)> =
-        reg.providers().map(|p| (p, p.snapshot())).collect();
+    let snaps: Vec<(Arc<Provider>, Snapshot)> = reg
+        .providers()
+        .map(|p| {
+            let s = p.snapshot();
+            (p, s)
+        })
+        .collect();
     let providers: Vec<Value> = snaps
         .iter()
         .map(|(p, s)| {
@@ -861,17 +874,20 @@ pub async fn call(
             };
             let providers: Vec<Value> = reg
                 .providers()
-                .map(|p| (p, p.snapshot()))
+                .map(|p| {
+                    let s = p.snapshot();
+                    (p, s)
+                })
                 .filter(|(_, s)| filter.is_none_or(|f| s.state == f))
                 .map(|(p, s)| {
-                    let mut v = summary(p, &s);
+                    let mut v = summary(&p, &s);
                     if let Some(g) = reg.groups().find(|g| g.has_member(p.id())) {
                         v["group"] = json!(g.id());
                     }
                     v
                 })
                 .collect();
-            let groups: Vec<Value> = reg.groups().map(|g| group_json(g)).collect();
+            let groups: Vec<Value> = reg.groups().map(|g| group_json(&g)).collect();
             ok(json!({ "providers": providers, "groups": groups }))
         }
         ManagementTool::Start => {
@@ -880,7 +896,7 @@ pub async fn call(
                 Err(e) => error_result(&e),
                 Ok(Target::Group(g)) => match g.start_all().await {
                     Ok(()) => {
-                        let mut v = group_json(g);
+                        let mut v = group_json(&g);
                         v["group"] = json!(a.provider);
                         v["members_started"] = json!(
                             g.members()
@@ -1021,9 +1037,9 @@ pub async fn call(
             let a: ProviderArgs = parse(name, args)?;
             match reg.target(&a.provider) {
                 Err(e) => error_result(&e),
-                Ok(Target::Group(g)) => ok(group_json(g)),
+                Ok(Target::Group(g)) => ok(group_json(&g)),
                 Ok(Target::Provider(p)) => {
-                    let mut v = provider_details(p);
+                    let mut v = provider_details(&p);
                     if let Some(g) = reg.groups().find(|g| g.has_member(p.id())) {
                         v["group"] = json!(g.id());
                     }
@@ -1099,18 +1115,18 @@ pub async fn call(
         }
         ManagementTool::GroupList => {
             let _: NoArgs = parse(name, args)?;
-            ok(json!({ "groups": reg.groups().map(|g| group_json(g)).collect::<Vec<_>>() }))
+            ok(json!({ "groups": reg.groups().map(|g| group_json(&g)).collect::<Vec<_>>() }))
         }
         ManagementTool::GroupRebalance => {
             let a: GroupArgs = parse(name, args)?;
             match reg.group(&a.group) {
                 None => error_result(&InvokeError::ProviderNotFound {
-                    suggestions: closest(&a.group, reg.groups().map(|g| g.id())),
+                    suggestions: closest(&a.group, reg.members().groups().map(|g| g.id())),
                     provider: a.group,
                 }),
                 Some(g) => {
                     let rejoined = g.rebalance();
-                    let mut v = group_json(g);
+                    let mut v = group_json(&g);
                     v["members_in_rotation"] = json!(
                         g.members()
                             .iter()
@@ -1122,6 +1138,9 @@ pub async fn call(
                     ok(v)
                 }
             }
+        }
+        ManagementTool::Discovery(which) => {
+            return super::discovery_tools::call(gw, which, name, args).await;
         }
         ManagementTool::Plugins => {
             let _: NoArgs = parse(name, args)?;

@@ -6,6 +6,7 @@
 //! `subscriptions/listen` stream.
 
 mod catalog;
+mod discovery_tools;
 mod management;
 pub mod stdio;
 
@@ -73,12 +74,15 @@ impl Gateway {
         tokio::spawn(async move {
             loop {
                 match rx.recv().await {
-                    Ok(env) if matches!(env.event, Event::ToolsChanged { .. }) => {}
+                    Ok(env) if changes_catalog(&env.event) => {}
                     Ok(_) => continue,
                     // Missed events: rebuild anyway, it is idempotent.
                     Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
+                // A discovery cycle publishes one event per provider: one rebuild for all of
+                // those already queued.
+                while let Ok(_) | Err(broadcast::error::TryRecvError::Lagged(_)) = rx.try_recv() {}
                 let Some(gw) = me.upgrade() else { break };
                 gw.rebuild();
             }
@@ -155,6 +159,17 @@ impl Gateway {
 /// A client's `_meta` as a call carries it on, `None` when it is empty.
 pub(crate) fn client_meta(meta: JsonObject) -> Option<JsonObject> {
     (!meta.is_empty()).then_some(meta)
+}
+
+/// Events after which the offered tool list may differ.
+fn changes_catalog(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::ToolsChanged { .. }
+            | Event::ProviderRegistered { .. }
+            | Event::ProviderUpdated { .. }
+            | Event::ProviderDeregistered { .. }
+    )
 }
 
 /// One client session's handler; all sessions share the [`Gateway`].

@@ -22,7 +22,10 @@ mod tests {
     #[test]
     fn the_bundled_plugins_are_embedded_components() {
         let names: Vec<_> = super::names().collect();
-        assert_eq!(names, ["deny-patterns", "sticky-session"]);
+        assert_eq!(
+            names,
+            ["deny-patterns", "discovery-filesystem", "sticky-session"]
+        );
         for name in names {
             let bytes = super::get(name).unwrap();
             // The component-model preamble: magic, then version 0x0d and layer 1.

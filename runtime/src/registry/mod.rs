@@ -8,19 +8,22 @@
 mod error;
 mod exposure;
 mod limits;
+mod live;
 mod provider;
 
 pub use error::{InvokeError, closest};
 pub use exposure::{Hidden, ToolExposure};
 pub use limits::{RateLimit, SlotError, Slots};
+pub use live::{Applied, Diff, Members, Origin};
 pub use provider::{
     GroupValidators, LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec,
 };
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use indexmap::IndexMap;
 use rmcp::model::{CallToolResult, JsonObject};
 
@@ -71,13 +74,19 @@ pub(crate) fn backoff_delay(policy: &RecoverySpec, attempt: u32) -> Duration {
     nth.unwrap_or(policy.max_delay).min(policy.max_delay)
 }
 
-/// All configured providers and groups.
+/// All configured and discovered providers and groups.
+///
+/// The set itself is an immutable [`Members`] snapshot swapped whole by [`Registry::apply`]:
+/// a call loads it once (one atomic load) and never sees half a change.
 pub struct Registry {
-    providers: IndexMap<String, Arc<Provider>>,
-    groups: IndexMap<String, Arc<Group>>,
-    /// Top-level ids (providers and groups) in config order: what clients see. Inline group
-    /// members are reachable by id but offer their tools only through their group.
-    top_level: Vec<String>,
+    members: ArcSwap<Members>,
+    /// Serialises `apply` (held only while the next snapshot is computed, never across an
+    /// `.await`).
+    apply_gate: Mutex<()>,
+    /// Providers taken out of service and still draining, so shutdown can wait for them.
+    retiring: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The discovery engine feeding this registry, for the `registry_discover*` tools.
+    discovery: std::sync::OnceLock<Arc<crate::discovery::Discovery>>,
     shared: Arc<Shared>,
     global_rate: Option<RateLimit>,
     limits: validate::Limits,
@@ -105,10 +114,10 @@ pub struct Invocation {
     pub meta: Option<JsonObject>,
 }
 
-/// What a caller can reach by id.
-pub enum Target<'a> {
-    Provider(&'a Arc<Provider>),
-    Group(&'a Arc<Group>),
+/// What a caller can reach by id (shared handles: the snapshot may be replaced meanwhile).
+pub enum Target {
+    Provider(Arc<Provider>),
+    Group(Arc<Group>),
 }
 
 impl Registry {
@@ -182,10 +191,17 @@ impl Registry {
                     .or_insert_with(|| Arc::new(Provider::new(spec.clone(), shared.clone())));
             }
         }
-        Arc::new(Self {
+        let members = Members {
             top_level: config.providers.keys().cloned().collect(),
             providers,
             groups,
+            origins: IndexMap::new(),
+        };
+        Arc::new(Self {
+            members: ArcSwap::from_pointee(members),
+            apply_gate: Mutex::new(()),
+            retiring: Mutex::new(Vec::new()),
+            discovery: std::sync::OnceLock::new(),
             global_rate: config.rate_limit.as_ref().map(RateLimit::new),
             limits: validate::Limits {
                 max_bytes: config.limits.max_argument_bytes,
@@ -200,64 +216,59 @@ impl Registry {
         &self.shared.bus
     }
 
-    /// Every provider, group members included.
-    pub fn providers(&self) -> impl Iterator<Item = &Arc<Provider>> {
-        self.providers.values()
+    /// Attaches the discovery engine (once; later calls are ignored).
+    pub fn set_discovery(&self, engine: Arc<crate::discovery::Discovery>) {
+        let _ = self.discovery.set(engine);
     }
 
-    pub fn groups(&self) -> impl Iterator<Item = &Arc<Group>> {
-        self.groups.values()
+    /// The discovery engine, when the config has an enabled `discovery:` section.
+    pub fn discovery(&self) -> Option<&Arc<crate::discovery::Discovery>> {
+        self.discovery.get()
     }
 
-    /// What clients see, in config order: (id, tool prefix, tools offered now).
+    /// The current snapshot of providers and groups.
+    pub fn members(&self) -> Arc<Members> {
+        self.members.load_full()
+    }
+
+    /// Every provider of the current snapshot, group members included.
+    pub fn providers(&self) -> impl Iterator<Item = Arc<Provider>> + use<> {
+        let members = self.members.load_full();
+        let all: Vec<Arc<Provider>> = members.providers.values().cloned().collect();
+        all.into_iter()
+    }
+
+    pub fn groups(&self) -> impl Iterator<Item = Arc<Group>> + use<> {
+        let members = self.members.load_full();
+        let all: Vec<Arc<Group>> = members.groups.values().cloned().collect();
+        all.into_iter()
+    }
+
+    /// What clients see, static providers in config order, then discovered ones in the order
+    /// they were registered: (id, tool prefix, tools offered now).
     pub fn exposed(&self) -> Vec<(String, Option<String>, Arc<Vec<rmcp::model::Tool>>)> {
-        self.top_level
-            .iter()
-            .filter_map(|id| {
-                if let Some(g) = self.groups.get(id) {
-                    Some((
-                        id.clone(),
-                        g.spec().tool_prefix.clone(),
-                        Arc::new(g.tools()),
-                    ))
-                } else {
-                    let p = self.providers.get(id)?;
-                    Some((id.clone(), p.spec().tool_prefix.clone(), p.tools()))
-                }
-            })
-            .collect()
+        self.members.load().exposed()
     }
 
-    pub fn provider(&self, id: &str) -> Option<&Arc<Provider>> {
-        self.providers.get(id)
+    pub fn provider(&self, id: &str) -> Option<Arc<Provider>> {
+        self.members.load().providers.get(id).cloned()
     }
 
-    pub fn group(&self, id: &str) -> Option<&Arc<Group>> {
-        self.groups.get(id)
+    pub fn group(&self, id: &str) -> Option<Arc<Group>> {
+        self.members.load().groups.get(id).cloned()
     }
 
-    fn not_found(&self, id: &str) -> InvokeError {
-        InvokeError::ProviderNotFound {
-            provider: id.to_string(),
-            suggestions: closest(
-                id,
-                self.providers
-                    .keys()
-                    .chain(self.groups.keys())
-                    .map(String::as_str),
-            ),
-        }
+    pub fn get(&self, id: &str) -> Result<Arc<Provider>, InvokeError> {
+        let members = self.members.load();
+        members
+            .providers
+            .get(id)
+            .cloned()
+            .ok_or_else(|| members.not_found(id))
     }
 
-    pub fn get(&self, id: &str) -> Result<&Arc<Provider>, InvokeError> {
-        self.providers.get(id).ok_or_else(|| self.not_found(id))
-    }
-
-    pub fn target(&self, id: &str) -> Result<Target<'_>, InvokeError> {
-        if let Some(g) = self.groups.get(id) {
-            return Ok(Target::Group(g));
-        }
-        self.get(id).map(Target::Provider)
+    pub fn target(&self, id: &str) -> Result<Target, InvokeError> {
+        self.members.load().target(id)
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -377,9 +388,8 @@ impl Registry {
                     break;
                 }
                 let now = Instant::now();
-                for p in reg.providers.values() {
+                for p in reg.providers() {
                     if p.is_idle(now) {
-                        let p = p.clone();
                         tokio::spawn(async move {
                             tracing::info!(provider = %p.id(), "idle for {:?}; stopping", p.spec().idle_ttl);
                             p.stop("idle").await;
@@ -396,7 +406,7 @@ impl Registry {
         self.shared.shutting_down.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
         loop {
-            let in_flight: u32 = self.providers.values().map(|p| p.in_flight()).sum();
+            let in_flight: u32 = self.providers().map(|p| p.in_flight()).sum();
             if in_flight == 0 || Instant::now() >= deadline {
                 return in_flight;
             }
@@ -409,10 +419,12 @@ impl Registry {
     pub async fn shutdown(&self) {
         self.shared.shutting_down.store(true, Ordering::Relaxed);
         let stops = self
-            .providers
-            .values()
+            .providers()
             .map(|p| async move { p.stop("hangar shutdown").await });
         futures::future::join_all(stops).await;
+        let retiring: Vec<_> =
+            std::mem::take(&mut *self.retiring.lock().unwrap_or_else(|e| e.into_inner()));
+        futures::future::join_all(retiring).await;
         let left = backend::reap_all().await;
         if left > 0 {
             tracing::warn!(

@@ -1,7 +1,7 @@
 //! One provider at run time: its lifecycle, connection, breaker, limits, health checks and
 //! recovery bookkeeping, and the per-provider part of a call.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,6 +39,8 @@ pub struct Provider {
     exposure: Option<ToolExposure>,
     /// Moving average of answered calls' latency (1/8 weight to the newest), for policies.
     ewma_latency_us: AtomicU64,
+    /// Taken out of the registry (discovery replaced or removed it): no new start.
+    retired: AtomicBool,
 }
 
 struct Inner {
@@ -236,6 +238,7 @@ impl Provider {
                 .collect(),
             exposure: ToolExposure::from_spec(spec.tool_filter.as_ref(), &spec.id),
             ewma_latency_us: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
             spec,
             predefined,
             shared,
@@ -244,6 +247,16 @@ impl Provider {
 
     pub fn id(&self) -> &str {
         &self.spec.id
+    }
+
+    /// Marks the provider as out of the registry: calls it already has go on, but it is never
+    /// started again (a late call or a recovery would otherwise start an orphan).
+    pub(super) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn refuses_starts(&self) -> bool {
+        self.shared.is_shutting_down() || self.retired.load(Ordering::Relaxed)
     }
 
     pub fn spec(&self) -> &ProviderSpec {
@@ -490,7 +503,7 @@ impl Provider {
             match &inner.starting {
                 Some(f) => f.clone(),
                 None => {
-                    if self.shared.is_shutting_down() {
+                    if self.refuses_starts() {
                         return Err(InvokeError::ShuttingDown {
                             provider: self.spec.id.clone(),
                         });
@@ -813,7 +826,7 @@ impl Provider {
             let mut inner = self.lock();
             let state = inner.lifecycle.state();
             if inner.recovery.scheduled
-                || self.shared.is_shutting_down()
+                || self.refuses_starts()
                 || !matches!(state, ProviderState::Dead | ProviderState::Degraded)
             {
                 return;
@@ -857,7 +870,7 @@ impl Provider {
                 }
                 inner.recovery.scheduled = false;
                 inner.recovery.next_attempt_at = None;
-                if me.shared.is_shutting_down() || inner.starting.is_some() {
+                if me.refuses_starts() || inner.starting.is_some() {
                     return;
                 }
                 match inner.lifecycle.state() {

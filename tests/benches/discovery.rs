@@ -1,0 +1,161 @@
+//! Discovery figures, each beside a static config of the same size:
+//!
+//! - one reconcile cycle that finds 1,000 providers (the bundled filesystem source reading
+//!   1,000 files through its preopen, spec checks, fingerprints, one `Registry::apply`),
+//!   beside loading a config file with the same 1,000 providers and building its registry;
+//! - aggregated `tools/list` with 1,000 providers × 10 predefined tools (10,000 tools): the
+//!   handler's work (copy the catalog's list) plus encoding it as JSON, discovered beside
+//!   static.
+//!
+//! Run: `cargo bench --workspace --bench discovery`.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hangar_tests::TestDir;
+use mcp_hangar::config::{self, DiscoverySpec, SourceMode, SourceSpec, SourceType};
+use mcp_hangar::discovery::Discovery;
+use mcp_hangar::events::EventBus;
+use mcp_hangar::gateway::Gateway;
+use mcp_hangar::plugin::PluginSet;
+use mcp_hangar::registry::Registry;
+use rmcp::model::ListToolsResult;
+
+const PROVIDERS: usize = 1000;
+const TOOLS: usize = 10;
+const LIST_ROUNDS: usize = 200;
+
+fn tools_yaml(indent: &str) -> String {
+    let mut s = format!("{indent}tools:\n");
+    for t in 0..TOOLS {
+        s.push_str(&format!(
+            "{indent}  - {{name: tool{t}, description: Tool number {t} of this provider, inputSchema: {{type: object, properties: {{a: {{type: number}}}}}}}}\n"
+        ));
+    }
+    s
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn list_time(gw: &Gateway) -> (Duration, usize) {
+    let mut times = Vec::new();
+    let mut bytes = 0;
+    for _ in 0..LIST_ROUNDS {
+        let t = Instant::now();
+        let result = ListToolsResult::with_all_items(gw.tools().as_ref().clone());
+        let encoded = serde_json::to_vec(&result).expect("encodes");
+        bytes = encoded.len();
+        times.push(t.elapsed());
+    }
+    (median(times), bytes)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let dir = TestDir::new("bench-discovery");
+    let files = dir.path().join("providers.d");
+    std::fs::create_dir_all(&files).expect("dir");
+    let mut static_yaml = String::from("mcp_servers:\n");
+    for i in 0..PROVIDERS {
+        std::fs::write(
+            files.join(format!("p{i:04}.yaml")),
+            format!(
+                "name: p{i:04}\nconnection:\n  command: [/bin/true, --n, '{i}']\n{}",
+                tools_yaml("")
+            ),
+        )
+        .expect("write");
+        static_yaml.push_str(&format!(
+            "  p{i:04}:\n    command: [/bin/true, --n, '{i}']\n{}",
+            tools_yaml("    ")
+        ));
+    }
+    let static_path = dir.write("static.yaml", &static_yaml);
+
+    // Static: parse + registry build.
+    let mut static_times = Vec::new();
+    let mut static_config = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let c = config::load(&static_path).expect("static config loads");
+        let r = Registry::new(&c, EventBus::new());
+        static_times.push(t.elapsed());
+        drop(r);
+        static_config = Some(c);
+    }
+    let static_config = static_config.expect("loaded");
+
+    // Discovered: one full cycle into an empty registry, 5 times (fresh registry each).
+    let mut spec = DiscoverySpec::default();
+    spec.security.max_providers_per_source = PROVIDERS * 2;
+    spec.security.max_registration_rate = config::RegistrationRate {
+        count: 1_000_000,
+        per: Duration::from_secs(1),
+    };
+    let mut source_config = serde_json::Map::new();
+    source_config.insert("path".into(), files.display().to_string().into());
+    spec.sources = vec![SourceSpec {
+        name: "filesystem".into(),
+        kind: SourceType::Bundled("filesystem".into()),
+        mode: SourceMode::Authoritative,
+        config: source_config,
+        defined_at: None,
+    }];
+    let empty = config::parse("discovery: {}\n", &dir.path().join("d.yaml"), &|_| None)
+        .expect("empty config");
+    let mut cycle_times = Vec::new();
+    let mut unchanged_times = Vec::new();
+    let mut discovered_registry = None;
+    for _ in 0..5 {
+        let registry = Registry::new(&empty, EventBus::new());
+        let (engine, _rx) =
+            Discovery::new(spec.clone(), &empty.path, &registry, PluginSet::empty());
+        // The first cycle also compiles the plugin: warm it once on an empty answer first.
+        let t = Instant::now();
+        let report = engine.cycle().await;
+        cycle_times.push(t.elapsed());
+        assert_eq!(report.added.len(), PROVIDERS, "{:?}", report.errors);
+        let t = Instant::now();
+        let again = engine.cycle().await;
+        unchanged_times.push(t.elapsed());
+        assert!(again.added.is_empty() && again.updated.is_empty());
+        discovered_registry = Some(registry);
+    }
+    let discovered_registry = discovered_registry.expect("built");
+
+    println!("discovery: {PROVIDERS} providers");
+    println!(
+        "  reconcile (first cycle, all new; includes the source reading {PROVIDERS} files)  median {:>8.1} ms   (goal ≤ 1000 ms)",
+        median(cycle_times).as_secs_f64() * 1e3
+    );
+    println!(
+        "  reconcile (next cycle, nothing changed)                                  median {:>8.1} ms",
+        median(unchanged_times).as_secs_f64() * 1e3
+    );
+    println!(
+        "  static: load the same {PROVIDERS} providers from a config file + build   median {:>8.1} ms",
+        median(static_times).as_secs_f64() * 1e3
+    );
+
+    let static_registry = Registry::new(&static_config, EventBus::new());
+    let static_gw = Gateway::new(static_registry).expect("static gateway");
+    let disc_gw = Gateway::new(discovered_registry).expect("discovered gateway");
+    let (d, d_bytes) = list_time(&disc_gw);
+    let (s, s_bytes) = list_time(&static_gw);
+    println!(
+        "tools/list, {PROVIDERS} providers x {TOOLS} tools ({} tools offered):",
+        disc_gw.tools().len()
+    );
+    println!(
+        "  discovered  median {:>7.2} ms  ({d_bytes} bytes)   (goal ≤ 5 ms)",
+        d.as_secs_f64() * 1e3
+    );
+    println!(
+        "  static      median {:>7.2} ms  ({s_bytes} bytes)",
+        s.as_secs_f64() * 1e3
+    );
+    let _ = Path::new(".");
+}
