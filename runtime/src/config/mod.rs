@@ -27,6 +27,7 @@ mod error;
 mod interpolate;
 mod locate;
 mod normalize;
+mod observability;
 mod resolve;
 mod schema;
 mod secret;
@@ -38,6 +39,9 @@ use indexmap::IndexMap;
 
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
+pub use self::observability::{
+    DEFAULT_METRICS_PATH, LogLevel, LoggingSpec, MetricsSpec, ObservabilitySpec,
+};
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
@@ -63,6 +67,10 @@ pub struct Config {
     pub limits: Limits,
     /// `plugins:`, by name, in file order.
     pub plugins: IndexMap<String, PluginSpec>,
+    /// `logging:`; the defaults (INFO, text, stderr only) when the section is absent.
+    pub logging: LoggingSpec,
+    /// `observability:` (metrics); the defaults (metrics on, no listener of its own) when absent.
+    pub observability: ObservabilitySpec,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -161,6 +169,8 @@ pub fn parse(
         rate_limit: resolved.rate_limit,
         limits: resolved.limits,
         plugins: resolved.plugins,
+        logging: resolved.logging,
+        observability: resolved.observability,
         warnings: resolved.warnings,
     })
 }
@@ -773,7 +783,6 @@ relay_tasks_enabled: true
         assert_eq!(
             config.warnings,
             [
-                "hangar.yaml:1: top-level section `logging` is not implemented by this version of mcp-hangar and is ignored",
                 "hangar.yaml:5: top-level section `relay_tasks_enabled` is not implemented by this version of mcp-hangar and is ignored",
             ]
         );
@@ -979,7 +988,7 @@ logging:
   json_format: false
 ");
         assert_eq!(provider(&v01, "math").tools[0].name, "add");
-        assert_eq!(v01.warnings.len(), 1);
+        assert!(v01.warnings.is_empty(), "logging is read: {:?}", v01.warnings);
 
         // 2.x quickstart: a docker provider with a capability declaration.
         let quickstart = ok("\
@@ -1016,7 +1025,7 @@ mcp_servers:
     endpoint: http://task-upstream:8080/mcp
     idle_ttl_s: 600
 ");
-        assert_eq!(relay.warnings.len(), 2);
+        assert_eq!(relay.warnings.len(), 1, "only relay_tasks_enabled: {:?}", relay.warnings);
 
         // 2.x HA acceptance config: only sections we ignore, and an empty server map.
         let ha = ok("\
@@ -1250,7 +1259,8 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        // `rate_limit:` is read now; the other five top-level sections are still ignored, and
+        // `rate_limit:`, `logging:` and `observability.metrics` are read now; the other
+        // top-level sections and `observability.langfuse` are still not acted on, and
         // every provider key that loads but is not acted on says so, where it is written.
         let warned_keys: Vec<&str> = config
             .warnings
@@ -1262,9 +1272,8 @@ mcp_servers:
             [
                 "execution",
                 "discovery",
-                "observability",
                 "event_store",
-                "logging",
+                "langfuse",
                 "capabilities",
                 "access",
                 "tool_access",

@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use super::error::{ConfigError, ConfigErrorKind};
 use super::interpolate::interpolate;
 use super::locate::{KeyPath, SourceLocation, SourceMap};
+use super::observability::{self, LoggingSpec, ObservabilitySpec};
 use super::schema::{
     self, RawAuth, RawAuthType, RawGrant, RawHttp, RawLimits, RawMode, RawOnError, RawPlugin,
     RawPluginKind, RawRateLimit, RawSpec, RawStrategy, RawTls, RawToolFilter, RawTools,
@@ -146,6 +147,8 @@ pub(super) struct Resolved {
     pub rate_limit: Option<RateLimitSpec>,
     pub limits: Limits,
     pub plugins: IndexMap<String, PluginSpec>,
+    pub logging: LoggingSpec,
+    pub observability: ObservabilitySpec,
     pub warnings: Vec<String>,
 }
 
@@ -276,6 +279,13 @@ impl<'a> Resolver<'a> {
             ));
         }
 
+        let src = observability::Source {
+            file: self.file,
+            map: self.map,
+            env: self.env,
+        };
+        let observability = observability::resolve(raw.observability.as_ref(), &src, &mut self.warnings)?;
+        let logging = observability::resolve_logging(raw.logging.as_ref(), &src)?;
         let rate_limit = raw.rate_limit.as_ref().map(rate_limit);
         let limits = raw
             .limits
@@ -295,6 +305,8 @@ impl<'a> Resolver<'a> {
                     rate_limit,
                     limits,
                     plugins,
+                    logging,
+                    observability,
                     warnings: self.warnings,
                 });
             }
@@ -338,6 +350,8 @@ impl<'a> Resolver<'a> {
             rate_limit,
             limits,
             plugins,
+            logging,
+            observability,
             warnings: self.warnings,
         })
     }

@@ -28,9 +28,10 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "rate_limit",
     "limits",
     "plugins",
+    "logging",
+    "observability",
     "execution",
     "interceptors",
-    "logging",
     "auth",
     "approvals",
     "config_reload",
@@ -38,7 +39,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "discovery",
     "event_store",
     "hot_loading",
-    "observability",
     "persistence",
     "retry",
     "startup_checks",
@@ -69,6 +69,9 @@ pub struct RawTop {
     pub limits: Option<RawLimits>,
     /// `plugins:`, by name.
     pub plugins: IndexMap<String, RawPlugin>,
+    /// `logging:` and `observability:` (`config::observability`).
+    pub logging: Option<super::observability::RawLogging>,
+    pub observability: Option<super::observability::RawObservability>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
     /// Whether the document has any top-level key at all.
@@ -108,6 +111,8 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "rate_limit" => top.rate_limit = map.next_value()?,
                 "limits" => top.limits = map.next_value()?,
                 "plugins" => top.plugins = map.next_value::<PluginsMap>()?.0,
+                "logging" => top.logging = map.next_value()?,
+                "observability" => top.observability = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);

@@ -46,6 +46,7 @@ pub enum ManagementTool {
     GroupList,
     GroupRebalance,
     Plugins,
+    Metrics,
 }
 
 /// Longest `timeout` a caller may ask for.
@@ -171,6 +172,12 @@ pub fn tools() -> Vec<(Tool, ManagementTool)> {
             json!({"type": "object", "properties": {}, "additionalProperties": false}),
             Plugins,
         ),
+        t(
+            "registry_metrics",
+            "Metrics of every provider, tool, group and plugin: calls by outcome, errors by kind, latency, starts, stops, health checks, breakers, rate-limit hits. `format: prometheus` returns the Prometheus text that /metrics serves.",
+            json!({"type": "object", "properties": {"format": {"type": "string", "enum": ["json", "prometheus"], "description": "json (default): a summary per provider, tool and group; prometheus: the text format"}}, "additionalProperties": false}),
+            Metrics,
+        ),
     ]
 }
 
@@ -222,6 +229,21 @@ struct WarmArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum MetricsFormat {
+    #[default]
+    Json,
+    Prometheus,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsArgs {
+    #[serde(default)]
+    format: MetricsFormat,
+}
 
 fn parse<T: DeserializeOwned>(tool: &str, args: Option<JsonObject>) -> Result<T, McpError> {
     serde_json::from_value(Value::Object(args.unwrap_or_default())).map_err(|e| {
@@ -1118,6 +1140,15 @@ pub async fn call(
                     );
                     v["rejoined"] = json!(rejoined);
                     ok(v)
+                }
+            }
+        }
+        ManagementTool::Metrics => {
+            let a: MetricsArgs = parse(name, args)?;
+            match a.format {
+                MetricsFormat::Json => ok(crate::observe::metrics::summary_json(reg)),
+                MetricsFormat::Prometheus => {
+                    ok(json!({ "metrics": crate::observe::metrics::render(reg) }))
                 }
             }
         }

@@ -13,6 +13,7 @@ use rmcp::service::ServiceError;
 use super::error::{InvokeError, closest};
 use super::exposure::{Hidden, ToolExposure};
 use super::limits::{RateLimit, SlotError, Slots};
+use super::stats::ProviderStats;
 use super::{START_DEADLINE_CAP, Shared};
 use crate::backend::raw::CallArguments;
 use crate::backend::{self, Connection, Launch, ProgressSink, StartError};
@@ -39,6 +40,8 @@ pub struct Provider {
     exposure: Option<ToolExposure>,
     /// Moving average of answered calls' latency (1/8 weight to the newest), for policies.
     ewma_latency_us: AtomicU64,
+    /// Counters for metrics, read when scraped.
+    stats: ProviderStats,
 }
 
 struct Inner {
@@ -234,6 +237,7 @@ impl Provider {
                 .collect(),
             exposure: ToolExposure::from_spec(spec.tool_filter.as_ref(), &spec.id),
             ewma_latency_us: AtomicU64::new(0),
+            stats: ProviderStats::default(),
             spec,
             predefined,
             shared,
@@ -246,6 +250,16 @@ impl Provider {
 
     pub fn spec(&self) -> &ProviderSpec {
         &self.spec
+    }
+
+    /// The counters metrics read.
+    pub fn stats(&self) -> &ProviderStats {
+        &self.stats
+    }
+
+    /// Calls the provider's own `rate_limit:` refused (0 without one).
+    pub fn rate_limit_hits(&self) -> u64 {
+        self.rate_limit.as_ref().map_or(0, RateLimit::hits)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -571,6 +585,7 @@ impl Provider {
                 inner.last_error = None;
                 self.transition(&mut inner, ProviderState::Ready, None);
                 drop(inner);
+                self.stats.started(started.elapsed());
                 self.publish(Event::ProviderStarted {
                     provider: self.spec.id.clone(),
                     pid: conn.pid,
@@ -593,6 +608,7 @@ impl Provider {
                     at: Instant::now(),
                 });
                 self.transition(&mut inner, ProviderState::Dead, Some(e.message.clone()));
+                self.stats.start_failed();
                 Err(e)
             }
         }
@@ -637,6 +653,7 @@ impl Provider {
         });
         self.transition(&mut inner, ProviderState::Dead, Some(reason));
         drop(inner);
+        self.stats.exited();
         self.publish(Event::ToolsChanged {
             provider: self.spec.id.clone(),
         });
@@ -695,6 +712,7 @@ impl Provider {
         if what == "health check" {
             inner.lifecycle.record_check(success, Instant::now());
             inner.last_check = Some((Instant::now(), success));
+            self.stats.health_checked(success);
             self.publish(Event::HealthChecked {
                 provider: self.spec.id.clone(),
                 ok: success,
@@ -784,6 +802,7 @@ impl Provider {
         if let Some(conn) = conn {
             conn.shutdown(self.spec.shutdown_timeout).await;
         }
+        self.stats.stopped(reason);
         self.publish(Event::ProviderStopped {
             provider: self.spec.id.clone(),
             reason: reason.to_string(),
@@ -868,8 +887,19 @@ impl Provider {
     }
 
     /// The per-provider part of a call: admission (rate limit, breaker), start, tool lookup,
-    /// schema validation, a concurrency slot, then the request itself.
+    /// schema validation, a concurrency slot, then the request itself. Every outcome is
+    /// counted for metrics.
     pub async fn call(self: &Arc<Self>, call: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        let meter = self.stats.begin(&call.tool);
+        let result = self.call_uncounted(call).await;
+        self.stats.finish(meter, &result);
+        result
+    }
+
+    async fn call_uncounted(
+        self: &Arc<Self>,
+        call: ProviderCall,
+    ) -> Result<CallToolResult, InvokeError> {
         let id = &self.spec.id;
         // First: a hidden tool is refused on the config alone, so the provider is neither
         // started for it nor charged a rate-limit token or a breaker probe.
