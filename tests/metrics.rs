@@ -43,7 +43,9 @@ impl Scrape {
             }
             let (name, labels, rest) = match line.find('{') {
                 Some(open) => {
-                    let close = line.rfind('}').ok_or_else(|| anyhow!("no `}}`, {}", at()))?;
+                    let close = line
+                        .rfind('}')
+                        .ok_or_else(|| anyhow!("no `}}`, {}", at()))?;
                     (
                         &line[..open],
                         parse_labels(&line[open + 1..close]).with_context(at)?,
@@ -188,7 +190,9 @@ const FAMILIES: &[(&str, &str)] = &[
 ];
 
 async fn get(url: &str) -> Result<(u16, String, String)> {
-    let resp = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
+    let resp = reqwest::get(url)
+        .await
+        .with_context(|| format!("GET {url}"))?;
     let status = resp.status().as_u16();
     let ctype = resp
         .headers()
@@ -217,14 +221,37 @@ async fn metrics_on_the_http_face_parse_and_count_every_outcome() -> Result<()> 
             "family {family} missing or of the wrong type in:\n{body}"
         );
     }
-    let echo_ok = [("provider", "math"), ("tool", "echo"), ("status", "success")];
-    assert_eq!(scrape.value("mcp_hangar_tool_calls_total", &echo_ok), Some(2.0), "{body}");
-    let fail = [("provider", "math"), ("tool", "fail"), ("status", "tool_error")];
-    assert_eq!(scrape.value("mcp_hangar_tool_calls_total", &fail), Some(1.0), "{body}");
-    let echo_err = [("provider", "math"), ("tool", "echo"), ("status", "error")];
-    assert_eq!(scrape.value("mcp_hangar_tool_calls_total", &echo_err), Some(1.0), "{body}");
+    let echo_ok = [
+        ("provider", "math"),
+        ("tool", "echo"),
+        ("status", "success"),
+    ];
     assert_eq!(
-        scrape.value("mcp_hangar_errors_total", &[("provider", "math"), ("kind", "rate_limited")]),
+        scrape.value("mcp_hangar_tool_calls_total", &echo_ok),
+        Some(2.0),
+        "{body}"
+    );
+    let fail = [
+        ("provider", "math"),
+        ("tool", "fail"),
+        ("status", "tool_error"),
+    ];
+    assert_eq!(
+        scrape.value("mcp_hangar_tool_calls_total", &fail),
+        Some(1.0),
+        "{body}"
+    );
+    let echo_err = [("provider", "math"), ("tool", "echo"), ("status", "error")];
+    assert_eq!(
+        scrape.value("mcp_hangar_tool_calls_total", &echo_err),
+        Some(1.0),
+        "{body}"
+    );
+    assert_eq!(
+        scrape.value(
+            "mcp_hangar_errors_total",
+            &[("provider", "math"), ("kind", "rate_limited")]
+        ),
         Some(1.0)
     );
     assert_eq!(
@@ -240,20 +267,35 @@ async fn metrics_on_the_http_face_parse_and_count_every_outcome() -> Result<()> 
         "every call of echo is timed, the refused one too"
     );
     assert_eq!(
-        scrape.value("mcp_hangar_provider_starts_total", &[("provider", "math"), ("result", "success")]),
+        scrape.value(
+            "mcp_hangar_provider_starts_total",
+            &[("provider", "math"), ("result", "success")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        scrape.value("mcp_hangar_provider_cold_start_seconds_count", &[("provider", "math")]),
-        Some(1.0)
-    );
-    assert_eq!(scrape.value("mcp_hangar_provider_up", &[("provider", "math")]), Some(1.0));
-    assert_eq!(
-        scrape.value("mcp_hangar_provider_state", &[("provider", "math"), ("state", "ready")]),
+        scrape.value(
+            "mcp_hangar_provider_cold_start_seconds_count",
+            &[("provider", "math")]
+        ),
         Some(1.0)
     );
     assert_eq!(
-        scrape.value("mcp_hangar_provider_state", &[("provider", "math"), ("state", "cold")]),
+        scrape.value("mcp_hangar_provider_up", &[("provider", "math")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "mcp_hangar_provider_state",
+            &[("provider", "math"), ("state", "ready")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        scrape.value(
+            "mcp_hangar_provider_state",
+            &[("provider", "math"), ("state", "cold")]
+        ),
         Some(0.0)
     );
     assert_eq!(
@@ -261,7 +303,10 @@ async fn metrics_on_the_http_face_parse_and_count_every_outcome() -> Result<()> 
         Some(0.0)
     );
     assert_eq!(
-        scrape.value("mcp_hangar_build_info", &[("version", env!("CARGO_PKG_VERSION"))]),
+        scrape.value(
+            "mcp_hangar_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
         Some(1.0)
     );
 
@@ -271,10 +316,19 @@ async fn metrics_on_the_http_face_parse_and_count_every_outcome() -> Result<()> 
         .structured_content
         .clone()
         .ok_or_else(|| anyhow!("no structured content: {}", text(&r)))?;
-    assert_eq!(summary["providers"]["math"]["invocations"], 4, "{summary:#}");
+    assert_eq!(
+        summary["providers"]["math"]["invocations"], 4,
+        "{summary:#}"
+    );
     assert_eq!(summary["providers"]["math"]["errors"], 2, "{summary:#}");
-    assert_eq!(summary["tool_calls"]["math.echo"]["count"], 3, "{summary:#}");
-    assert_eq!(summary["tool_calls"]["math.fail"]["errors"], 1, "{summary:#}");
+    assert_eq!(
+        summary["tool_calls"]["math.echo"]["count"], 3,
+        "{summary:#}"
+    );
+    assert_eq!(
+        summary["tool_calls"]["math.fail"]["errors"], 1,
+        "{summary:#}"
+    );
     assert_eq!(summary["errors"]["rate_limited"], 1, "{summary:#}");
     assert_eq!(summary["summary"]["total_tool_calls"], 4, "{summary:#}");
     let r = call(&client, "registry_metrics", json!({"format": "prometheus"})).await?;
@@ -284,7 +338,10 @@ async fn metrics_on_the_http_face_parse_and_count_every_outcome() -> Result<()> 
         .and_then(|v| v["metrics"].as_str())
         .ok_or_else(|| anyhow!("no `metrics` text: {}", text(&r)))?;
     let again = Scrape::parse(prom)?;
-    assert_eq!(again.value("mcp_hangar_tool_calls_total", &echo_ok), Some(2.0));
+    assert_eq!(
+        again.value("mcp_hangar_tool_calls_total", &echo_ok),
+        Some(2.0)
+    );
     let r = call(&client, "registry_metrics", json!({"format": "xml"})).await;
     assert!(
         r.is_err() || r.as_ref().is_ok_and(|r| r.is_error == Some(true)),
@@ -297,7 +354,11 @@ async fn metrics_on_the_http_face_parse_and_count_every_outcome() -> Result<()> 
 #[tokio::test]
 async fn metrics_can_be_turned_off() -> Result<()> {
     let dir = TestDir::new("metrics-off");
-    let hangar = HttpHangar::start(&config(&dir, "observability:\n  metrics: {enabled: false}\n")).await?;
+    let hangar = HttpHangar::start(&config(
+        &dir,
+        "observability:\n  metrics: {enabled: false}\n",
+    ))
+    .await?;
     let (status, _, _) = get(&format!("{}/metrics", hangar.base)).await?;
     assert_eq!(status, 404);
     let (status, _, _) = get(&format!("{}/health", hangar.base)).await?;
@@ -331,11 +392,18 @@ async fn metrics_address(log: &std::path::Path) -> Result<String> {
             .map(str::to_owned)
     })
     .await
-    .ok_or_else(|| anyhow!("the hangar did not log its metrics listener:\n{}", read_log(log)))
+    .ok_or_else(|| {
+        anyhow!(
+            "the hangar did not log its metrics listener:\n{}",
+            read_log(log)
+        )
+    })
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// One instant-vector query: the value of each series, by its `job` label.
@@ -346,8 +414,15 @@ async fn query(prom: &str, q: &str) -> Result<BTreeMap<String, f64>> {
         bail!("query `{q}` failed: {body}");
     }
     let mut out = BTreeMap::new();
-    for series in body["data"]["result"].as_array().cloned().unwrap_or_default() {
-        let job = series["metric"]["job"].as_str().unwrap_or_default().to_owned();
+    for series in body["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
+        let job = series["metric"]["job"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         let value = series["value"][1]
             .as_str()
             .and_then(|v| v.parse().ok())
@@ -361,7 +436,9 @@ async fn query(prom: &str, q: &str) -> Result<BTreeMap<String, f64>> {
 async fn a_real_prometheus_scrapes_the_http_face_and_the_stdio_listener() -> Result<()> {
     let Some(prometheus) = prometheus_bin() else {
         if std::env::var_os("CI").is_some() {
-            bail!("the prometheus binary is missing in CI: .ci/run runs .ci/prometheus to install it");
+            bail!(
+                "the prometheus binary is missing in CI: .ci/run runs .ci/prometheus to install it"
+            );
         }
         eprintln!(
             "\n\n*** SKIPPED a_real_prometheus_scrapes_the_http_face_and_the_stdio_listener: no \
@@ -393,7 +470,10 @@ async fn a_real_prometheus_scrapes_the_http_face_and_the_stdio_listener() -> Res
     let prom_log = dir.path().join("prometheus.log");
     let mut prom_child = tokio::process::Command::new(&prometheus)
         .arg(format!("--config.file={}", prom_cfg.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -409,15 +489,36 @@ async fn a_real_prometheus_scrapes_the_http_face_and_the_stdio_listener() -> Res
 
     // Every value below must reach Prometheus from both hangars within a few scrapes.
     let expected: &[(&str, f64)] = &[
-        (r#"mcp_hangar_tool_calls_total{provider="math",tool="echo",status="success"}"#, 2.0),
-        (r#"mcp_hangar_tool_calls_total{provider="math",tool="fail",status="tool_error"}"#, 1.0),
-        (r#"mcp_hangar_tool_calls_total{provider="math",tool="echo",status="error"}"#, 1.0),
-        (r#"mcp_hangar_errors_total{provider="math",kind="rate_limited"}"#, 1.0),
+        (
+            r#"mcp_hangar_tool_calls_total{provider="math",tool="echo",status="success"}"#,
+            2.0,
+        ),
+        (
+            r#"mcp_hangar_tool_calls_total{provider="math",tool="fail",status="tool_error"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_hangar_tool_calls_total{provider="math",tool="echo",status="error"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_hangar_errors_total{provider="math",kind="rate_limited"}"#,
+            1.0,
+        ),
         (r#"mcp_hangar_rate_limit_hits_total{scope="math"}"#, 1.0),
         (r#"mcp_hangar_provider_up{provider="math"}"#, 1.0),
-        (r#"mcp_hangar_provider_state{provider="math",state="ready"}"#, 1.0),
-        (r#"mcp_hangar_provider_starts_total{provider="math",result="success"}"#, 1.0),
-        (r#"mcp_hangar_tool_call_duration_seconds_count{provider="math",tool="echo"}"#, 3.0),
+        (
+            r#"mcp_hangar_provider_state{provider="math",state="ready"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_hangar_provider_starts_total{provider="math",result="success"}"#,
+            1.0,
+        ),
+        (
+            r#"mcp_hangar_tool_call_duration_seconds_count{provider="math",tool="echo"}"#,
+            3.0,
+        ),
         (r#"up"#, 1.0),
     ];
     let last = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -459,9 +560,12 @@ async fn a_real_prometheus_scrapes_the_http_face_and_the_stdio_listener() -> Res
     let checks = wait_until_async(Duration::from_secs(20), || {
         let prom = prom.clone();
         async move {
-            let got = query(&prom, r#"mcp_hangar_health_checks_total{provider="math",result="success"} > 0"#)
-                .await
-                .ok()?;
+            let got = query(
+                &prom,
+                r#"mcp_hangar_health_checks_total{provider="math",result="success"} > 0"#,
+            )
+            .await
+            .ok()?;
             (got.len() == 2).then_some(got)
         }
     })

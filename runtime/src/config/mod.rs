@@ -988,7 +988,11 @@ logging:
   json_format: false
 ");
         assert_eq!(provider(&v01, "math").tools[0].name, "add");
-        assert!(v01.warnings.is_empty(), "logging is read: {:?}", v01.warnings);
+        assert!(
+            v01.warnings.is_empty(),
+            "logging is read: {:?}",
+            v01.warnings
+        );
 
         // 2.x quickstart: a docker provider with a capability declaration.
         let quickstart = ok("\
@@ -1025,7 +1029,12 @@ mcp_servers:
     endpoint: http://task-upstream:8080/mcp
     idle_ttl_s: 600
 ");
-        assert_eq!(relay.warnings.len(), 1, "only relay_tasks_enabled: {:?}", relay.warnings);
+        assert_eq!(
+            relay.warnings.len(),
+            1,
+            "only relay_tasks_enabled: {:?}",
+            relay.warnings
+        );
 
         // 2.x HA acceptance config: only sections we ignore, and an empty server map.
         let ha = ok("\

@@ -466,7 +466,10 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
         .put("rate_limit", rate_limit(config.rate_limit.as_ref()))
         .put("limits", limits(&config.limits))
         .put("plugins", Value::Mapping(plugins))
-        .put("logging", super::observability::normalised_logging(&config.logging))
+        .put(
+            "logging",
+            super::observability::normalised_logging(&config.logging),
+        )
         .put(
             "observability",
             super::observability::normalised(&config.observability),

@@ -421,7 +421,10 @@ pub(super) fn resolve_logging(
             let at = KeyPath::root().key("logging").key("file");
             let text = src.text(&at, text)?;
             if text.trim().is_empty() {
-                return Err(src.invalid(&at, "an empty log file name; remove `file` to log to stderr only"));
+                return Err(src.invalid(
+                    &at,
+                    "an empty log file name; remove `file` to log to stderr only",
+                ));
             }
             let path = Path::new(&text);
             // As plugin paths: relative to the config file, not to wherever the hangar runs.
@@ -473,7 +476,11 @@ pub(super) fn normalised_logging(spec: &LoggingSpec) -> Value {
     put(&mut out, "level", spec.level.as_str());
     put(&mut out, "json_format", spec.json_format);
     if let Some(file) = &spec.file {
-        put(&mut out, "file", file.display().to_string().replace('$', "$$"));
+        put(
+            &mut out,
+            "file",
+            file.display().to_string().replace('$', "$$"),
+        );
     }
     Value::Mapping(out)
 }
@@ -516,7 +523,9 @@ mod tests {
 
     #[test]
     fn a_bare_port_listens_on_loopback_and_variables_are_resolved() {
-        let c = ok(&format!("observability:\n  metrics: {{listen: 9464}}\n{SERVERS}"));
+        let c = ok(&format!(
+            "observability:\n  metrics: {{listen: 9464}}\n{SERVERS}"
+        ));
         assert_eq!(
             c.observability.metrics.own_listener(),
             Some("127.0.0.1:9464".parse().expect("addr"))
@@ -524,7 +533,10 @@ mod tests {
         let c = ok(&format!(
             "observability:\n  metrics: {{listen: \"[::1]:${{PORT}}\", endpoint: /m}}\n{SERVERS}"
         ));
-        assert_eq!(c.observability.metrics.listen, Some("[::1]:9999".parse().expect("addr")));
+        assert_eq!(
+            c.observability.metrics.listen,
+            Some("[::1]:9999".parse().expect("addr"))
+        );
         assert_eq!(c.observability.metrics.http_path(), Some("/m"));
         let c = ok(&format!(
             "observability:\n  metrics: {{listen: 9464, enabled: false}}\n{SERVERS}"
@@ -540,26 +552,44 @@ mod tests {
         ));
         assert_eq!(e.kind, ConfigErrorKind::Invalid);
         assert_eq!(e.line, Some(3), "{e}");
-        assert!(e.to_string().contains("observability.metrics.listen"), "{e}");
+        assert!(
+            e.to_string().contains("observability.metrics.listen"),
+            "{e}"
+        );
         assert!(e.message.contains("allow_unauthenticated_remote"), "{e}");
         let c = ok(&format!(
             "observability:\n  metrics:\n    listen: 0.0.0.0:9464\n    allow_unauthenticated_remote: true\n{SERVERS}"
         ));
-        assert_eq!(c.observability.metrics.listen, Some("0.0.0.0:9464".parse().expect("addr")));
+        assert_eq!(
+            c.observability.metrics.listen,
+            Some("0.0.0.0:9464".parse().expect("addr"))
+        );
     }
 
     #[test]
     fn bad_addresses_paths_and_keys_are_errors_at_their_line() {
-        let e = err(&format!("observability:\n  metrics:\n    listen: nowhere\n{SERVERS}"));
+        let e = err(&format!(
+            "observability:\n  metrics:\n    listen: nowhere\n{SERVERS}"
+        ));
         assert_eq!((e.line, e.kind), (Some(3), ConfigErrorKind::Invalid), "{e}");
         assert!(e.message.contains("HOST:PORT"), "{e}");
-        let e = err(&format!("observability:\n  metrics:\n    endpoint: /mcp\n{SERVERS}"));
+        let e = err(&format!(
+            "observability:\n  metrics:\n    endpoint: /mcp\n{SERVERS}"
+        ));
         assert_eq!(e.line, Some(3), "{e}");
         assert!(e.message.contains("`/mcp`"), "{e}");
-        let e = err(&format!("observability:\n  metrics:\n    enabeld: true\n{SERVERS}"));
-        assert_eq!((e.line, e.kind), (Some(3), ConfigErrorKind::UnknownKey), "{e}");
+        let e = err(&format!(
+            "observability:\n  metrics:\n    enabeld: true\n{SERVERS}"
+        ));
+        assert_eq!(
+            (e.line, e.kind),
+            (Some(3), ConfigErrorKind::UnknownKey),
+            "{e}"
+        );
         assert!(e.message.contains("did you mean `enabled`?"), "{e}");
-        let e = err(&format!("observability:\n  tracing:\n    sample_rate: 2\n{SERVERS}"));
+        let e = err(&format!(
+            "observability:\n  tracing:\n    sample_rate: 2\n{SERVERS}"
+        ));
         assert_eq!(e.line, Some(3), "{e}");
     }
 
@@ -586,7 +616,10 @@ mod tests {
         let c = ok(&format!(
             "logging: {{file: logs/h.log, json_format: true}}\n{SERVERS}"
         ));
-        assert_eq!(c.logging.file.as_deref(), Some(Path::new("/etc/hangar/logs/h.log")));
+        assert_eq!(
+            c.logging.file.as_deref(),
+            Some(Path::new("/etc/hangar/logs/h.log"))
+        );
         assert!(c.logging.json_format);
         let c = ok(&format!("logging: {{file: /var/log/h.log}}\n{SERVERS}"));
         assert_eq!(c.logging.file.as_deref(), Some(Path::new("/var/log/h.log")));

@@ -26,7 +26,8 @@ fn filter_from_env() -> Option<String> {
 ///
 /// The log file cannot be opened for appending (or its directory created).
 pub fn init(spec: &LoggingSpec) -> Result<(), String> {
-    let filter = EnvFilter::new(filter_from_env().unwrap_or_else(|| spec.level.directive().to_owned()));
+    let filter =
+        EnvFilter::new(filter_from_env().unwrap_or_else(|| spec.level.directive().to_owned()));
     let writer = match &spec.file {
         None => BoxMakeWriter::new(std::io::stderr),
         Some(path) => {
@@ -43,7 +44,10 @@ pub fn init(spec: &LoggingSpec) -> Result<(), String> {
                 .append(true)
                 .open(path)
                 .map_err(|e| {
-                    format!("logging.file: cannot open {} for appending: {e}", path.display())
+                    format!(
+                        "logging.file: cannot open {} for appending: {e}",
+                        path.display()
+                    )
                 })?;
             BoxMakeWriter::new(std::io::stderr.and(Mutex::new(file)))
         }

@@ -27,39 +27,199 @@ use MetricType::{COUNTER, GAUGE, HISTOGRAM, SUMMARY};
 
 /// Every family: (name without prefix, help, labels, type). Order is the output's.
 const FAMILIES: &[(&str, &str, &[&str], MetricType)] = &[
-    ("build_info", "Version of this mcp-hangar; always 1.", &["version"], GAUGE),
-    ("providers", "Providers configured (group members included).", &[], GAUGE),
-    ("provider_state", "1 for the provider's current state, 0 for the others.", &["provider", "state"], GAUGE),
-    ("provider_up", "1 while the provider runs (ready or degraded).", &["provider"], GAUGE),
-    ("provider_in_flight", "Calls the provider is answering now.", &["provider"], GAUGE),
-    ("provider_queued", "Calls waiting for a max_concurrency slot.", &["provider"], GAUGE),
-    ("provider_max_concurrency", "The provider's max_concurrency (absent when unlimited).", &["provider"], GAUGE),
-    ("provider_starts_total", "Starts of the provider, by outcome.", &["provider", "result"], COUNTER),
-    ("provider_stops_total", "Stops of a running provider, by reason (idle, request, shutdown, exited, other).", &["provider", "reason"], COUNTER),
-    ("provider_cold_start_seconds", "Time from start to ready (handshake and tool list included).", &["provider"], HISTOGRAM),
-    ("tool_calls_total", "Tool calls, by outcome: success, tool_error (the tool's own isError), error (the hangar or the provider failed it).", &["provider", "tool", "status"], COUNTER),
-    ("tool_call_duration_seconds", "Duration of tool calls as the hangar saw them (a cold start included).", &["provider", "tool"], HISTOGRAM),
-    ("errors_total", "Failed calls, by kind.", &["provider", "kind"], COUNTER),
-    ("health_checks_total", "Periodic health checks, by result.", &["provider", "result"], COUNTER),
-    ("health_check_consecutive_failures", "Failures in a row (calls and checks).", &["provider"], GAUGE),
-    ("circuit_breaker_state", "Circuit breaker of a provider or group: 0 closed, 1 open, 2 half open.", &["provider"], GAUGE),
-    ("rate_limit_hits_total", "Calls refused by a rate limit, by scope (global, or the provider or group id).", &["scope"], COUNTER),
-    ("rate_limit_requests_per_second", "A configured rate limit, by scope.", &["scope"], GAUGE),
-    ("rate_limit_burst", "A configured rate limit's burst, by scope.", &["scope"], GAUGE),
-    ("gc_idle_stops_total", "Providers stopped by the idle collector (idle_ttl_s passed).", &["provider"], COUNTER),
-    ("gc_idle_ttl_seconds", "The provider's idle_ttl_s.", &["provider"], GAUGE),
+    (
+        "build_info",
+        "Version of this mcp-hangar; always 1.",
+        &["version"],
+        GAUGE,
+    ),
+    (
+        "providers",
+        "Providers configured (group members included).",
+        &[],
+        GAUGE,
+    ),
+    (
+        "provider_state",
+        "1 for the provider's current state, 0 for the others.",
+        &["provider", "state"],
+        GAUGE,
+    ),
+    (
+        "provider_up",
+        "1 while the provider runs (ready or degraded).",
+        &["provider"],
+        GAUGE,
+    ),
+    (
+        "provider_in_flight",
+        "Calls the provider is answering now.",
+        &["provider"],
+        GAUGE,
+    ),
+    (
+        "provider_queued",
+        "Calls waiting for a max_concurrency slot.",
+        &["provider"],
+        GAUGE,
+    ),
+    (
+        "provider_max_concurrency",
+        "The provider's max_concurrency (absent when unlimited).",
+        &["provider"],
+        GAUGE,
+    ),
+    (
+        "provider_starts_total",
+        "Starts of the provider, by outcome.",
+        &["provider", "result"],
+        COUNTER,
+    ),
+    (
+        "provider_stops_total",
+        "Stops of a running provider, by reason (idle, request, shutdown, exited, other).",
+        &["provider", "reason"],
+        COUNTER,
+    ),
+    (
+        "provider_cold_start_seconds",
+        "Time from start to ready (handshake and tool list included).",
+        &["provider"],
+        HISTOGRAM,
+    ),
+    (
+        "tool_calls_total",
+        "Tool calls, by outcome: success, tool_error (the tool's own isError), error (the hangar or the provider failed it).",
+        &["provider", "tool", "status"],
+        COUNTER,
+    ),
+    (
+        "tool_call_duration_seconds",
+        "Duration of tool calls as the hangar saw them (a cold start included).",
+        &["provider", "tool"],
+        HISTOGRAM,
+    ),
+    (
+        "errors_total",
+        "Failed calls, by kind.",
+        &["provider", "kind"],
+        COUNTER,
+    ),
+    (
+        "health_checks_total",
+        "Periodic health checks, by result.",
+        &["provider", "result"],
+        COUNTER,
+    ),
+    (
+        "health_check_consecutive_failures",
+        "Failures in a row (calls and checks).",
+        &["provider"],
+        GAUGE,
+    ),
+    (
+        "circuit_breaker_state",
+        "Circuit breaker of a provider or group: 0 closed, 1 open, 2 half open.",
+        &["provider"],
+        GAUGE,
+    ),
+    (
+        "rate_limit_hits_total",
+        "Calls refused by a rate limit, by scope (global, or the provider or group id).",
+        &["scope"],
+        COUNTER,
+    ),
+    (
+        "rate_limit_requests_per_second",
+        "A configured rate limit, by scope.",
+        &["scope"],
+        GAUGE,
+    ),
+    (
+        "rate_limit_burst",
+        "A configured rate limit's burst, by scope.",
+        &["scope"],
+        GAUGE,
+    ),
+    (
+        "gc_idle_stops_total",
+        "Providers stopped by the idle collector (idle_ttl_s passed).",
+        &["provider"],
+        COUNTER,
+    ),
+    (
+        "gc_idle_ttl_seconds",
+        "The provider's idle_ttl_s.",
+        &["provider"],
+        GAUGE,
+    ),
     ("group_members", "Members of the group.", &["group"], GAUGE),
-    ("group_healthy_members", "Members of the group in the rotation.", &["group"], GAUGE),
-    ("group_state", "1 for the group's current state, 0 for the others.", &["group", "state"], GAUGE),
-    ("plugin_loaded", "1 while a version of the plugin is in service.", &["plugin", "kind"], GAUGE),
-    ("plugin_version", "Version in service (1 at load, +1 per hot swap).", &["plugin"], GAUGE),
-    ("plugin_calls_total", "Calls into the plugin, failed ones included.", &["plugin"], COUNTER),
-    ("plugin_denials_total", "Validator answers that denied the call.", &["plugin"], COUNTER),
-    ("plugin_rewrites_total", "Validator answers that rewrote the arguments.", &["plugin"], COUNTER),
-    ("plugin_failures_total", "Failed plugin calls, by kind (trap, timeout, out_of_fuel, …).", &["plugin", "kind"], COUNTER),
-    ("plugin_failure_outcomes_total", "What failed plugin calls became, by the plugin's on_error.", &["plugin", "on_error"], COUNTER),
-    ("plugin_call_duration_seconds", "Time spent in plugin calls, from the caller's side.", &["plugin"], SUMMARY),
-    ("plugin_reloads_total", "Hot swaps of the plugin, by outcome.", &["plugin", "result"], COUNTER),
+    (
+        "group_healthy_members",
+        "Members of the group in the rotation.",
+        &["group"],
+        GAUGE,
+    ),
+    (
+        "group_state",
+        "1 for the group's current state, 0 for the others.",
+        &["group", "state"],
+        GAUGE,
+    ),
+    (
+        "plugin_loaded",
+        "1 while a version of the plugin is in service.",
+        &["plugin", "kind"],
+        GAUGE,
+    ),
+    (
+        "plugin_version",
+        "Version in service (1 at load, +1 per hot swap).",
+        &["plugin"],
+        GAUGE,
+    ),
+    (
+        "plugin_calls_total",
+        "Calls into the plugin, failed ones included.",
+        &["plugin"],
+        COUNTER,
+    ),
+    (
+        "plugin_denials_total",
+        "Validator answers that denied the call.",
+        &["plugin"],
+        COUNTER,
+    ),
+    (
+        "plugin_rewrites_total",
+        "Validator answers that rewrote the arguments.",
+        &["plugin"],
+        COUNTER,
+    ),
+    (
+        "plugin_failures_total",
+        "Failed plugin calls, by kind (trap, timeout, out_of_fuel, …).",
+        &["plugin", "kind"],
+        COUNTER,
+    ),
+    (
+        "plugin_failure_outcomes_total",
+        "What failed plugin calls became, by the plugin's on_error.",
+        &["plugin", "on_error"],
+        COUNTER,
+    ),
+    (
+        "plugin_call_duration_seconds",
+        "Time spent in plugin calls, from the caller's side.",
+        &["plugin"],
+        SUMMARY,
+    ),
+    (
+        "plugin_reloads_total",
+        "Hot swaps of the plugin, by outcome.",
+        &["plugin", "result"],
+        COUNTER,
+    ),
 ];
 
 /// A family's index in [`FAMILIES`], by name. A name not in the table is a bug: debug builds
@@ -229,7 +389,11 @@ impl HangarCollector {
                 let on = if snap.state == state { 1.0 } else { 0.0 };
                 out.gauge("provider_state", &[id, state.as_str()], on);
             }
-            out.gauge("provider_up", &[id], f64::from(u8::from(snap.state.is_running())));
+            out.gauge(
+                "provider_up",
+                &[id],
+                f64::from(u8::from(snap.state.is_running())),
+            );
             out.gauge("provider_in_flight", &[id], f64::from(snap.in_flight));
             out.gauge("provider_queued", &[id], f64::from(snap.queued));
             if let Some(max) = p.spec().max_concurrency {
@@ -244,15 +408,31 @@ impl HangarCollector {
             out.gauge("circuit_breaker_state", &[id], breaker_value(snap.breaker));
             if let Some(limit) = &p.spec().rate_limit {
                 out.counter("rate_limit_hits_total", &[id], p.rate_limit_hits());
-                out.gauge("rate_limit_requests_per_second", &[id], limit.requests_per_second);
+                out.gauge(
+                    "rate_limit_requests_per_second",
+                    &[id],
+                    limit.requests_per_second,
+                );
                 out.gauge("rate_limit_burst", &[id], f64::from(limit.burst));
             }
-            out.gauge("gc_idle_ttl_seconds", &[id], p.spec().idle_ttl.as_secs_f64());
+            out.gauge(
+                "gc_idle_ttl_seconds",
+                &[id],
+                p.spec().idle_ttl.as_secs_f64(),
+            );
         }
         out.gauge("providers", &[], f64::from(providers));
         if let Some(limit) = reg.global_rate_limit() {
-            out.counter("rate_limit_hits_total", &["global"], reg.global_rate_limit_hits());
-            out.gauge("rate_limit_requests_per_second", &["global"], limit.requests_per_second);
+            out.counter(
+                "rate_limit_hits_total",
+                &["global"],
+                reg.global_rate_limit_hits(),
+            );
+            out.gauge(
+                "rate_limit_requests_per_second",
+                &["global"],
+                limit.requests_per_second,
+            );
             out.gauge("rate_limit_burst", &["global"], f64::from(limit.burst));
         }
         for g in reg.groups() {
@@ -265,10 +445,18 @@ impl HangarCollector {
                 let on = if snap.state == state { 1.0 } else { 0.0 };
                 out.gauge("group_state", &[id, state.as_str()], on);
             }
-            out.gauge("circuit_breaker_state", &[id], breaker_value_of(&snap.breaker));
+            out.gauge(
+                "circuit_breaker_state",
+                &[id],
+                breaker_value_of(&snap.breaker),
+            );
             if let Some(limit) = &g.spec().rate_limit {
                 out.counter("rate_limit_hits_total", &[id], g.rate_limit_hits());
-                out.gauge("rate_limit_requests_per_second", &[id], limit.requests_per_second);
+                out.gauge(
+                    "rate_limit_requests_per_second",
+                    &[id],
+                    limit.requests_per_second,
+                );
                 out.gauge("rate_limit_burst", &[id], f64::from(limit.burst));
             }
         }
@@ -290,8 +478,16 @@ impl HangarCollector {
             for (kind, n) in &s.failures {
                 out.counter("plugin_failures_total", &[name, kind.as_str()], *n);
             }
-            out.counter("plugin_failure_outcomes_total", &[name, "fail_open"], s.failed_open);
-            out.counter("plugin_failure_outcomes_total", &[name, "fail_closed"], s.failed_closed);
+            out.counter(
+                "plugin_failure_outcomes_total",
+                &[name, "fail_open"],
+                s.failed_open,
+            );
+            out.counter(
+                "plugin_failure_outcomes_total",
+                &[name, "fail_closed"],
+                s.failed_closed,
+            );
             out.summary(
                 "plugin_call_duration_seconds",
                 &[name],
@@ -299,7 +495,11 @@ impl HangarCollector {
                 s.total_latency.as_secs_f64(),
             );
             out.counter("plugin_reloads_total", &[name, "success"], s.reloads);
-            out.counter("plugin_reloads_total", &[name, "failure"], s.reload_failures);
+            out.counter(
+                "plugin_reloads_total",
+                &[name, "failure"],
+                s.reload_failures,
+            );
         }
         out.families
     }
@@ -369,7 +569,8 @@ pub fn summary_json(registry: &Registry) -> Value {
         let (mut invocations, mut failed, mut sum, mut count) = (0u64, 0u64, 0.0f64, 0u64);
         for t in &s.tools {
             let total = t.total();
-            let errs = t.calls[CallStatus::ToolError as usize] + t.calls[CallStatus::Error as usize];
+            let errs =
+                t.calls[CallStatus::ToolError as usize] + t.calls[CallStatus::Error as usize];
             invocations += total;
             failed += errs;
             sum += t.duration.sum_seconds;
@@ -507,6 +708,10 @@ mod tests {
             crate::events::EventBus::new(),
         );
         let c = HangarCollector::new(reg);
-        assert_eq!(c.desc().len(), FAMILIES.len(), "a family name or label is invalid");
+        assert_eq!(
+            c.desc().len(),
+            FAMILIES.len(),
+            "a family name or label is invalid"
+        );
     }
 }

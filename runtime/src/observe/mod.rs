@@ -31,9 +31,7 @@ async fn scrape(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
 
 /// A router answering `GET path` with the registry's metrics in Prometheus text.
 pub fn router(registry: Arc<Registry>, path: &str) -> Router {
-    Router::new()
-        .route(path, get(scrape))
-        .with_state(registry)
+    Router::new().route(path, get(scrape)).with_state(registry)
 }
 
 /// Binds the metrics listener of its own (`observability.metrics.listen`).
