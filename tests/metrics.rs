@@ -575,3 +575,71 @@ async fn a_real_prometheus_scrapes_the_http_face_and_the_stdio_listener() -> Res
     http_client.cancel().await?;
     Ok(())
 }
+
+// ---------------------------------------------------------------------------------------------
+// logging:
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn logging_from_the_config_writes_json_lines_to_the_file_at_its_level() -> Result<()> {
+    let dir = TestDir::new("metrics-log");
+    let cfg = config(
+        &dir,
+        "logging:\n  level: debug\n  json_format: true\n  file: logs/hangar.log\n",
+    );
+    let hangar = Hangar::stdio(&cfg).await?;
+    let r = call(&hangar.client, "math__echo", json!({"text": "hi"})).await?;
+    anyhow::ensure!(r.is_error != Some(true), "echo failed: {}", text(&r));
+    let file = dir.path().join("logs/hangar.log");
+    let lines = wait_until_async(Duration::from_secs(10), || async {
+        let log = read_log(&file);
+        let has_debug = log.contains("\"level\":\"DEBUG\"");
+        (has_debug && log.contains("serving")).then_some(log)
+    })
+    .await
+    .ok_or_else(|| {
+        anyhow!(
+            "no DEBUG JSON lines in {}:\n{}",
+            file.display(),
+            read_log(&file)
+        )
+    })?;
+    for line in lines.lines() {
+        let v: Value = serde_json::from_str(line).with_context(|| format!("not JSON: {line}"))?;
+        assert!(
+            v["timestamp"].is_string() && v["level"].is_string(),
+            "{line}"
+        );
+    }
+    // The same lines go to stderr too.
+    assert!(
+        hangar.log().contains("\"level\":\"DEBUG\""),
+        "{}",
+        hangar.log()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_config_error_is_printed_before_any_log_is_set_up() -> Result<()> {
+    let dir = TestDir::new("metrics-log-err");
+    let cfg = dir.write(
+        "bad.yaml",
+        "logging:\n  level: LOUD\nmcp_servers:\n  a: {command: [x]}\n",
+    );
+    let out = tokio::process::Command::new(hangar_tests::hangar_bin())
+        .arg("serve")
+        .arg("--config")
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .output()
+        .await?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with(&format!("error: {}:2:", cfg.display()))
+            && stderr.contains("unknown log level `LOUD`"),
+        "{stderr}"
+    );
+    Ok(())
+}
