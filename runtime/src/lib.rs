@@ -5,7 +5,8 @@
 //! reached), `registry` (the live set and the call path), `group` (strategies, rotation,
 //! failover), `recovery` (restarts and rotation, driven by events), `validate` (argument
 //! checks), `gateway` (the MCP server clients talk to), `http` (streamable HTTP and health
-//! endpoints), `events` (the bus everything else listens to), `serve` (wiring for the CLI).
+//! endpoints), `events` (the bus everything else listens to), `observe` (Prometheus metrics and the log),
+//! `serve` (wiring for the CLI).
 
 pub mod backend;
 pub mod config;

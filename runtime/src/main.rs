@@ -82,12 +82,18 @@ fn config_path(arg: ConfigArg) -> Result<PathBuf, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    serve::init_logging();
+    // `serve` installs its log once its config (and the config's `logging:`) is loaded.
     let result = match cli.command {
-        Some(Command::Check(arg)) => config_path(arg).and_then(|p| serve::check(&p)),
+        Some(Command::Check(arg)) => {
+            serve::init_logging();
+            config_path(arg).and_then(|p| serve::check(&p))
+        }
         Some(Command::Serve(args)) => run_serve(args),
         Some(Command::Events(args)) => cli_events::run(args),
-        Some(Command::Plugin(command)) => cli_plugin::run(command),
+        Some(Command::Plugin(command)) => {
+            serve::init_logging();
+            cli_plugin::run(command)
+        }
         None => run_serve(cli.serve),
     };
     match result {
@@ -112,10 +118,13 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
             addr: std::net::SocketAddr::new(args.host, args.port),
             allowed_origins: args.allowed_origins,
             allowed_hosts: args.allowed_hosts,
+            // Set from the config's `observability.metrics` by `serve::run`.
+            metrics_path: None,
         })
     } else {
         Listen::Stdio
     };
+    let config = serve::load_for_serving(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

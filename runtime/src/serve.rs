@@ -1,7 +1,7 @@
 //! Wiring for the CLI: load the config, build the registry and gateway, serve on stdio or HTTP,
 //! and shut everything down on a signal or when the stdio client goes away.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +22,9 @@ pub enum Listen {
 }
 
 pub struct ServeOptions {
-    pub config: PathBuf,
+    /// The loaded config: loaded before serving so that its `logging:` is in force first
+    /// (see [`load_for_serving`]).
+    pub config: Config,
     pub listen: Listen,
 }
 
@@ -41,6 +43,17 @@ pub fn init_logging() {
 
 fn load(path: &Path) -> Result<Config, String> {
     let config = config::load(path).map_err(|e| e.to_string())?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(config)
+}
+
+/// `serve`'s first step: loads the config, installs the log its `logging:` asks for, then logs
+/// the config's warnings there. A config error comes back as text (nothing is logged yet).
+pub fn load_for_serving(path: &Path) -> Result<Config, String> {
+    let config = config::load(path).map_err(|e| e.to_string())?;
+    crate::observe::logging::init(&config.logging)?;
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -89,7 +102,7 @@ fn plugin_problems(path: &Path, config: &Config) -> Result<Vec<String>, String> 
 }
 
 pub async fn run(opts: ServeOptions) -> Result<(), String> {
-    let config = load(&opts.config)?;
+    let config = opts.config;
     // Before anything can start: containers of this config that a hangar killed with SIGKILL
     // left behind would otherwise run on, unowned.
     let swept =
@@ -112,7 +125,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     // Subscribed before anything publishes, so the trail starts with the config and plugins.
     let store = events::store::start(&config.event_store, &bus);
     bus.publish(events::Event::ConfigLoaded {
-        path: opts.config.display().to_string(),
+        path: config.path.display().to_string(),
         providers: config.providers.len(),
         plugins: config.plugins.len(),
         warnings: config.warnings.len(),
@@ -123,7 +136,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
     }
     let registry = Registry::with_plugins(&config, bus.clone(), plugins);
     let gateway = Gateway::new(registry.clone())
-        .map_err(|problems| format!("{}: {}", opts.config.display(), problems.join("\n")))?;
+        .map_err(|problems| format!("{}: {}", config.path.display(), problems.join("\n")))?;
     registry.spawn_idle_collector();
     crate::recovery::spawn(&registry);
     crate::discovery::Discovery::spawn(&config, &registry, registry.plugins().clone());
@@ -139,10 +152,20 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         "mcp-hangar {} serving {} provider(s) from {}",
         env!("CARGO_PKG_VERSION"),
         config.providers.len(),
-        opts.config.display()
+        config.path.display()
     );
 
     let shutdown = CancellationToken::new();
+    let metrics = &config.observability.metrics;
+    if let Some(addr) = metrics.own_listener() {
+        let listener = crate::observe::bind(addr).await?;
+        tokio::spawn(crate::observe::serve(
+            registry.clone(),
+            listener,
+            metrics.path.clone(),
+            shutdown.clone(),
+        ));
+    }
     let readiness = Readiness::default();
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
@@ -161,6 +184,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                         _ = sigterm.recv() => { tracing::info!("SIGTERM; shutting down"); drain(&registry).await; ct.cancel(); "SIGTERM" }
                         _ = sigint.recv() => { tracing::info!("SIGINT; shutting down"); drain(&registry).await; ct.cancel(); "SIGINT" }
                     };
+                    shutdown.cancel();
                     Ok(reason)
                 }
                 // The client left (or spoke nonsense) before the handshake finished: not the
@@ -171,7 +195,8 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
                 }
             }
         }
-        Listen::Http(options) => {
+        Listen::Http(mut options) => {
+            options.metrics_path = metrics.http_path().map(str::to_owned);
             let addr = options.addr;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

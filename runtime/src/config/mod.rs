@@ -29,6 +29,7 @@ pub mod event_store;
 mod interpolate;
 mod locate;
 mod normalize;
+mod observability;
 mod resolve;
 mod schema;
 mod secret;
@@ -45,6 +46,9 @@ pub use self::discovery::{
 };
 pub use self::error::{ConfigError, ConfigErrorKind};
 pub use self::locate::SourceLocation;
+pub use self::observability::{
+    DEFAULT_METRICS_PATH, LogLevel, LoggingSpec, MetricsSpec, ObservabilitySpec,
+};
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
@@ -79,6 +83,10 @@ pub struct Config {
     pub event_store: event_store::EventStoreSpec,
     /// `discovery:`; `None` when the file has no such section.
     pub discovery: Option<DiscoverySpec>,
+    /// `logging:`; the defaults (INFO, text, stderr only) when the section is absent.
+    pub logging: LoggingSpec,
+    /// `observability:` (metrics); the defaults (metrics on, no listener of its own) when absent.
+    pub observability: ObservabilitySpec,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -188,6 +196,8 @@ pub fn parse(
         tracing: resolved.tracing,
         langfuse: resolved.langfuse,
         event_store,
+        logging: resolved.logging,
+        observability: resolved.observability,
         warnings: resolved.warnings,
     })
 }
@@ -800,7 +810,6 @@ relay_tasks_enabled: true
         assert_eq!(
             config.warnings,
             [
-                "hangar.yaml:1: top-level section `logging` is not implemented by this version of mcp-hangar and is ignored",
                 "hangar.yaml:5: top-level section `relay_tasks_enabled` is not implemented by this version of mcp-hangar and is ignored",
             ]
         );
@@ -1006,7 +1015,11 @@ logging:
   json_format: false
 ");
         assert_eq!(provider(&v01, "math").tools[0].name, "add");
-        assert_eq!(v01.warnings.len(), 1);
+        assert!(
+            v01.warnings.is_empty(),
+            "logging is read: {:?}",
+            v01.warnings
+        );
 
         // 2.x quickstart: a docker provider with a capability declaration.
         let quickstart = ok("\
@@ -1043,7 +1056,12 @@ mcp_servers:
     endpoint: http://task-upstream:8080/mcp
     idle_ttl_s: 600
 ");
-        assert_eq!(relay.warnings.len(), 2);
+        assert_eq!(
+            relay.warnings.len(),
+            1,
+            "only relay_tasks_enabled: {:?}",
+            relay.warnings
+        );
 
         // 2.x HA acceptance config: sections we ignore, `discovery:`, and an empty server map.
         let ha = ok("\
@@ -1279,8 +1297,8 @@ mcp_servers:
                 "math-cluster"
             ]
         );
-        // `rate_limit:` and `discovery:` are read now; the other four top-level sections are
-        // still ignored, and
+        // `rate_limit:`, `discovery:`, `event_store:`, `logging:` and `observability:` are read
+        // now; the other top-level sections are still ignored, and
         // every provider key that loads but is not acted on says so, where it is written.
         let warned_keys: Vec<&str> = config
             .warnings
@@ -1291,8 +1309,6 @@ mcp_servers:
             warned_keys,
             [
                 "execution",
-                "observability",
-                "logging",
                 "capabilities",
                 "access",
                 "tool_access",

@@ -425,6 +425,10 @@ fn observability(config: &Config) -> Value {
             .done()
     });
     Block::new()
+        .put(
+            "metrics",
+            super::observability::normalised_metrics(&config.observability.metrics),
+        )
         .put("tracing", tracing)
         .put("langfuse", langfuse)
         .done()
@@ -519,6 +523,10 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
         .put("rate_limit", rate_limit(config.rate_limit.as_ref()))
         .put("limits", limits(&config.limits))
         .put("plugins", Value::Mapping(plugins))
+        .put(
+            "logging",
+            super::observability::normalised_logging(&config.logging),
+        )
         .put("observability", observability(config))
         .put("event_store", event_store(&config.event_store))
         .put("mcp_servers", Value::Mapping(servers))

@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 use super::error::{ConfigError, ConfigErrorKind};
 use super::interpolate::interpolate;
 use super::locate::{KeyPath, SourceLocation, SourceMap};
+use super::observability::{self, LoggingSpec, ObservabilitySpec};
 use super::schema::{
     self, RawAuth, RawAuthType, RawGrant, RawHttp, RawLimits, RawMode, RawOnError, RawPlugin,
     RawPluginKind, RawRateLimit, RawSpec, RawStrategy, RawTls, RawToolFilter, RawTools,
@@ -149,6 +150,8 @@ pub(super) struct Resolved {
     pub plugins: IndexMap<String, PluginSpec>,
     pub tracing: Option<TracingSpec>,
     pub langfuse: Option<LangfuseSpec>,
+    pub logging: LoggingSpec,
+    pub observability: ObservabilitySpec,
     pub warnings: Vec<String>,
 }
 
@@ -283,21 +286,23 @@ impl<'a> Resolver<'a> {
             ));
         }
 
+        let src = observability::Source {
+            file: self.file,
+            map: self.map,
+            env: self.env,
+        };
+        let observability =
+            observability::resolve(raw.observability.as_ref(), &src)?;
+        let logging = observability::resolve_logging(raw.logging.as_ref(), &src)?;
         let rate_limit = raw.rate_limit.as_ref().map(rate_limit);
         let limits = raw
             .limits
             .as_ref()
             .map_or_else(Limits::default, resolve_limits);
         let plugins = self.plugins(raw.plugins)?;
-        let observability = raw.observability.unwrap_or_default();
-        if observability.metrics.is_some() {
-            self.warn(
-                &KeyPath::root().key("observability").key("metrics"),
-                "not implemented by this version of mcp-hangar and ignored",
-            );
-        }
-        let tracing = self.tracing(observability.tracing.as_ref())?;
-        let langfuse = self.langfuse(observability.langfuse.as_ref())?;
+        let tracing = self.tracing(raw.observability.as_ref().and_then(|o| o.tracing.as_ref()))?;
+        let langfuse =
+            self.langfuse(raw.observability.as_ref().and_then(|o| o.langfuse.as_ref()))?;
 
         let Some((section, raw_providers)) = raw.servers else {
             // A discovery-only deployment (the original's `discovery:` section, or a discovery
@@ -313,6 +318,8 @@ impl<'a> Resolver<'a> {
                     plugins,
                     tracing,
                     langfuse,
+                    logging,
+                    observability,
                     warnings: self.warnings,
                 });
             }
@@ -358,6 +365,8 @@ impl<'a> Resolver<'a> {
             plugins,
             tracing,
             langfuse,
+            logging,
+            observability,
             warnings: self.warnings,
         })
     }

@@ -29,16 +29,16 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "limits",
     "plugins",
     "event_store",
+    "discovery",
+    "logging",
+    "observability",
     "execution",
     "interceptors",
-    "logging",
     "auth",
     "approvals",
     "config_reload",
     "coordination",
-    "discovery",
     "hot_loading",
-    "observability",
     "persistence",
     "retry",
     "startup_checks",
@@ -69,8 +69,9 @@ pub struct RawTop {
     pub limits: Option<RawLimits>,
     /// `plugins:`, by name.
     pub plugins: IndexMap<String, RawPlugin>,
-    /// `observability:`.
-    pub observability: Option<super::tracing::RawObservability>,
+    /// `logging:` and `observability:` (`config::observability`).
+    pub logging: Option<super::observability::RawLogging>,
+    pub observability: Option<super::observability::RawObservability>,
     /// `event_store:` (read in `event_store.rs`).
     pub event_store: Option<super::event_store::RawEventStore>,
     /// `discovery:` (`config/discovery.rs`).
@@ -120,6 +121,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                     let raw: Option<super::discovery::RawDiscovery> = map.next_value()?;
                     top.discovery = Some(raw.unwrap_or_default());
                 }
+                "logging" => top.logging = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);

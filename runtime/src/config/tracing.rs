@@ -8,15 +8,6 @@ use super::locate::KeyPath;
 use super::resolve::Resolver;
 use super::{ConfigError, MaybeSecret};
 
-/// `observability:` as written.
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct RawObservability {
-    pub metrics: Option<serde::de::IgnoredAny>,
-    pub tracing: Option<RawTracing>,
-    pub langfuse: Option<RawLangfuse>,
-}
-
 /// `observability.tracing:` as written.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]

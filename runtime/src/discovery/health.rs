@@ -12,6 +12,7 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::config::event_store::EventStoreSpec;
+use crate::config::{LoggingSpec, ObservabilitySpec};
 use crate::config::{Config, Limits, ProviderSpec};
 use crate::events::EventBus;
 use crate::registry::Registry;
@@ -31,6 +32,9 @@ pub async fn check(spec: &ProviderSpec, config_path: &Path) -> Result<usize, Str
         discovery: None,
         tracing: None,
         langfuse: None,
+        logging: LoggingSpec::default(),
+        // No metrics listener of its own: the check's registry is not scraped.
+        observability: ObservabilitySpec::default(),
         // The check's own registry records nothing: the hangar's store has the discovery events.
         event_store: EventStoreSpec {
             enabled: false,

@@ -47,6 +47,7 @@ pub enum ManagementTool {
     GroupRebalance,
     Plugins,
     Discovery(super::discovery_tools::DiscoveryTool),
+    Metrics,
 }
 
 /// Longest `timeout` a caller may ask for.
@@ -172,6 +173,12 @@ pub fn tools() -> Vec<(Tool, ManagementTool)> {
             json!({"type": "object", "properties": {}, "additionalProperties": false}),
             Plugins,
         ),
+        t(
+            "registry_metrics",
+            "Metrics of every provider, tool, group and plugin: calls by outcome, errors by kind, latency, starts, stops, health checks, breakers, rate-limit hits. `format: prometheus` returns the Prometheus text that /metrics serves.",
+            json!({"type": "object", "properties": {"format": {"type": "string", "enum": ["json", "prometheus"], "description": "json (default): a summary per provider, tool and group; prometheus: the text format"}}, "additionalProperties": false}),
+            Metrics,
+        ),
     ]
     .into_iter()
     .chain(
@@ -230,6 +237,21 @@ struct WarmArgs {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum MetricsFormat {
+    #[default]
+    Json,
+    Prometheus,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MetricsArgs {
+    #[serde(default)]
+    format: MetricsFormat,
+}
 
 fn parse<T: DeserializeOwned>(tool: &str, args: Option<JsonObject>) -> Result<T, McpError> {
     serde_json::from_value(Value::Object(args.unwrap_or_default())).map_err(|e| {
@@ -1141,6 +1163,15 @@ pub async fn call(
         }
         ManagementTool::Discovery(which) => {
             return super::discovery_tools::call(gw, which, name, args).await;
+        }
+        ManagementTool::Metrics => {
+            let a: MetricsArgs = parse(name, args)?;
+            match a.format {
+                MetricsFormat::Json => ok(crate::observe::metrics::summary_json(reg)),
+                MetricsFormat::Prometheus => {
+                    ok(json!({ "metrics": crate::observe::metrics::render(reg) }))
+                }
+            }
         }
         ManagementTool::Plugins => {
             let _: NoArgs = parse(name, args)?;

@@ -183,6 +183,11 @@ impl Group {
         }
     }
 
+    /// Calls the group's own `rate_limit:` refused (0 without one).
+    pub fn rate_limit_hits(&self) -> u64 {
+        self.rate_limit.as_ref().map_or(0, RateLimit::hits)
+    }
+
     pub fn members(&self) -> &[Member] {
         &self.members
     }

@@ -1,4 +1,5 @@
-//! The HTTP face: streamable HTTP MCP at `/mcp`, plus `/health` and `/ready` for orchestrators.
+//! The HTTP face: streamable HTTP MCP at `/mcp`, plus `/health` and `/ready` for orchestrators
+//! and `/metrics` (Prometheus text, `observability.metrics`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub struct HttpOptions {
     pub allowed_origins: Vec<String>,
     /// `Host` names accepted besides loopback names and the bound address.
     pub allowed_hosts: Vec<String>,
+    /// Where Prometheus text is served (`observability.metrics`); `None`: not served.
+    pub metrics_path: Option<String>,
 }
 
 impl HttpOptions {
@@ -61,6 +64,7 @@ impl HttpOptions {
             addr,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
+            metrics_path: Some(crate::config::DEFAULT_METRICS_PATH.to_owned()),
         }
     }
 }
@@ -103,16 +107,20 @@ pub async fn serve(
         .with_allowed_origins(allowed_origins(&options.allowed_origins))
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
+    let registry = gw.registry.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(HangarServer::new(gw.clone())),
         Arc::new(LocalSessionManager::default()),
         config,
     );
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(readiness.clone())
         .nest_service("/mcp", mcp);
+    if let Some(path) = &options.metrics_path {
+        app = app.merge(crate::observe::router(registry, path));
+    }
     readiness.set(true);
     tracing::info!("serving MCP over streamable HTTP at http://{addr}/mcp");
     axum::serve(listener, app)

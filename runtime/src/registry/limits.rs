@@ -4,7 +4,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
@@ -18,6 +18,8 @@ pub struct RateLimit {
     limiter: DefaultDirectRateLimiter,
     clock: DefaultClock,
     spec: RateLimitSpec,
+    /// Calls refused, for metrics (counted only on the refusing path).
+    hits: AtomicU64,
 }
 
 impl RateLimit {
@@ -31,6 +33,7 @@ impl RateLimit {
             limiter: RateLimiter::direct(quota),
             clock: DefaultClock::default(),
             spec: *spec,
+            hits: AtomicU64::new(0),
         }
     }
 
@@ -41,9 +44,15 @@ impl RateLimit {
 
     /// Takes a token, or says how long until one is available.
     pub fn check(&self) -> Result<(), Duration> {
-        self.limiter
-            .check()
-            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+        self.limiter.check().map_err(|not_until| {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            not_until.wait_time_from(self.clock.now())
+        })
+    }
+
+    /// Calls this limit refused so far.
+    pub fn hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
     }
 }
 
@@ -138,6 +147,7 @@ mod tests {
             assert!(rl.check().is_ok());
         }
         let wait = rl.check().expect_err("fourth call in a burst of three");
+        assert_eq!(rl.hits(), 1, "only the refused call counts as a hit");
         assert!(
             wait > Duration::ZERO && wait <= Duration::from_millis(500),
             "{wait:?}"

@@ -10,6 +10,7 @@ mod exposure;
 mod limits;
 mod live;
 mod provider;
+mod stats;
 
 pub use error::{InvokeError, closest};
 pub use exposure::{Hidden, ToolExposure};
@@ -18,6 +19,7 @@ pub use live::{Applied, Diff, Members, Origin};
 pub use provider::{
     GroupValidators, LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec,
 };
+pub use stats::{CallStatus, HistogramSnapshot, ProviderStats, StatsSnapshot, ToolSnapshot};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -278,6 +280,11 @@ impl Registry {
     /// The hangar-wide `rate_limit:`, if one is set.
     pub fn global_rate_limit(&self) -> Option<crate::config::RateLimitSpec> {
         self.global_rate.as_ref().map(RateLimit::spec)
+    }
+
+    /// Calls the hangar-wide `rate_limit:` refused (0 without one).
+    pub fn global_rate_limit_hits(&self) -> u64 {
+        self.global_rate.as_ref().map_or(0, RateLimit::hits)
     }
 
     /// Starts a provider, or every member of a group.

@@ -13,6 +13,7 @@ use rmcp::service::ServiceError;
 use super::error::{InvokeError, closest};
 use super::exposure::{Hidden, ToolExposure};
 use super::limits::{RateLimit, SlotError, Slots};
+use super::stats::ProviderStats;
 use super::{START_DEADLINE_CAP, Shared};
 use crate::backend::raw::CallArguments;
 use crate::backend::{self, Connection, Launch, ProgressSink, StartError};
@@ -41,6 +42,8 @@ pub struct Provider {
     ewma_latency_us: AtomicU64,
     /// Taken out of the registry (discovery replaced or removed it): no new start.
     retired: AtomicBool,
+    /// Counters for metrics, read when scraped.
+    stats: ProviderStats,
 }
 
 struct Inner {
@@ -239,6 +242,7 @@ impl Provider {
             exposure: ToolExposure::from_spec(spec.tool_filter.as_ref(), &spec.id),
             ewma_latency_us: AtomicU64::new(0),
             retired: AtomicBool::new(false),
+            stats: ProviderStats::default(),
             spec,
             predefined,
             shared,
@@ -261,6 +265,16 @@ impl Provider {
 
     pub fn spec(&self) -> &ProviderSpec {
         &self.spec
+    }
+
+    /// The counters metrics read.
+    pub fn stats(&self) -> &ProviderStats {
+        &self.stats
+    }
+
+    /// Calls the provider's own `rate_limit:` refused (0 without one).
+    pub fn rate_limit_hits(&self) -> u64 {
+        self.rate_limit.as_ref().map_or(0, RateLimit::hits)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -588,6 +602,7 @@ impl Provider {
                 inner.last_error = None;
                 self.transition(&mut inner, ProviderState::Ready, None);
                 drop(inner);
+                self.stats.started(started.elapsed());
                 self.publish(Event::ProviderStarted {
                     provider: self.spec.id.clone(),
                     pid: conn.pid,
@@ -610,6 +625,7 @@ impl Provider {
                     at: Instant::now(),
                 });
                 self.transition(&mut inner, ProviderState::Dead, Some(e.message.clone()));
+                self.stats.start_failed();
                 Err(e)
             }
         }
@@ -654,6 +670,7 @@ impl Provider {
         });
         self.transition(&mut inner, ProviderState::Dead, Some(reason));
         drop(inner);
+        self.stats.exited();
         self.publish(Event::ToolsChanged {
             provider: self.spec.id.clone(),
         });
@@ -718,6 +735,7 @@ impl Provider {
         if what == "health check" {
             inner.lifecycle.record_check(success, Instant::now());
             inner.last_check = Some((Instant::now(), success));
+            self.stats.health_checked(success);
             self.publish(Event::HealthChecked {
                 provider: self.spec.id.clone(),
                 ok: success,
@@ -807,6 +825,7 @@ impl Provider {
         if let Some(conn) = conn {
             conn.shutdown(self.spec.shutdown_timeout).await;
         }
+        self.stats.stopped(reason);
         self.publish(Event::ProviderStopped {
             provider: self.spec.id.clone(),
             reason: reason.to_string(),
@@ -891,8 +910,19 @@ impl Provider {
     }
 
     /// The per-provider part of a call: admission (rate limit, breaker), start, tool lookup,
-    /// schema validation, a concurrency slot, then the request itself.
+    /// schema validation, a concurrency slot, then the request itself. Every outcome is
+    /// counted for metrics.
     pub async fn call(self: &Arc<Self>, call: ProviderCall) -> Result<CallToolResult, InvokeError> {
+        let meter = self.stats.begin(&call.tool);
+        let result = self.call_uncounted(call).await;
+        self.stats.finish(meter, &result);
+        result
+    }
+
+    async fn call_uncounted(
+        self: &Arc<Self>,
+        call: ProviderCall,
+    ) -> Result<CallToolResult, InvokeError> {
         let id = &self.spec.id;
         // First: a hidden tool is refused on the config alone, so the provider is neither
         // started for it nor charged a rate-limit token or a breaker probe.
