@@ -110,7 +110,7 @@ fn container(summary: bollard::models::ContainerSummary) -> Container {
         labels: summary
             .labels
             .as_ref()
-            .map(|labels| sorted_pairs(labels))
+            .map(sorted_pairs)
             .unwrap_or_default(),
         state: summary
             .state
