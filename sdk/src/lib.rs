@@ -64,6 +64,7 @@
 mod bindings;
 mod host;
 mod invocation;
+mod names;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 #[cfg(test)]
@@ -72,6 +73,7 @@ mod types;
 
 pub use self::host::{docker, kubernetes, log, now_ms};
 pub use self::invocation::Invocation;
+pub use self::names::{is_provider_name, provider_name_problem};
 pub use self::types::{Config, Container, Level, Member, Pod, ProviderSpec, Verdict, member_key};
 
 /// The version of the WIT package this SDK is built from, which is also the SDK's version.

@@ -17,7 +17,7 @@
 //! (so [`remove_all_started`] ends whatever is left at shutdown), and [`sweep_orphans`] removes
 //! what a hangar killed with SIGKILL left behind, the next time the same config is served.
 
-mod engine;
+pub(crate) mod engine;
 mod image;
 
 use std::collections::{HashMap, HashSet};

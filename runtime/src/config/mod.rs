@@ -52,10 +52,11 @@ pub use self::observability::{
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
-    ContainerSpec, GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, Limits,
-    MemberDefinition, OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
-    ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
-    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
+    ContainerSpec, DockerGrant, GrantSettings, GroupMember, GroupSpec, GroupStrategy,
+    HealthThresholds, HttpSpec, KubernetesGrant, Limits, MemberDefinition, OnError, PluginConfig,
+    PluginGrant, PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec,
+    RecoverySpec, RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec,
+    VolumeMount, tool_glob,
 };
 pub use self::tracing::{LangfuseSpec, OtlpProtocol, TracingSpec};
 
@@ -1899,6 +1900,46 @@ mcp_servers: {}
     }
 
     #[test]
+    fn grants_take_settings_as_maps_and_words_as_defaults() {
+        let config = parse_at(
+            "\
+plugins:
+  kube:
+    kind: discovery
+    path: bundled:sticky-session
+    grants:
+      - docker
+      - kubernetes: {kubeconfig: kube/config, context: prod, namespaces: [mcp, tools, mcp]}
+  dock:
+    kind: discovery
+    path: /opt/d.wasm
+    grants: [{docker: {socket: /run/user/1000/podman/podman.sock}}]
+mcp_servers: {}
+",
+            "/etc/hangar/hangar.yaml",
+        );
+        let kube = plugin(&config, "kube");
+        assert_eq!(kube.grants, [PluginGrant::Docker, PluginGrant::Kubernetes]);
+        assert_eq!(kube.grant_settings.docker, DockerGrant::default());
+        assert_eq!(
+            kube.grant_settings.kubernetes,
+            KubernetesGrant {
+                kubeconfig: Some("/etc/hangar/kube/config".into()),
+                context: Some("prod".into()),
+                namespaces: vec!["mcp".into(), "tools".into()],
+            }
+        );
+        assert_eq!(kube.timeout, Duration::from_secs(10), "discovery's default");
+        let dock = plugin(&config, "dock");
+        assert_eq!(dock.grants, [PluginGrant::Docker]);
+        assert_eq!(
+            dock.grant_settings.docker.socket.as_deref(),
+            Some("/run/user/1000/podman/podman.sock")
+        );
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    }
+
+    #[test]
     fn plugin_defaults_depend_on_the_kind() {
         let config = parse_at(
             "\
@@ -2088,6 +2129,26 @@ mcp_servers: {}
                 "  v: {kind: validator, path: a.wasm}\n  v: {kind: validator, path: b.wasm}\n",
                 (4, "plugins"),
                 "duplicate plugin name `v` (first defined at line 3)",
+            ),
+            (
+                "  d:\n    kind: discovery\n    path: d.wasm\n    grants:\n      - kubernetes: {namespaces: [Mcp]}\n",
+                (7, "plugins.d.grants[0].kubernetes.namespaces[0]"),
+                "`Mcp` is not a Kubernetes namespace: only lowercase letters",
+            ),
+            (
+                "  d:\n    kind: discovery\n    path: d.wasm\n    grants:\n      - kubernetes: {namespace: mcp}\n",
+                (7, "plugins.d.grants[0].kubernetes"),
+                "unknown key `namespace`",
+            ),
+            (
+                "  d:\n    kind: discovery\n    path: d.wasm\n    grants:\n      - {docker: {}, kubernetes: {}}\n",
+                (7, "plugins.d.grants[0]"),
+                "`kubernetes` is a second one",
+            ),
+            (
+                "  d:\n    kind: discovery\n    path: d.wasm\n    grants:\n      - docker: {socket: a}\n      - docker: {socket: b}\n",
+                (8, "plugins.d.grants[1]"),
+                "`docker` is granted twice with settings",
             ),
         ];
         for (body, (line, key_path), expected) in cases {

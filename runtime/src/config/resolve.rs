@@ -13,8 +13,8 @@ use super::interpolate::interpolate;
 use super::locate::{KeyPath, SourceLocation, SourceMap};
 use super::observability::{self, LoggingSpec, ObservabilitySpec};
 use super::schema::{
-    self, RawAuth, RawAuthType, RawGrant, RawHttp, RawLimits, RawMode, RawOnError, RawPlugin,
-    RawPluginKind, RawRateLimit, RawSpec, RawStrategy, RawTls, RawToolFilter, RawTools,
+    self, RawAuth, RawAuthType, RawGrant, RawGrantEntry, RawHttp, RawLimits, RawMode, RawOnError,
+    RawPlugin, RawPluginKind, RawRateLimit, RawSpec, RawStrategy, RawTls, RawToolFilter, RawTools,
     RawTransport,
 };
 use super::secret::{MaybeSecret, key_looks_secret};
@@ -24,10 +24,11 @@ use super::spec::{
     DEFAULT_HEALTH_CHECK_INTERVAL, DEFAULT_IDLE_TTL, DEFAULT_MAX_ARGUMENT_BYTES,
     DEFAULT_MAX_ARGUMENT_DEPTH, DEFAULT_MAX_CONSECUTIVE_FAILURES, DEFAULT_MAX_QUEUE,
     DEFAULT_MEMBER_PRIORITY, DEFAULT_MEMBER_WEIGHT, DEFAULT_MIN_HEALTHY, DEFAULT_PLUGIN_MEMORY_MB,
-    DEFAULT_PLUGIN_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, GroupMember, GroupSpec, GroupStrategy,
-    HealthThresholds, HttpSpec, Limits, MemberDefinition, OnError, PluginConfig, PluginGrant,
-    PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec,
-    RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
+    DEFAULT_SHUTDOWN_TIMEOUT, DockerGrant, GrantSettings, GroupMember, GroupSpec, GroupStrategy,
+    HealthThresholds, HttpSpec, KubernetesGrant, Limits, MemberDefinition, OnError, PluginConfig,
+    PluginGrant, PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec,
+    RecoverySpec, RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec,
+    VolumeMount, tool_glob,
 };
 use super::tracing::{LangfuseSpec, TracingSpec};
 
@@ -1371,16 +1372,7 @@ impl Resolver<'_> {
                 guest: preopen.guest.clone(),
             });
         }
-        let mut grants = Vec::new();
-        for grant in raw.grants.iter().flatten() {
-            let grant = match grant {
-                RawGrant::Docker => PluginGrant::Docker,
-                RawGrant::Kubernetes => PluginGrant::Kubernetes,
-            };
-            if !grants.contains(&grant) {
-                grants.push(grant);
-            }
-        }
+        let (grants, grant_settings) = self.grants(&path.key("grants"), raw.grants)?;
         let config = match raw.config {
             Some(value) => self.plugin_config(&path.key("config"), value)?,
             None => PluginConfig::default(),
@@ -1398,7 +1390,7 @@ impl Resolver<'_> {
             timeout: raw
                 .timeout_ms
                 .as_ref()
-                .map_or(DEFAULT_PLUGIN_TIMEOUT, |v| Duration::from_millis(v.get())),
+                .map_or(kind.default_timeout(), |v| Duration::from_millis(v.get())),
             memory_mb: raw
                 .memory_mb
                 .as_ref()
@@ -1411,7 +1403,85 @@ impl Resolver<'_> {
             },
             grants,
             preopens,
+            grant_settings,
         })
+    }
+
+    /// `grants:` of a plugin: each capability once, with its settings when written as a map.
+    fn grants(
+        &self,
+        path: &KeyPath,
+        raw: Option<Vec<RawGrantEntry>>,
+    ) -> Result<(Vec<PluginGrant>, GrantSettings), ConfigError> {
+        let mut grants = Vec::new();
+        let mut settings = GrantSettings::default();
+        let mut with_settings: Vec<PluginGrant> = Vec::new();
+        for (i, entry) in raw.into_iter().flatten().enumerate() {
+            let entry_path = path.index(i);
+            let has_settings = !matches!(entry, RawGrantEntry::Word(_));
+            let grant = match entry {
+                RawGrantEntry::Word(RawGrant::Docker) => PluginGrant::Docker,
+                RawGrantEntry::Word(RawGrant::Kubernetes) => PluginGrant::Kubernetes,
+                RawGrantEntry::Docker(docker) => {
+                    if docker
+                        .socket
+                        .as_deref()
+                        .is_some_and(|s| s.trim().is_empty())
+                    {
+                        return Err(self.invalid(
+                            &entry_path.key("docker").key("socket"),
+                            "`socket` is empty; give the engine's socket path or URL, or leave \
+                             it out to use DOCKER_HOST or the usual sockets",
+                        ));
+                    }
+                    settings.docker = DockerGrant {
+                        socket: docker.socket,
+                    };
+                    PluginGrant::Docker
+                }
+                RawGrantEntry::Kubernetes(kube) => {
+                    let kube_path = entry_path.key("kubernetes");
+                    let mut namespaces: Vec<String> = Vec::new();
+                    for (n, namespace) in kube.namespaces.into_iter().flatten().enumerate() {
+                        if let Some(problem) = crate::plugin::namespace_problem(&namespace) {
+                            return Err(self.invalid(
+                                &kube_path.key("namespaces").index(n),
+                                format!("`{namespace}` is not a Kubernetes namespace: {problem}"),
+                            ));
+                        }
+                        if !namespaces.contains(&namespace) {
+                            namespaces.push(namespace);
+                        }
+                    }
+                    settings.kubernetes = KubernetesGrant {
+                        kubeconfig: kube
+                            .kubeconfig
+                            .filter(|k| !k.trim().is_empty())
+                            .map(|k| self.beside_config(&k)),
+                        context: kube.context.filter(|c| !c.trim().is_empty()),
+                        namespaces,
+                    };
+                    PluginGrant::Kubernetes
+                }
+            };
+            if has_settings {
+                if with_settings.contains(&grant) {
+                    return Err(self.error_at_value(
+                        &entry_path,
+                        ConfigErrorKind::Duplicate,
+                        format!(
+                            "`{}` is granted twice with settings; write its settings once",
+                            grant.as_str()
+                        ),
+                    ));
+                }
+                with_settings.push(grant);
+            }
+            if !grants.contains(&grant) {
+                grants.push(grant);
+            }
+        }
+        Ok((grants, settings))
     }
 
     /// `written` taken from the config file's directory, made absolute without touching the

@@ -598,8 +598,72 @@ pub struct RawPlugin {
     pub memory_mb: Option<PluginMemory>,
     pub fuel: Option<Fuel>,
     pub on_error: Option<RawOnError>,
-    pub grants: Option<Vec<RawGrant>>,
+    pub grants: Option<Vec<RawGrantEntry>>,
     pub preopens: Option<Vec<RawPreopen>>,
+}
+
+/// One entry of `grants:`: the capability's word (`docker`), or the word as the one key of a
+/// map of its settings (`kubernetes: {namespaces: [mcp]}`).
+pub enum RawGrantEntry {
+    Word(RawGrant),
+    Docker(RawDockerGrant),
+    Kubernetes(RawKubernetesGrant),
+}
+
+/// `docker:` settings of a grant.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDockerGrant {
+    pub socket: Option<String>,
+}
+
+/// `kubernetes:` settings of a grant.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetesGrant {
+    pub kubeconfig: Option<String>,
+    pub context: Option<String>,
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for RawGrantEntry {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawGrantEntry;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "a grant (one of: {}), or a map with one of them as its one key",
+                    RawGrant::WORDS.join(", ")
+                )
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawGrantEntry, E> {
+                RawGrant::deserialize(de::value::StrDeserializer::<E>::new(v))
+                    .map(RawGrantEntry::Word)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawGrantEntry, A::Error> {
+                let Some(key) = map.next_key::<RawGrant>()? else {
+                    return Err(de::Error::invalid_length(0, &self));
+                };
+                let entry = match key {
+                    RawGrant::Docker => RawGrantEntry::Docker(map.next_value()?),
+                    RawGrant::Kubernetes => RawGrantEntry::Kubernetes(map.next_value()?),
+                };
+                if let Some(extra) = map.next_key::<String>()? {
+                    return Err(de::Error::custom(format_args!(
+                        "a grant map has one key, the capability; `{extra}` is a second one \
+                         (write each grant as its own list entry)"
+                    )));
+                }
+                Ok(entry)
+            }
+        }
+        de.deserialize_any(V)
+    }
 }
 
 /// One entry of a plugin's `preopens:`. There is deliberately no `read_only` key: every

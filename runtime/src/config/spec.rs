@@ -37,6 +37,9 @@ pub const DEFAULT_MAX_QUEUE: u32 = 100;
 pub const DEFAULT_MAX_ARGUMENT_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_MAX_ARGUMENT_DEPTH: usize = 32;
 pub const DEFAULT_PLUGIN_TIMEOUT: Duration = Duration::from_millis(50);
+/// A discovery source's calls may wait on the Docker or Kubernetes API, which a validator's
+/// 50 ms would not cover; discovery runs seconds apart, off every call's path.
+pub const DEFAULT_DISCOVERY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_PLUGIN_MEMORY_MB: u32 = 64;
 
 /// How a provider is run and reached.
@@ -692,6 +695,9 @@ pub struct PluginSpec {
     pub grants: Vec<PluginGrant>,
     /// Host directories the plugin can read.
     pub preopens: Vec<Preopen>,
+    /// Settings of the grants written as maps (`- kubernetes: {namespaces: [mcp]}`); the
+    /// defaults for a grant written as a word. Read only for the grants in `grants`.
+    pub grant_settings: GrantSettings,
 }
 
 /// A plugin `path:` that starts with this names a plugin embedded in the binary
@@ -708,12 +714,13 @@ impl PluginSpec {
             defined_at: None,
             path,
             config,
-            timeout: DEFAULT_PLUGIN_TIMEOUT,
+            timeout: kind.default_timeout(),
             memory_mb: DEFAULT_PLUGIN_MEMORY_MB,
             fuel: None,
             on_error: kind.default_on_error(),
             grants: Vec::new(),
             preopens: Vec::new(),
+            grant_settings: GrantSettings::default(),
         }
     }
 
@@ -746,6 +753,14 @@ impl PluginKind {
             Self::Validator => "validator",
             Self::LbPolicy => "lb_policy",
             Self::Discovery => "discovery",
+        }
+    }
+
+    /// A call's deadline when `timeout_ms:` is not written.
+    pub fn default_timeout(self) -> Duration {
+        match self {
+            Self::Validator | Self::LbPolicy => DEFAULT_PLUGIN_TIMEOUT,
+            Self::Discovery => DEFAULT_DISCOVERY_TIMEOUT,
         }
     }
 
@@ -802,6 +817,35 @@ impl PluginGrant {
             Self::Kubernetes => "kubernetes",
         }
     }
+}
+
+/// Where the granted capabilities reach (`grants: [{docker: {...}}, {kubernetes: {...}}]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GrantSettings {
+    pub docker: DockerGrant,
+    pub kubernetes: KubernetesGrant,
+}
+
+/// `docker: {socket}` of a grant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DockerGrant {
+    /// The engine's socket (`unix:///path`, a path, or `tcp://host:port`); `None`: the
+    /// container backend's lookup (`DOCKER_HOST`, then the Docker socket, then Podman's).
+    pub socket: Option<String>,
+}
+
+/// `kubernetes: {kubeconfig, context, namespaces}` of a grant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KubernetesGrant {
+    /// A kubeconfig file, absolute (a relative path is taken from the config file's
+    /// directory); `None`: `KUBECONFIG` or `~/.kube/config`, else the in-cluster service
+    /// account.
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use; `None`: its current context.
+    pub context: Option<String>,
+    /// The only namespaces the plugin may list pods in; empty: every namespace the
+    /// credentials can read.
+    pub namespaces: Vec<String>,
 }
 
 /// A host directory visible to a plugin at `guest`. Read-only by design: there is no way to

@@ -24,7 +24,14 @@ mod tests {
         let names: Vec<_> = super::names().collect();
         assert_eq!(
             names,
-            ["deny-patterns", "discovery-filesystem", "sticky-session"]
+            [
+                "deny-patterns",
+                "discovery-docker",
+                "discovery-entrypoints",
+                "discovery-filesystem",
+                "discovery-kubernetes",
+                "sticky-session"
+            ]
         );
         for name in names {
             let bytes = super::get(name).unwrap();

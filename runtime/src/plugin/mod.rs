@@ -22,7 +22,9 @@
 //! - No ambient authority. WASI is linked because a Rust wasm32-wasip2 component imports it
 //!   even unused, but its context is empty: no environment, arguments, stdin or network;
 //!   preopens are read-only. `docker` and `kubernetes` are linked for discovery sources only,
-//!   and refuse with a message naming the plugin and the grant unless the config grants them.
+//!   and refuse with a message naming the plugin and the grant unless the config grants them;
+//!   granted, they list containers (bollard) and pods (kube) and nothing else
+//!   (`capability/`), each call bounded by the plugin's deadline.
 //! - No reuse of a failed instance. Validators and policies reuse configured instances (a
 //!   fresh one per call cost ~11 µs); one that traps, times out, faults or whose caller went
 //!   away mid-call is dropped. A discovery instance lives for one call.
@@ -55,10 +57,12 @@
 //!   timeout).
 //! - Answer sizes are checked after wasmtime copied the answer out; the copy is bounded by
 //!   the plugin's `memory_mb`. Fuel metering is engine-wide: adding `fuel:` needs a restart.
-//! - Real docker (bollard) and kubernetes (kube) backends behind the grants come with the
-//!   discovery issue; granted calls say the backend is not built yet.
+//! - The kubernetes capability lists pods; it does not watch them. A discovery source is
+//!   asked every `refresh_interval_s`, and a list per cycle keeps the plugin contract one
+//!   call; a watch would save API load on very large clusters.
 mod bindings;
 pub mod bundled;
+mod capability;
 mod discovery;
 mod engine;
 mod error;
@@ -83,6 +87,8 @@ pub use self::engine::HostOptions;
 pub use self::error::{PluginError, PluginErrorKind};
 pub use self::set::{PluginSet, PluginSlot, PluginStatus};
 pub use self::stats::PluginStats;
+
+pub(crate) use self::capability::namespace_problem;
 
 use self::bindings::v0_1_0::hangar::plugin::types as wit;
 use self::engine::Runtime;

@@ -15,10 +15,11 @@ use super::Invocation;
 use super::bindings::v0_1_0::hangar::plugin as wit;
 use super::bindings::v0_2_0::hangar::plugin as wit2;
 use super::bindings::v0_2_0::lb::hangar::plugin::calls as wit2_calls;
+use super::capability::{self, Capabilities};
 use super::engine::Runtime;
 use super::error::{MemoryCapHit, PluginError, PluginErrorKind, truncate};
 use super::stats::Stats;
-use crate::config::{PluginGrant, PluginKind, PluginSpec, Preopen};
+use crate::config::{PluginKind, PluginSpec, Preopen};
 
 /// `host.log` lines a plugin may write per call; the rest are dropped and counted, so a plugin
 /// cannot flood the hangar's log.
@@ -37,7 +38,9 @@ pub(super) struct SandboxSpec {
     pub memory_cap: usize,
     pub timeout: Duration,
     pub fuel: Option<u64>,
-    pub grants: Vec<PluginGrant>,
+    /// The `docker` and `kubernetes` capabilities as granted (clients made on first use and
+    /// shared by the version's instances).
+    pub capabilities: Arc<Capabilities>,
     pub preopens: Vec<Preopen>,
     /// Whether a host call of the plugin can block: the docker and kubernetes capabilities
     /// (discovery sources) and WASI file reads (preopened directories). Every other import
@@ -53,7 +56,7 @@ impl SandboxSpec {
             memory_cap: usize::try_from(spec.memory_bytes()).unwrap_or(usize::MAX),
             timeout: spec.timeout,
             fuel: spec.fuel,
-            grants: spec.grants.clone(),
+            capabilities: Arc::new(Capabilities::new(spec)),
             preopens: spec.preopens.clone(),
             may_block: spec.kind == PluginKind::Discovery || !spec.preopens.is_empty(),
         }
@@ -223,26 +226,9 @@ impl Sandbox {
         }
     }
 
-    /// Why a granted capability still fails: its backend is not built yet.
-    fn no_backend(&self, grant: PluginGrant) -> String {
-        format!(
-            "plugin `{}` was granted `{}`, but this build of the hangar has no {} backend yet",
-            self.spec.plugin,
-            grant.as_str(),
-            grant.as_str()
-        )
-    }
-
-    fn granted(&self, grant: PluginGrant) -> Result<(), String> {
-        if self.spec.grants.contains(&grant) {
-            Ok(())
-        } else {
-            let name = grant.as_str();
-            Err(format!(
-                "plugin `{}` was not granted `{name}`; add `grants: [{name}]` to its config",
-                self.spec.plugin
-            ))
-        }
+    /// The capabilities, to call outside any borrow of the store, and the call's deadline.
+    fn capabilities(&self) -> (Arc<Capabilities>, Instant) {
+        (Arc::clone(&self.spec.capabilities), self.deadline)
     }
 }
 
@@ -315,21 +301,49 @@ macro_rules! shared_imports {
         impl $wit::docker::Host for Sandbox {
             async fn list_containers(
                 &mut self,
-                _label_filters: Vec<String>,
+                label_filters: Vec<String>,
             ) -> Result<Vec<$wit::types::Container>, String> {
-                self.granted(PluginGrant::Docker)?;
-                Err(self.no_backend(PluginGrant::Docker))
+                let (capabilities, deadline) = self.capabilities();
+                let found = capabilities
+                    .list_containers(label_filters, deadline)
+                    .await?;
+                Ok(found
+                    .into_iter()
+                    .map(|c: capability::Container| $wit::types::Container {
+                        id: c.id,
+                        names: c.names,
+                        image: c.image,
+                        labels: c.labels,
+                        state: c.state,
+                        networks: c.networks,
+                    })
+                    .collect())
             }
         }
 
         impl $wit::kubernetes::Host for Sandbox {
             async fn list_pods(
                 &mut self,
-                _namespaces: Vec<String>,
-                _label_selector: Option<String>,
+                namespaces: Vec<String>,
+                label_selector: Option<String>,
             ) -> Result<Vec<$wit::types::Pod>, String> {
-                self.granted(PluginGrant::Kubernetes)?;
-                Err(self.no_backend(PluginGrant::Kubernetes))
+                let (capabilities, deadline) = self.capabilities();
+                let found = capabilities
+                    .list_pods(namespaces, label_selector, deadline)
+                    .await?;
+                Ok(found
+                    .into_iter()
+                    .map(|p: capability::Pod| $wit::types::Pod {
+                        namespace: p.namespace,
+                        name: p.name,
+                        labels: p.labels,
+                        annotations: p.annotations,
+                        phase: p.phase,
+                        pod_ip: p.pod_ip,
+                        ready: p.ready,
+                        container_ports: p.container_ports,
+                    })
+                    .collect())
             }
         }
     };

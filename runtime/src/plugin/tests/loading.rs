@@ -87,12 +87,15 @@ async fn docker_and_kubernetes_refuse_unless_granted() {
         ),
         "{err}"
     );
+    // Granted, the call reaches the engine: here a socket nobody serves, named in the error.
     let mut granted = spec0.clone();
     granted.grants = vec![PluginGrant::Docker];
+    granted.grant_settings.docker.socket = Some("/nonexistent/hangar-test.sock".into());
     let plugin = host().load(&granted).await.expect("loads");
-    let err = plugin.discover().await.expect_err("no backend yet");
+    let err = plugin.discover().await.expect_err("no engine there");
     assert!(
-        err.message.contains("granted `docker`, but this build"),
+        err.message
+            .contains("cannot reach the container engine at unix:///nonexistent/hangar-test.sock"),
         "{err}"
     );
 
@@ -109,10 +112,14 @@ async fn docker_and_kubernetes_refuse_unless_granted() {
         "{err}"
     );
     kubernetes.grants = vec![PluginGrant::Kubernetes];
+    kubernetes.grant_settings.kubernetes.kubeconfig = Some("/nonexistent/kubeconfig".into());
     let plugin = host().load(&kubernetes).await.expect("loads");
-    let err = plugin.discover().await.expect_err("no backend yet");
+    let err = plugin.discover().await.expect_err("no cluster configured");
     assert!(
-        err.message.contains("granted `kubernetes`, but this build"),
+        err.message.contains(
+            "cannot read the kubeconfig /nonexistent/kubeconfig of plugin `finder`'s \
+             `kubernetes` grant"
+        ),
         "{err}"
     );
     assert_eq!(plugin.stats().failures_of(PluginErrorKind::Reported), 1);

@@ -4,9 +4,11 @@
 //! per test process). The figures are a benchmark: `cargo bench -p hangar-tests --bench plugins`.
 
 mod deny_patterns;
+mod entrypoints;
 mod hostile;
 mod hot_swap;
 mod inspect;
+mod kubernetes;
 mod lifecycle;
 mod loading;
 mod polyglot;

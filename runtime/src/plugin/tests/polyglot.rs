@@ -77,6 +77,7 @@ impl Guest {
             on_error: OnError::FailClosed,
             grants: Vec::new(),
             preopens: Vec::new(),
+            grant_settings: crate::config::GrantSettings::default(),
         }
     }
 }

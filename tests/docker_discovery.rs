@@ -1,0 +1,187 @@
+//! The bundled `discovery-docker` source through the host's `docker` capability, against the
+//! real engine (`.ci/docker` starts one when none answers): labelled containers of the example
+//! provider's image (serving MCP over HTTP) are listed by the capability and answered as
+//! providers; labels that would weaken the sandbox count only for a trusted source.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use hangar_tests::engine::{containers_with_label, inspect, provider_image, remove};
+use hangar_tests::unique_token;
+use mcp_hangar::config::{BUNDLED_PREFIX, PluginConfig, PluginGrant, PluginKind, PluginSpec};
+use mcp_hangar::plugin::{DiscoveredProvider, PluginHost};
+use serde_json::{Value, json};
+
+/// Starts a container of `image` with `labels` (and the test's own label) serving MCP over
+/// HTTP on port 8080; its id.
+fn run(image: &str, token: &str, name: &str, labels: &[(&str, &str)]) -> Result<String> {
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "-d".into(),
+        "--name".into(),
+        format!("{token}-{name}"),
+        "--label".into(),
+        format!("hangar-test={token}"),
+        "--label".into(),
+        "mcp.hangar.enabled=true".into(),
+    ];
+    for (k, v) in labels {
+        args.push("--label".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend([
+        image.to_owned(),
+        "--http".into(),
+        "0.0.0.0:8080".into(),
+        "--name".into(),
+        name.to_owned(),
+    ]);
+    let out = Command::new("docker").args(&args).output()?;
+    if !out.status.success() {
+        bail!(
+            "docker run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// The container's IP on its first network with one (what the source answers).
+fn ip_of(id: &str) -> Result<String> {
+    let networks = inspect(id)?["NetworkSettings"]["Networks"].clone();
+    let Value::Object(networks) = networks else {
+        bail!("no networks in docker inspect of {id}");
+    };
+    let mut ips: Vec<(String, String)> = networks
+        .into_iter()
+        .filter_map(|(name, n)| Some((name, n["IPAddress"].as_str()?.to_owned())))
+        .filter(|(_, ip)| !ip.is_empty())
+        .collect();
+    ips.sort();
+    ips.into_iter()
+        .next()
+        .map(|(_, ip)| ip)
+        .context("the container has no IP")
+}
+
+fn source(trusted: bool) -> PluginSpec {
+    let mut spec = PluginSpec::new(
+        "docker-source",
+        PluginKind::Discovery,
+        format!("{BUNDLED_PREFIX}discovery-docker").into(),
+        PluginConfig::plain(json!({"trusted": trusted})),
+    );
+    spec.grants = vec![PluginGrant::Docker];
+    spec
+}
+
+/// The providers of this test's containers (other tests may run labelled containers too).
+fn ours(found: Vec<DiscoveredProvider>, token: &str) -> Vec<DiscoveredProvider> {
+    let mut ours: Vec<DiscoveredProvider> = found
+        .into_iter()
+        .filter(|p| p.name.starts_with(token))
+        .collect();
+    ours.sort_by(|a, b| a.name.cmp(&b.name));
+    ours
+}
+
+fn label<'p>(p: &'p DiscoveredProvider, key: &str) -> Option<&'p str> {
+    p.labels
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labelled_containers_are_found_through_the_capability_and_hardening_needs_trust()
+-> Result<()> {
+    let image = provider_image()?;
+    let token = unique_token("dd").replace('.', "-");
+    let result = async {
+        let web = format!("{token}-web");
+        let remote = run(
+            &image,
+            &token,
+            "web",
+            &[
+                ("mcp.hangar.name", &web),
+                ("mcp.hangar.port", "8080"),
+                ("mcp.hangar.group", "docker-tools"),
+                ("mcp.hangar.ttl", "45"),
+            ],
+        )?;
+        let volumes = format!("{token}-vols");
+        run(
+            &image,
+            &token,
+            "vols",
+            &[
+                ("mcp.hangar.name", &volumes),
+                ("mcp.hangar.volumes", "/etc:/host-etc:rw"),
+            ],
+        )?;
+        let writable = format!("{token}-rw");
+        run(
+            &image,
+            &token,
+            "rw",
+            &[
+                ("mcp.hangar.name", &writable),
+                ("mcp.hangar.read-only", "false"),
+            ],
+        )?;
+        let ip = ip_of(&remote)?;
+
+        let host = PluginHost::new()?;
+        let plugin = host.load(&source(false)).await?;
+        let found = ours(plugin.discover().await?, &token);
+        let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, [web.as_str()], "untrusted: only the hardened one");
+        let spec = &found[0];
+        assert_eq!(spec.mode, "remote");
+        let endpoint = format!("http://{ip}:8080/mcp");
+        assert_eq!(spec.endpoint.as_deref(), Some(endpoint.as_str()));
+        assert_eq!(spec.group.as_deref(), Some("docker-tools"));
+        assert_eq!(label(spec, "hangar.ttl"), Some("45"));
+        assert_eq!(label(spec, "hangar.container"), Some(remote.as_str()));
+        // The endpoint is where the container listens.
+        let reached = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::net::TcpStream::connect(format!("{ip}:8080")),
+        )
+        .await;
+        assert!(
+            matches!(reached, Ok(Ok(_))),
+            "{endpoint} does not answer: {reached:?}"
+        );
+
+        let trusted = host.load(&source(true)).await?;
+        let found = ours(trusted.discover().await?, &token);
+        let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [writable.as_str(), volumes.as_str(), web.as_str()],
+            "trusted: all three"
+        );
+        assert_eq!(found[0].mode, "container");
+        assert_eq!(found[0].image.as_deref(), Some(image.as_str()));
+        assert_eq!(label(&found[0], "hangar.read-only"), Some("false"));
+        assert_eq!(
+            label(&found[1], "hangar.volumes"),
+            Some("/etc:/host-etc:rw")
+        );
+
+        // Stopped, the remote one is no longer answered.
+        let out = Command::new("docker")
+            .args(["stop", "-t", "1", &remote])
+            .output()?;
+        assert!(out.status.success());
+        let found = ours(plugin.discover().await?, &token);
+        assert!(found.is_empty(), "{found:?}");
+        Ok(())
+    }
+    .await;
+    remove(&containers_with_label(&format!("hangar-test={token}"))?);
+    result
+}
