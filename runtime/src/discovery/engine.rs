@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{health, spec, watch};
 use crate::config::{
-    Config, DiscoverySpec, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
+    Config, DiscoverySpec, GrantSettings, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
     ProviderSpec, SourceMode, SourceSpec, SourceType,
 };
 use crate::events::Event;
@@ -149,6 +149,14 @@ pub struct Discovery {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// `host` visible to a plugin at its own path, read-only.
+fn read_only(host: PathBuf) -> Preopen {
+    Preopen {
+        guest: host.display().to_string(),
+        host,
+    }
 }
 
 fn epoch_ms(t: SystemTime) -> u64 {
@@ -328,32 +336,73 @@ impl Discovery {
     }
 
     /// The plugin spec of bundled source `kind`: `bundled:discovery-<kind>`, its keys as config,
-    /// read-only preopens for the directories it reads (`path`, `paths`), and the capability
-    /// its type needs.
-    fn bundled_spec(&self, source: &SourceSpec, kind: &str) -> PluginSpec {
+    /// read-only preopens for the directories it reads (filesystem's `path`, entrypoints'
+    /// `site_packages`, each taken from the config file's directory when relative), and the
+    /// capability its type needs with the source's connection keys (docker: `socket`;
+    /// kubernetes: `kubeconfig`, `context`, and `namespaces` as the grant's fence too).
+    fn bundled_spec(&self, source: &SourceSpec, kind: &str) -> Result<PluginSpec, String> {
+        let dir = self.config_path.parent().unwrap_or(Path::new("."));
         let mut config = source.config.clone();
         let mut preopens = Vec::new();
-        let dir = self.config_path.parent().unwrap_or(Path::new("."));
-        if kind == "filesystem" {
-            let host = self.filesystem_path(source);
-            config.insert("path".into(), Value::String(host.display().to_string()));
-        }
-        if let Some(Value::String(p)) = config.get("path") {
-            let host = dir.join(p);
-            preopens.push(Preopen {
-                guest: host.display().to_string(),
-                host,
-            });
-        }
-        if let Some(Value::Array(paths)) = config.get("paths") {
-            for p in paths.iter().filter_map(Value::as_str) {
-                let host = dir.join(p);
-                preopens.push(Preopen {
-                    guest: host.display().to_string(),
-                    host,
-                });
+        let mut grant_settings = GrantSettings::default();
+        let text = |value: Value, key: &str| match value {
+            Value::String(s) if !s.trim().is_empty() => Ok(s),
+            other => Err(format!("`{key}` must be a non-empty string, not {other}")),
+        };
+        let grants = match kind {
+            "filesystem" => {
+                let host = self.filesystem_path(source);
+                config.insert("path".into(), Value::String(host.display().to_string()));
+                preopens.push(read_only(host));
+                Vec::new()
             }
-        }
+            "entrypoints" => {
+                let dirs = match config.remove("site_packages") {
+                    None => Vec::new(),
+                    Some(Value::String(one)) => vec![one],
+                    Some(Value::Array(many)) => many
+                        .into_iter()
+                        .map(|v| text(v, "site_packages"))
+                        .collect::<Result<_, _>>()?,
+                    Some(other) => {
+                        return Err(format!(
+                            "`site_packages` must be a list of directories, not {other}"
+                        ));
+                    }
+                };
+                let mut absolute = Vec::new();
+                for d in dirs {
+                    let host = dir.join(d);
+                    absolute.push(Value::String(host.display().to_string()));
+                    preopens.push(read_only(host));
+                }
+                config.insert("site_packages".into(), Value::Array(absolute));
+                Vec::new()
+            }
+            "docker" => {
+                if let Some(socket) = config.remove("socket") {
+                    grant_settings.docker.socket = Some(text(socket, "socket")?);
+                }
+                vec![PluginGrant::Docker]
+            }
+            "kubernetes" => {
+                let k = &mut grant_settings.kubernetes;
+                if let Some(v) = config.remove("kubeconfig") {
+                    k.kubeconfig = Some(dir.join(text(v, "kubeconfig")?));
+                }
+                if let Some(v) = config.remove("context") {
+                    k.context = Some(text(v, "context")?);
+                }
+                if let Some(Value::Array(namespaces)) = config.get("namespaces") {
+                    k.namespaces = namespaces
+                        .iter()
+                        .filter_map(|n| n.as_str().map(str::to_owned))
+                        .collect();
+                }
+                vec![PluginGrant::Kubernetes]
+            }
+            _ => Vec::new(),
+        };
         let name = format!("discovery-{kind}");
         let mut spec = PluginSpec::new(
             &name,
@@ -363,12 +412,9 @@ impl Discovery {
         );
         spec.timeout = DISCOVER_DEADLINE;
         spec.preopens = preopens;
-        spec.grants = match kind {
-            "docker" => vec![PluginGrant::Docker],
-            "kubernetes" => vec![PluginGrant::Kubernetes],
-            _ => Vec::new(),
-        };
-        spec
+        spec.grants = grants;
+        spec.grant_settings = grant_settings;
+        Ok(spec)
     }
 
     /// The source's plugin: an operator's from `plugins:`, or the bundled one, loaded on first
@@ -406,7 +452,7 @@ impl Discovery {
                     host.clone().expect("set above")
                 };
                 let plugin = Arc::new(
-                    host.load(&self.bundled_spec(&source.spec, kind))
+                    host.load(&self.bundled_spec(&source.spec, kind)?)
                         .await
                         .map_err(|e| e.to_string())?,
                 );
