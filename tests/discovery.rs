@@ -87,6 +87,21 @@ async fn files_are_added_edited_and_deleted_while_the_hangar_runs() -> Result<()
     assert_eq!(sources["sources"][0]["mode"], "authoritative");
     assert_eq!(sources["sources"][0]["healthy"], true);
     assert!(h.tool_names().await?.contains(&"echo__pid".to_string()));
+    // The source is visible to Prometheus too.
+    let metrics = h
+        .call_ok("registry_metrics", json!({"format": "prometheus"}))
+        .await?;
+    let exposition = metrics["metrics"].as_str().unwrap_or_default();
+    for line in [
+        "mcp_hangar_discovery_source_up{mode=\"authoritative\",source=\"filesystem\",type=\"filesystem\"} 1",
+        "mcp_hangar_discovery_source_registered{source=\"filesystem\"} 1",
+        "mcp_hangar_discovery_source_failures_total{source=\"filesystem\"} 0",
+    ] {
+        assert!(
+            exposition.lines().any(|l| l == line),
+            "no `{line}` in:\n{exposition}"
+        );
+    }
     let pid1 = text(&h.call("echo__pid", json!({})).await?);
     assert_eq!(count_processes(&token), 1);
 

@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use hangar_tests::engine::{containers_with_label, inspect, provider_image, remove};
-use hangar_tests::unique_token;
+use hangar_tests::{Hangar, TestDir, unique_token, wait_until_async};
 use mcp_hangar::config::{BUNDLED_PREFIX, PluginConfig, PluginGrant, PluginKind, PluginSpec};
 use mcp_hangar::plugin::{DiscoveredProvider, PluginHost};
 use serde_json::{Value, json};
+
+/// How long a discovery cycle, a start or a removal may take to show.
+const WAIT: Duration = Duration::from_secs(30);
 
 /// Starts a container of `image` with `labels` (and the test's own label) serving MCP over
 /// HTTP on port 8080; its id.
@@ -179,6 +182,74 @@ async fn labelled_containers_are_found_through_the_capability_and_hardening_need
         assert!(out.status.success());
         let found = ours(plugin.discover().await?, &token);
         assert!(found.is_empty(), "{found:?}");
+        Ok(())
+    }
+    .await;
+    remove(&containers_with_label(&format!("hangar-test={token}"))?);
+    result
+}
+
+/// The hangar end to end: an authoritative `type: docker` source in its config finds a
+/// labelled container, a call reaches the provider inside it, and once the container stops
+/// the provider is taken out of the registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_hangar_registers_calls_and_removes_a_labelled_container() -> Result<()> {
+    let image = provider_image()?;
+    let token = unique_token("dh").replace('.', "-");
+    let name = format!("{token}-calc");
+    let dir = TestDir::new("docker-disc");
+    let cfg = dir.write(
+        "h.yaml",
+        "discovery:\n  refresh_interval_s: 1\n  lifecycle: {default_ttl_s: 0, check_interval_s: 1, drain_timeout_s: 2}\n  sources:\n    - {type: docker, mode: authoritative}\n",
+    );
+    let result = async {
+        let id = run(
+            &image,
+            &token,
+            "calc",
+            &[("mcp.hangar.name", &name), ("mcp.hangar.port", "8080")],
+        )?;
+        let h = Hangar::stdio(&cfg).await?;
+        let registered = |v: &Value| v["registered"].to_string().contains(&format!("\"{name}\""));
+        let found = wait_until_async(WAIT, || async {
+            let v = h.call_ok("registry_discovered", json!({})).await.ok()?;
+            registered(&v).then_some(v)
+        })
+        .await;
+        let Some(found) = found else {
+            bail!("`{name}` was not registered in {WAIT:?}; log:\n{}", h.log());
+        };
+        assert!(found.to_string().contains("docker"), "{found}");
+
+        // Called through the hangar: it starts the remote provider and the container answers.
+        let sum = h
+            .call_ok(
+                "registry_invoke",
+                json!({"provider": name, "tool": "add", "arguments": {"a": 20, "b": 22}}),
+            )
+            .await
+            .with_context(|| format!("log:\n{}", h.log()))?;
+        assert!(sum.to_string().contains("42"), "{sum}");
+        let sources = h.call_ok("registry_sources", json!({})).await?;
+        assert_eq!(sources["sources"][0]["healthy"], true, "{sources}");
+
+        // Stopped: no longer reported, so (authoritative, TTL 0) deregistered.
+        let out = Command::new("docker")
+            .args(["stop", "-t", "1", &id])
+            .output()?;
+        assert!(out.status.success());
+        let gone = wait_until_async(WAIT, || async {
+            let v = h.call_ok("registry_discovered", json!({})).await.ok()?;
+            (!registered(&v)).then_some(())
+        })
+        .await;
+        assert!(
+            gone.is_some(),
+            "`{name}` still registered after its container stopped; log:\n{}",
+            h.log()
+        );
+        let list = h.call_ok("registry_list", json!({})).await?;
+        assert!(!list.to_string().contains(&name), "{list}");
         Ok(())
     }
     .await;

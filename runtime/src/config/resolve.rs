@@ -292,8 +292,7 @@ impl<'a> Resolver<'a> {
             map: self.map,
             env: self.env,
         };
-        let observability =
-            observability::resolve(raw.observability.as_ref(), &src)?;
+        let observability = observability::resolve(raw.observability.as_ref(), &src)?;
         let logging = observability::resolve_logging(raw.logging.as_ref(), &src)?;
         let rate_limit = raw.rate_limit.as_ref().map(rate_limit);
         let limits = raw

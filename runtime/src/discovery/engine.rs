@@ -13,8 +13,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{health, spec, watch};
 use crate::config::{
-    Config, DiscoverySpec, GrantSettings, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
-    ProviderSpec, SourceMode, SourceSpec, SourceType,
+    Config, DiscoverySpec, GrantSettings, PluginConfig, PluginGrant, PluginKind, PluginSpec,
+    Preopen, ProviderSpec, SourceMode, SourceSpec, SourceType,
 };
 use crate::events::Event;
 use crate::plugin::{DiscoveredProvider, Plugin, PluginHost, PluginSet};

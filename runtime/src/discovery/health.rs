@@ -12,8 +12,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 
 use crate::config::event_store::EventStoreSpec;
-use crate::config::{LoggingSpec, ObservabilitySpec};
 use crate::config::{Config, Limits, ProviderSpec};
+use crate::config::{LoggingSpec, ObservabilitySpec};
 use crate::events::EventBus;
 use crate::registry::Registry;
 

@@ -22,4 +22,4 @@ mod health;
 pub mod spec;
 mod watch;
 
-pub use engine::{CycleReport, Discovery, Held, HeldReason, SourceReport};
+pub use engine::{CycleReport, Discovery, Held, HeldReason, SourceReport, reason_str};

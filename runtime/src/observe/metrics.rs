@@ -5,6 +5,7 @@
 //! scrape time. So metrics cost the call path only those counters, and nothing is lost when the
 //! event bus drops events under load. Families are prefixed `mcp_hangar_`; the README lists them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use prometheus::core::{Collector, Desc};
@@ -12,6 +13,7 @@ use prometheus::proto::{self, LabelPair, MetricFamily, MetricType};
 use prometheus::{Encoder, TextEncoder};
 use serde_json::{Map, Value, json};
 
+use crate::discovery::Discovery;
 use crate::group::rotation::GroupState;
 use crate::provider::ProviderState;
 use crate::provider::breaker::BreakerState;
@@ -219,6 +221,42 @@ const FAMILIES: &[(&str, &str, &[&str], MetricType)] = &[
         "Hot swaps of the plugin, by outcome.",
         &["plugin", "result"],
         COUNTER,
+    ),
+    (
+        "discovery_source_up",
+        "1 when the discovery source's last cycle answered, 0 when it failed.",
+        &["source", "type", "mode"],
+        GAUGE,
+    ),
+    (
+        "discovery_source_providers",
+        "Providers in the discovery source's last answer.",
+        &["source"],
+        GAUGE,
+    ),
+    (
+        "discovery_source_registered",
+        "Providers of the discovery source in the registry now.",
+        &["source"],
+        GAUGE,
+    ),
+    (
+        "discovery_source_failures_total",
+        "Discovery cycles in which the source failed, trapped or timed out.",
+        &["source"],
+        COUNTER,
+    ),
+    (
+        "discovery_source_cycle_seconds",
+        "How long the source's last discovery cycle took.",
+        &["source"],
+        GAUGE,
+    ),
+    (
+        "discovery_held_providers",
+        "Discovered providers held out of the registry, by status (pending, quarantined) and reason.",
+        &["status", "reason"],
+        GAUGE,
     ),
 ];
 
@@ -501,7 +539,45 @@ impl HangarCollector {
                 s.reload_failures,
             );
         }
+        if let Some(discovery) = reg.discovery() {
+            discovery_metrics(&mut out, discovery);
+        }
         out.families
+    }
+}
+
+fn discovery_metrics(out: &mut Out, discovery: &Discovery) {
+    for src in discovery.sources() {
+        let name = src.name.as_str();
+        if let Some(up) = src.healthy {
+            out.gauge(
+                "discovery_source_up",
+                &[name, &src.kind, src.mode],
+                f64::from(u8::from(up)),
+            );
+        }
+        out.gauge("discovery_source_providers", &[name], src.count as f64);
+        out.gauge(
+            "discovery_source_registered",
+            &[name],
+            src.registered as f64,
+        );
+        out.counter("discovery_source_failures_total", &[name], src.failures);
+        if let Some(ms) = src.last_duration_ms {
+            out.gauge(
+                "discovery_source_cycle_seconds",
+                &[name],
+                ms as f64 / 1000.0,
+            );
+        }
+    }
+    let mut held: BTreeMap<(&'static str, &'static str), u64> = BTreeMap::new();
+    for h in discovery.held() {
+        let reason = h.reason.map_or("none", crate::discovery::reason_str);
+        *held.entry((h.status, reason)).or_default() += 1;
+    }
+    for ((status, reason), n) in held {
+        out.gauge("discovery_held_providers", &[status, reason], n as f64);
     }
 }
 
@@ -667,7 +743,11 @@ pub fn summary_json(registry: &Registry) -> Value {
         "providers": providers,
         "groups": groups,
         "tool_calls": tool_calls,
-        "discovery": {},
+        "discovery": registry.discovery().map_or(Value::Null, |d| json!({
+            "sources": d.sources(),
+            "held": d.held().len(),
+            "registered": d.registered().len(),
+        })),
         "errors": errors,
         "performance": performance,
         "plugins": plugins,
