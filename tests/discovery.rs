@@ -93,7 +93,7 @@ async fn files_are_added_edited_and_deleted_while_the_hangar_runs() -> Result<()
         .await?;
     let exposition = metrics["metrics"].as_str().unwrap_or_default();
     for line in [
-        "mcp_hangar_discovery_source_up{mode=\"authoritative\",source=\"filesystem\",type=\"filesystem\"} 1",
+        "mcp_hangar_discovery_source_up{source=\"filesystem\",type=\"filesystem\",mode=\"authoritative\"} 1",
         "mcp_hangar_discovery_source_registered{source=\"filesystem\"} 1",
         "mcp_hangar_discovery_source_failures_total{source=\"filesystem\"} 0",
     ] {

@@ -505,7 +505,7 @@ async fn a_2026_client_gets_list_changed_on_its_subscription_and_paged_tools_are
         .structured_content
         .as_ref()
         .and_then(|s| s["tools"].as_array().map(Vec::len));
-    assert_eq!(listed, Some(9), "all pages of the provider's tools/list");
+    assert_eq!(listed, Some(10), "all pages of the provider's tools/list");
     Ok(())
 }
 

@@ -76,10 +76,15 @@ pub async fn serve_http(
     let mut config =
         StreamableHttpServerConfig::default().with_cancellation_token(shutdown.child_token());
     // rmcp admits only loopback Host headers by default (DNS rebinding protection); an
-    // explicit non-loopback --http address means clients will use that address.
-    let bound_host = local.ip().to_string();
-    if !config.allowed_hosts.contains(&bound_host) {
-        config.allowed_hosts.push(bound_host);
+    // explicit non-loopback --http address means clients will use that address, and an
+    // unspecified one (0.0.0.0, in a container) any address of the host, so no Host check.
+    if local.ip().is_unspecified() {
+        config = config.disable_allowed_hosts();
+    } else {
+        let bound_host = local.ip().to_string();
+        if !config.allowed_hosts.contains(&bound_host) {
+            config.allowed_hosts.push(bound_host);
+        }
     }
     let service = StreamableHttpService::new(
         move || Ok(provider.clone()),

@@ -73,7 +73,7 @@ async fn http_mode_announces_its_address_and_serves_tools() -> anyhow::Result<()
         info.server_info.as_ref().map(|server| server.name.as_str()),
         Some("http-provider")
     );
-    assert_eq!(client.list_all_tools().await?.len(), 9);
+    assert_eq!(client.list_all_tools().await?.len(), 10);
 
     let sum = call(&client, "add", json!({"a": 20, "b": 22})).await?;
     assert_eq!(sum.structured_content, Some(json!({"result": 42})));

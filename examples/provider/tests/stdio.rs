@@ -28,8 +28,8 @@ const PROVIDER: &str = env!("CARGO_BIN_EXE_example-provider");
 const PROMPTLY: Duration = Duration::from_secs(10);
 
 /// The built-in tools, in the order tools/list returns them (sorted by name).
-const BUILTIN_TOOLS: [&str; 9] = [
-    "add", "add_tool", "crash", "echo", "env", "fail", "pid", "progress", "sleep",
+const BUILTIN_TOOLS: [&str; 10] = [
+    "add", "add_tool", "crash", "echo", "env", "fail", "meta", "pid", "progress", "sleep",
 ];
 
 #[derive(Debug)]
@@ -179,6 +179,7 @@ async fn initialize_session_pages_tools_calls_them_and_announces_added_tools() -
             "env",
             "fail",
             "late_tool",
+            "meta",
             "pid",
             "progress",
             "sleep"

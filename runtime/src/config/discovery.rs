@@ -517,6 +517,27 @@ mod tests {
     }
 
     #[test]
+    fn check_prints_the_section_and_it_loads_back_the_same() {
+        let c = parse(
+            "discovery:\n  refresh_interval_s: 5\n  security: {max_registration_rate: 3/hour, allowed_namespaces: [mcp]}\n  sources:\n    - {type: docker, mode: authoritative, trusted: true, api_token: s3cret}\n    - {type: filesystem, mode: additive, path: 'p$$d'}\n",
+        )
+        .unwrap();
+        let yaml = c.to_redacted_yaml();
+        assert!(!yaml.contains("s3cret"), "{yaml}");
+        assert!(yaml.contains("max_registration_rate: 3/hour"), "{yaml}");
+        let again = parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        let (mut a, mut b) = (c.discovery.unwrap(), again.discovery.unwrap());
+        for s in a.sources.iter_mut().chain(b.sources.iter_mut()) {
+            s.defined_at = None;
+            s.config.remove("api_token");
+        }
+        assert_eq!(a, b, "{yaml}");
+        // No section: none printed (an empty `discovery:` would turn discovery on).
+        let plain = parse("mcp_servers:\n  a: {command: [x]}\n").unwrap();
+        assert!(!plain.to_redacted_yaml().contains("discovery"));
+    }
+
+    #[test]
     fn bad_values_name_file_line_and_key() {
         let e = parse("discovery:\n  refresh_intervl_s: 5\n").unwrap_err();
         assert_eq!(e.line, Some(2), "{e}");

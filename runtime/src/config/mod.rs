@@ -717,11 +717,19 @@ mcp_servers:
     }
 
     #[test]
-    fn variables_in_sections_we_ignore_are_not_required() {
+    fn langfuse_without_its_keys_is_off_with_a_warning_and_the_hangar_still_loads() {
         let config = ok(
             "observability:\n  langfuse:\n    secret_key: ${LANGFUSE_SECRET_KEY}\nmcp_servers:\n  a: {command: [x]}\n",
         );
         assert_eq!(config.providers.len(), 1);
+        assert_eq!(config.langfuse.as_ref().map(|l| l.enabled), Some(false));
+        assert!(
+            config.warnings.iter().any(|w| w
+                .starts_with("hangar.yaml:2: observability.langfuse: Langfuse export is off")
+                && w.contains("LANGFUSE_PUBLIC_KEY")),
+            "{:?}",
+            config.warnings
+        );
     }
 
     #[test]
@@ -1310,6 +1318,8 @@ mcp_servers:
             warned_keys,
             [
                 "execution",
+                // The example enables Langfuse with keys from unset variables: export is off.
+                "LANGFUSE_PUBLIC_KEY",
                 "capabilities",
                 "access",
                 "tool_access",

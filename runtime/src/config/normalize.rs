@@ -508,6 +508,63 @@ fn event_store(spec: &super::event_store::EventStoreSpec) -> Value {
         .done()
 }
 
+/// `discovery:` with every default filled in; a source's own keys as written (they are not
+/// interpolated), secret-looking ones redacted.
+fn discovery(spec: &super::DiscoverySpec) -> Value {
+    let secs = |d: Duration| d.as_secs();
+    let names = |v: &[String]| Value::Sequence(v.iter().map(|n| Value::from(n.as_str())).collect());
+    let sources = spec
+        .sources
+        .iter()
+        .map(|source| {
+            let mut block = Block::new();
+            block
+                .put("type", source.kind.to_string())
+                .put("mode", source.mode.as_str())
+                .put("name", escape_dollars(&source.name));
+            for (key, value) in &source.config {
+                if super::key_looks_secret(key) {
+                    block.put(key, REDACTED);
+                } else {
+                    // Source keys are not interpolated, so `$` is written as it is.
+                    block.put(key, json_with(value, &|s| Value::from(s)));
+                }
+            }
+            block.done()
+        })
+        .collect();
+    let l = &spec.lifecycle;
+    let s = &spec.security;
+    Block::new()
+        .put("enabled", spec.enabled)
+        .put("refresh_interval_s", secs(spec.refresh_interval))
+        .put("auto_register", spec.auto_register)
+        .put(
+            "lifecycle",
+            Block::new()
+                .put("default_ttl_s", secs(l.default_ttl))
+                .put("check_interval_s", secs(l.check_interval))
+                .put("drain_timeout_s", secs(l.drain_timeout))
+                .done(),
+        )
+        .put(
+            "security",
+            Block::new()
+                .put("allowed_namespaces", names(&s.allowed_namespaces))
+                .put("denied_namespaces", names(&s.denied_namespaces))
+                .put(
+                    "max_providers_per_source",
+                    u64::try_from(s.max_providers_per_source).unwrap_or(u64::MAX),
+                )
+                .put("max_registration_rate", s.max_registration_rate.to_string())
+                .put("require_health_check", s.require_health_check)
+                .put("quarantine_on_failure", s.quarantine_on_failure)
+                .done(),
+        )
+        .put("sources", Value::Sequence(sources))
+        .done()
+}
+
 pub(super) fn to_redacted_yaml(config: &Config) -> String {
     let mut plugins = Mapping::new();
     for (name, spec) in &config.plugins {
@@ -519,7 +576,8 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
         provider_keys(&mut block, spec);
         servers.insert(Value::from(id.as_str()), block.done());
     }
-    let document = Block::new()
+    let mut document = Block::new();
+    document
         .put("rate_limit", rate_limit(config.rate_limit.as_ref()))
         .put("limits", limits(&config.limits))
         .put("plugins", Value::Mapping(plugins))
@@ -528,9 +586,12 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
             super::observability::normalised_logging(&config.logging),
         )
         .put("observability", observability(config))
-        .put("event_store", event_store(&config.event_store))
-        .put("mcp_servers", Value::Mapping(servers))
-        .done();
+        .put("event_store", event_store(&config.event_store));
+    // Absent stays absent: `discovery:` with no value would turn discovery on.
+    if let Some(spec) = &config.discovery {
+        document.put("discovery", discovery(spec));
+    }
+    let document = document.put("mcp_servers", Value::Mapping(servers)).done();
     match yaml_serde::to_string(&document) {
         Ok(body) => format!("{HEADER}{body}"),
         // Emitting a tree of plain strings, numbers and maps does not fail; if it ever does,

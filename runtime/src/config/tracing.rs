@@ -205,8 +205,29 @@ impl Resolver<'_> {
                 },
             }
         };
-        let public_key = key(self, "public_key", &raw.public_key, "LANGFUSE_PUBLIC_KEY")?;
-        let secret_key = key(self, "secret_key", &raw.secret_key, "LANGFUSE_SECRET_KEY")?;
+        let keys =
+            key(self, "public_key", &raw.public_key, "LANGFUSE_PUBLIC_KEY").and_then(|public| {
+                key(self, "secret_key", &raw.secret_key, "LANGFUSE_SECRET_KEY")
+                    .map(|secret| (public, secret))
+            });
+        // Missing credentials turn Langfuse export off, loudly, instead of keeping the hangar
+        // (and every provider behind it) from starting: traces are not worth an outage.
+        let (public_key, secret_key, enabled) = match keys {
+            Ok((public, secret)) => (public, secret, enabled),
+            Err(e) => {
+                let line = e.line.map(|l| format!("line {l}: ")).unwrap_or_default();
+                self.warn(
+                    &base,
+                    &format!(
+                        "Langfuse export is off: {line}{} (or `enabled: false` to silence \
+                         this)",
+                        e.message
+                    ),
+                );
+                let none = || MaybeSecret::new(String::new(), true);
+                (none(), none(), false)
+            }
+        };
         let host = match &raw.host {
             Some(h) => self.text(&base.key("host"), h, false)?.expose().to_string(),
             None => self

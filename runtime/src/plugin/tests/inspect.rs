@@ -94,7 +94,7 @@ fn files_that_are_not_components_are_refused_saying_what_they_are() {
         (broken, "is a component but does not compile"),
         (
             "bundled:nope".into(),
-            "there is no bundled plugin `nope` (this binary has: deny-patterns, sticky-session)",
+            "there is no bundled plugin `nope` (this binary has: deny-patterns, discovery-docker, discovery-entrypoints, discovery-filesystem, discovery-kubernetes, sticky-session)",
         ),
     ];
     for (path, expected) in cases {
