@@ -351,3 +351,34 @@ async fn a_groups_validators_check_every_call_through_the_group() -> Result<()> 
     );
     Ok(())
 }
+
+/// The plugin crates' own unit tests (label parsing, file formats, caches), built natively from
+/// the `plugins/` workspace: the bundled plugins are built for wasm by `runtime/build.rs`, which
+/// runs no tests, so without this they would never run.
+#[test]
+fn the_plugin_crates_unit_tests_pass() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = workspace_root().join("plugins/Cargo.toml");
+    let out = std::process::Command::new(cargo)
+        .args(["test", "--quiet", "--manifest-path"])
+        .arg(&manifest)
+        // Its own target directory: one shared with the running test would wait on its lock.
+        .env("CARGO_TARGET_DIR", workspace_root().join("plugins/target"))
+        .output()?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "cargo test of plugins/ failed:\n{report}"
+    );
+    let passed: usize = report
+        .lines()
+        .filter_map(|l| l.strip_prefix("test result: ok. "))
+        .filter_map(|l| l.split(' ').next()?.parse::<usize>().ok())
+        .sum();
+    assert!(passed >= 40, "only {passed} plugin tests ran:\n{report}");
+    Ok(())
+}

@@ -321,4 +321,6 @@ fn split_command(text: &str) -> Result<Vec<String>, String> {
     Ok(argv)
 }
 
+// Only the wasm build exports it: a native build (for `cargo test`) cannot link its export names.
+#[cfg(target_arch = "wasm32")]
 hangar_plugin_sdk::export_discovery_source!(DockerDiscovery);

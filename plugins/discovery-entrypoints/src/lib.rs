@@ -259,4 +259,6 @@ fn providers(
     (found, problems)
 }
 
+// Only the wasm build exports it: a native build (for `cargo test`) cannot link its export names.
+#[cfg(target_arch = "wasm32")]
 hangar_plugin_sdk::export_discovery_source!(EntrypointsDiscovery);

@@ -24,7 +24,9 @@
 //! A file that cannot be read or parsed does not stop the others: it is reported as a
 //! placeholder entry whose `hangar.error` label says `FILE:LINE:COL: what is wrong`.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use hangar_plugin_sdk::{Config as PluginConfig, DiscoverySource, ProviderSpec};
 use serde::Deserialize;
@@ -34,6 +36,7 @@ pub const DEFAULT_PATH: &str = "/etc/mcp-hangar/providers.d";
 /// The label the hangar reads a problem from.
 pub const ERROR_LABEL: &str = "hangar.error";
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
@@ -85,10 +88,16 @@ enum Command {
     Argv(Vec<String>),
 }
 
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 #[derive(Default)]
 struct Filesystem {
     path: String,
+    cache: Cache,
 }
+
+/// What each file gave when it was last read, by path, with the modification time and length it
+/// had then: a cycle parses only the files that changed (the instance lives between calls).
+pub type Cache = HashMap<PathBuf, (Option<SystemTime>, u64, Result<Option<ProviderSpec>, String>)>;
 
 impl DiscoverySource for Filesystem {
     fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
@@ -100,14 +109,17 @@ impl DiscoverySource for Filesystem {
     }
 
     fn discover(&mut self) -> Result<Vec<ProviderSpec>, String> {
-        scan(Path::new(&self.path))
+        scan(Path::new(&self.path), &mut self.cache)
     }
 }
 
+// Only the wasm build exports it: a native build (for `cargo test`) cannot link its export names.
+#[cfg(target_arch = "wasm32")]
 hangar_plugin_sdk::export_discovery_source!(Filesystem);
 
-/// Every provider file of `dir`, in file-name order.
-pub fn scan(dir: &Path) -> Result<Vec<ProviderSpec>, String> {
+/// Every provider file of `dir`, in file-name order; files whose modification time and length
+/// are those in `cache` are not read again. Files that are gone leave the cache.
+pub fn scan(dir: &Path, cache: &mut Cache) -> Result<Vec<ProviderSpec>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
     let mut files: Vec<_> = entries
@@ -120,6 +132,7 @@ pub fn scan(dir: &Path) -> Result<Vec<ProviderSpec>, String> {
         })
         .collect();
     files.sort();
+    cache.retain(|path, _| files.binary_search(path).is_ok());
     let mut found = Vec::new();
     for file in files {
         let stem = file
@@ -127,7 +140,22 @@ pub fn scan(dir: &Path) -> Result<Vec<ProviderSpec>, String> {
             .and_then(|s| s.to_str())
             .unwrap_or("provider")
             .to_string();
-        match read(&file, &stem) {
+        let stamp = std::fs::metadata(&file)
+            .ok()
+            .map(|m| (m.modified().ok(), m.len()));
+        let outcome = match (stamp, cache.get(&file)) {
+            (Some((modified, len)), Some((m, l, outcome))) if modified.is_some() && *m == modified && *l == len => {
+                outcome.clone()
+            }
+            _ => {
+                let outcome = read(&file, &stem);
+                if let Some((modified, len)) = stamp {
+                    cache.insert(file.clone(), (modified, len, outcome.clone()));
+                }
+                outcome
+            }
+        };
+        match outcome {
             Ok(Some(spec)) => found.push(spec),
             Ok(None) => {}
             Err(message) => found.push(ProviderSpec {
@@ -249,7 +277,7 @@ mod tests {
             ("d.yaml", "connection: {host: svc, port: 8080}\n"),
             ("notes.txt", "ignored"),
         ]);
-        let found = scan(&d).unwrap();
+        let found = scan(&d, &mut Cache::new()).unwrap();
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0].name, "echo");
         assert_eq!(found[0].command, ["prov", "--name", "x"]);
@@ -262,5 +290,33 @@ mod tests {
         assert_eq!(found[2].name, "d");
         assert_eq!(found[2].mode, "remote");
         assert_eq!(found[2].endpoint.as_deref(), Some("http://svc:8080/mcp"));
+    }
+
+    #[test]
+    fn an_unchanged_file_is_not_read_again_and_a_changed_or_removed_one_is_noticed() {
+        let d = dir(&[
+            ("a.yaml", "name: one\nconnection: {command: [x]}\n"),
+            ("b.yaml", "name: two\nconnection: {command: [y]}\n"),
+            ("c.yaml", "name: three\nconnection: {command: [z]}\n"),
+            ("d.yaml", "name: four\nconnection: {command: [w]}\n"),
+        ]);
+        let mut cache = Cache::new();
+        assert_eq!(scan(&d, &mut cache).unwrap().len(), 4);
+        // A cached answer is what comes back while the file's stamp is unchanged.
+        let a = d.join("a.yaml");
+        let entry = cache.get_mut(&a).unwrap();
+        if let Ok(Some(spec)) = &mut entry.2 {
+            spec.description = Some("from the cache".into());
+        }
+        let found = scan(&d, &mut cache).unwrap();
+        assert_eq!(found[0].description.as_deref(), Some("from the cache"));
+        // Edited (another length): read again. Removed: gone from the answer and the cache.
+        std::fs::write(&a, "name: one\ndescription: edited\nconnection: {command: [x]}\n").unwrap();
+        std::fs::remove_file(d.join("b.yaml")).unwrap();
+        let found = scan(&d, &mut cache).unwrap();
+        let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["one", "three", "four"]);
+        assert_eq!(found[0].description.as_deref(), Some("edited"));
+        assert!(!cache.contains_key(&d.join("b.yaml")));
     }
 }

@@ -203,4 +203,6 @@ fn check_path(key: &str, path: &str) -> Result<(), String> {
     }
 }
 
+// Only the wasm build exports it: a native build (for `cargo test`) cannot link its export names.
+#[cfg(target_arch = "wasm32")]
 hangar_plugin_sdk::export_discovery_source!(KubernetesDiscovery);

@@ -1,11 +1,11 @@
 //! The tools the hangar offers: its management tools plus every provider's tools under an
 //! aggregated name, and the route from each name back to where it goes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 // Looked up on every call: a fast hash.
 use foldhash::HashMap;
-use rmcp::model::Tool;
+use rmcp::model::{ListToolsResult, ServerResult, Tool};
 
 use super::management::{self, ManagementTool};
 use crate::registry::Registry;
@@ -23,6 +23,9 @@ pub enum Route {
 pub struct Catalog {
     pub tools: Arc<Vec<Tool>>,
     pub routes: HashMap<String, Route>,
+    /// `tools` as a handshake-era `tools/list` result, encoded on first use: every list of
+    /// this catalog on the stdio fast path sends these bytes (10,000 tools are 1.4 MB of JSON).
+    legacy_list: OnceLock<Box<[u8]>>,
 }
 
 /// Names common MCP clients accept.
@@ -43,6 +46,26 @@ pub fn aggregated_name(provider: &str, tool_prefix: Option<&str>, tool: &str) ->
 }
 
 impl Catalog {
+    /// `{"tools":[…]}` as rmcp's server answers a peer of a protocol version before
+    /// 2026-07-28 (no `resultType`, object output schemas only), encoded once per catalog.
+    pub fn legacy_list_result(&self) -> &[u8] {
+        self.legacy_list.get_or_init(|| {
+            let mut result =
+                ServerResult::ListToolsResult(ListToolsResult::with_all_items(self.tools.to_vec()));
+            result.strip_result_type_for_legacy_peer();
+            result.strip_non_object_output_for_legacy_peer();
+            let ServerResult::ListToolsResult(list) = result else {
+                unreachable!("built as a ListToolsResult above")
+            };
+            serde_json::to_vec(&list)
+                .unwrap_or_else(|e| {
+                    tracing::error!("could not encode the tool list: {e}");
+                    b"{\"tools\":[]}".to_vec()
+                })
+                .into_boxed_slice()
+        })
+    }
+
     /// Builds the catalog. A tool whose aggregated name is invalid or already taken is left out
     /// (it stays reachable through `registry_invoke`), and each such case is returned as a
     /// message naming both sources.
@@ -92,6 +115,7 @@ impl Catalog {
             Catalog {
                 tools: Arc::new(tools),
                 routes,
+                legacy_list: OnceLock::new(),
             },
             problems,
         )
@@ -122,5 +146,31 @@ mod tests {
         assert!(!is_valid_tool_name("with space"));
         assert!(!is_valid_tool_name(&"x".repeat(65)));
         assert!(is_valid_tool_name(&"x".repeat(64)));
+    }
+
+    #[test]
+    fn the_encoded_legacy_list_is_what_rmcp_sends_an_older_peer() {
+        let schema = |v: serde_json::Value| Arc::new(v.as_object().cloned().unwrap_or_default());
+        let object = Tool::new("a", "A", schema(serde_json::json!({"type": "object"})))
+            .with_raw_output_schema(schema(serde_json::json!({"type": "object"})));
+        let array = Tool::new("b", "B", schema(serde_json::json!({"type": "object"})))
+            .with_raw_output_schema(schema(serde_json::json!({"type": "array"})));
+        let catalog = Catalog {
+            tools: Arc::new(vec![object, array]),
+            ..Catalog::default()
+        };
+        let encoded: serde_json::Value =
+            serde_json::from_slice(catalog.legacy_list_result()).expect("JSON");
+        assert!(encoded.get("resultType").is_none(), "{encoded}");
+        assert_eq!(encoded["tools"][0]["outputSchema"]["type"], "object");
+        assert!(
+            encoded["tools"][1].get("outputSchema").is_none(),
+            "{encoded}"
+        );
+        // Encoded once: the same bytes every time.
+        assert!(std::ptr::eq(
+            catalog.legacy_list_result(),
+            catalog.legacy_list_result()
+        ));
     }
 }

@@ -65,6 +65,11 @@ impl Gateway {
         self.catalog.load().tools.clone()
     }
 
+    /// The current catalog, whole (its tools, routes and encoded list).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.load_full()
+    }
+
     /// Rebuilds the catalog whenever a provider's tools change, and tells clients if the
     /// offered list is different.
     fn spawn_catalog_updater(self: Arc<Self>) {

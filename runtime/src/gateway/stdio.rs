@@ -55,6 +55,7 @@ pub async fn serve(
 
 // Searchers built once: building one costs more than searching a short line.
 static TOOLS_CALL: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("tools/call"));
+static TOOLS_LIST: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("tools/list"));
 static CANCELLED: LazyLock<Finder<'static>> =
     LazyLock::new(|| Finder::new("notifications/cancelled"));
 
@@ -148,13 +149,29 @@ impl Tap for FrontTap {
     fn intercept(&mut self, line: Vec<u8>) -> Tapped {
         // Only calls and cancellations are parsed here; rmcp parses the rest.
         if !self.fast.load(Ordering::Acquire)
-            || (TOOLS_CALL.find(&line).is_none() && CANCELLED.find(&line).is_none())
+            || (TOOLS_CALL.find(&line).is_none()
+                && CANCELLED.find(&line).is_none()
+                && TOOLS_LIST.find(&line).is_none())
         {
             return Tapped::Pass(line);
         }
         let Ok(req) = crate::wire::from_json::<Request>(&line) else {
             return Tapped::Pass(line);
         };
+        // Every tool in one page (as rmcp's handler answers, cursor or not), in the bytes the
+        // catalog encoded once: a list of 10,000 tools costs a copy, not an encoding.
+        if req.method.as_deref() == Some("tools/list")
+            && let Some(id) = req.id
+        {
+            let catalog = self.gw.catalog.load_full();
+            let reply = Reply::new(self.out.clone(), id.to_owned());
+            return Tapped::Taken(Some(
+                async move {
+                    reply.result(catalog.legacy_list_result()).await;
+                }
+                .boxed(),
+            ));
+        }
         let call = match req.method.as_deref() {
             Some("tools/call") => self.fast_call(req.id, req.params),
             Some("notifications/cancelled") => {
