@@ -114,8 +114,15 @@ async fn main() {
         count: 1_000_000,
         per: Duration::from_secs(1),
     };
+    // The source reads `live.d`; the 1,000 files are copied in after the warm-up cycle.
+    let live = dir.path().join("live.d");
+    std::fs::create_dir_all(&live).expect("dir");
+    let templates: Vec<_> = std::fs::read_dir(&files)
+        .expect("files")
+        .map(|e| e.expect("entry").path())
+        .collect();
     let mut source_config = serde_json::Map::new();
-    source_config.insert("path".into(), files.display().to_string().into());
+    source_config.insert("path".into(), live.display().to_string().into());
     spec.sources = vec![SourceSpec {
         name: "filesystem".into(),
         kind: SourceType::Bundled("filesystem".into()),
@@ -128,12 +135,24 @@ async fn main() {
     let mut cycle_times = Vec::new();
     let mut unchanged_times = Vec::new();
     let mut phases = Vec::new();
+    let mut load_times = Vec::new();
     let mut discovered_registry = None;
     for _ in 0..5 {
+        for f in std::fs::read_dir(&live).expect("live") {
+            std::fs::remove_file(f.expect("entry").path()).expect("remove");
+        }
         let registry = Registry::new(&empty, EventBus::new());
         let (engine, _rx) =
             Discovery::new(spec.clone(), &empty.path, &registry, PluginSet::empty());
-        // The first cycle also compiles the plugin: warm it once on an empty answer first.
+        // A fresh engine's first cycle loads (compiles) the bundled plugin, once per hangar
+        // run: done here on the empty directory, and shown on its own.
+        let t = Instant::now();
+        let warm = engine.cycle().await;
+        load_times.push(t.elapsed());
+        assert!(warm.added.is_empty(), "{:?}", warm.errors);
+        for f in &templates {
+            std::fs::copy(f, live.join(f.file_name().expect("name"))).expect("copy");
+        }
         let t = Instant::now();
         let report = engine.cycle().await;
         cycle_times.push(t.elapsed());
@@ -149,7 +168,7 @@ async fn main() {
 
     println!("discovery: {PROVIDERS} providers");
     println!(
-        "  reconcile (first cycle, all new; includes the source reading {PROVIDERS} files)  median {:>8.1} ms   (goal ≤ 1000 ms)",
+        "  reconcile ({PROVIDERS} new; includes the source reading {PROVIDERS} files)  median {:>8.1} ms   (goal ≤ 1000 ms)",
         median(cycle_times).as_secs_f64() * 1e3
     );
     phases.sort_by(|a, b| (a.0 + a.1 + a.2).total_cmp(&(b.0 + b.1 + b.2)));
@@ -164,6 +183,10 @@ async fn main() {
     println!(
         "  static: load the same {PROVIDERS} providers from a config file + build   median {:>8.1} ms",
         median(static_times).as_secs_f64() * 1e3
+    );
+    println!(
+        "  once per hangar run: the first cycle loads (compiles) the bundled plugin   median {:>8.1} ms",
+        median(load_times).as_secs_f64() * 1e3
     );
 
     let static_registry = Registry::new(&static_config, EventBus::new());

@@ -24,9 +24,7 @@
 //! A file that cannot be read or parsed does not stop the others: it is reported as a
 //! placeholder entry whose `hangar.error` label says `FILE:LINE:COL: what is wrong`.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
+use std::path::Path;
 
 use hangar_plugin_sdk::{Config as PluginConfig, DiscoverySource, ProviderSpec};
 use serde::Deserialize;
@@ -92,12 +90,7 @@ enum Command {
 #[derive(Default)]
 struct Filesystem {
     path: String,
-    cache: Cache,
 }
-
-/// What each file gave when it was last read, by path, with the modification time and length it
-/// had then: a cycle parses only the files that changed (the instance lives between calls).
-pub type Cache = HashMap<PathBuf, (Option<SystemTime>, u64, Result<Option<ProviderSpec>, String>)>;
 
 impl DiscoverySource for Filesystem {
     fn configure(&mut self, config: &PluginConfig) -> Result<(), String> {
@@ -109,7 +102,7 @@ impl DiscoverySource for Filesystem {
     }
 
     fn discover(&mut self) -> Result<Vec<ProviderSpec>, String> {
-        scan(Path::new(&self.path), &mut self.cache)
+        scan(Path::new(&self.path))
     }
 }
 
@@ -117,9 +110,8 @@ impl DiscoverySource for Filesystem {
 #[cfg(target_arch = "wasm32")]
 hangar_plugin_sdk::export_discovery_source!(Filesystem);
 
-/// Every provider file of `dir`, in file-name order; files whose modification time and length
-/// are those in `cache` are not read again. Files that are gone leave the cache.
-pub fn scan(dir: &Path, cache: &mut Cache) -> Result<Vec<ProviderSpec>, String> {
+/// Every provider file of `dir`, in file-name order.
+pub fn scan(dir: &Path) -> Result<Vec<ProviderSpec>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
     let mut files: Vec<_> = entries
@@ -132,7 +124,6 @@ pub fn scan(dir: &Path, cache: &mut Cache) -> Result<Vec<ProviderSpec>, String> 
         })
         .collect();
     files.sort();
-    cache.retain(|path, _| files.binary_search(path).is_ok());
     let mut found = Vec::new();
     for file in files {
         let stem = file
@@ -140,22 +131,7 @@ pub fn scan(dir: &Path, cache: &mut Cache) -> Result<Vec<ProviderSpec>, String> 
             .and_then(|s| s.to_str())
             .unwrap_or("provider")
             .to_string();
-        let stamp = std::fs::metadata(&file)
-            .ok()
-            .map(|m| (m.modified().ok(), m.len()));
-        let outcome = match (stamp, cache.get(&file)) {
-            (Some((modified, len)), Some((m, l, outcome))) if modified.is_some() && *m == modified && *l == len => {
-                outcome.clone()
-            }
-            _ => {
-                let outcome = read(&file, &stem);
-                if let Some((modified, len)) = stamp {
-                    cache.insert(file.clone(), (modified, len, outcome.clone()));
-                }
-                outcome
-            }
-        };
-        match outcome {
+        match read(&file, &stem) {
             Ok(Some(spec)) => found.push(spec),
             Ok(None) => {}
             Err(message) => found.push(ProviderSpec {
@@ -277,7 +253,7 @@ mod tests {
             ("d.yaml", "connection: {host: svc, port: 8080}\n"),
             ("notes.txt", "ignored"),
         ]);
-        let found = scan(&d, &mut Cache::new()).unwrap();
+        let found = scan(&d).unwrap();
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0].name, "echo");
         assert_eq!(found[0].command, ["prov", "--name", "x"]);
@@ -290,33 +266,5 @@ mod tests {
         assert_eq!(found[2].name, "d");
         assert_eq!(found[2].mode, "remote");
         assert_eq!(found[2].endpoint.as_deref(), Some("http://svc:8080/mcp"));
-    }
-
-    #[test]
-    fn an_unchanged_file_is_not_read_again_and_a_changed_or_removed_one_is_noticed() {
-        let d = dir(&[
-            ("a.yaml", "name: one\nconnection: {command: [x]}\n"),
-            ("b.yaml", "name: two\nconnection: {command: [y]}\n"),
-            ("c.yaml", "name: three\nconnection: {command: [z]}\n"),
-            ("d.yaml", "name: four\nconnection: {command: [w]}\n"),
-        ]);
-        let mut cache = Cache::new();
-        assert_eq!(scan(&d, &mut cache).unwrap().len(), 4);
-        // A cached answer is what comes back while the file's stamp is unchanged.
-        let a = d.join("a.yaml");
-        let entry = cache.get_mut(&a).unwrap();
-        if let Ok(Some(spec)) = &mut entry.2 {
-            spec.description = Some("from the cache".into());
-        }
-        let found = scan(&d, &mut cache).unwrap();
-        assert_eq!(found[0].description.as_deref(), Some("from the cache"));
-        // Edited (another length): read again. Removed: gone from the answer and the cache.
-        std::fs::write(&a, "name: one\ndescription: edited\nconnection: {command: [x]}\n").unwrap();
-        std::fs::remove_file(d.join("b.yaml")).unwrap();
-        let found = scan(&d, &mut cache).unwrap();
-        let names: Vec<&str> = found.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["one", "three", "four"]);
-        assert_eq!(found[0].description.as_deref(), Some("edited"));
-        assert!(!cache.contains_key(&d.join("b.yaml")));
     }
 }
