@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
@@ -21,10 +21,12 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
+    SpanProcessor,
+};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::Value;
 
@@ -65,7 +67,11 @@ impl Tracing {
 }
 
 /// Starts the exporters the config asks for; `None` when neither tracing nor Langfuse is on.
-/// Must run inside the tokio runtime (the batch processors are tasks on it).
+/// Must run inside the tokio runtime: exports run on it.
+///
+/// Each exporter sits behind the SDK's thread-based batch processor, which wakes its thread only
+/// when a batch is full or due; the async-runtime processor woke a task for every span, a
+/// cross-CPU wakeup on the call path of every traced call.
 pub fn install(
     tracing_spec: Option<&TracingSpec>,
     langfuse: Option<&LangfuseSpec>,
@@ -90,9 +96,8 @@ pub fn install(
         rate,
     ))));
     if let Some(spec) = tracing_spec {
-        let exporter = otlp_exporter(spec)?;
-        let batch =
-            BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+        let exporter = OnRuntime::new(otlp_exporter(spec)?);
+        let batch = BatchSpanProcessor::builder(exporter).build();
         builder = builder.with_span_processor(Filtered {
             inner: batch,
             ratio: (spec.sample_rate < rate).then_some(spec.sample_rate),
@@ -100,9 +105,8 @@ pub fn install(
         });
     }
     if let Some(spec) = langfuse {
-        let exporter = langfuse_exporter(spec)?;
-        let batch =
-            BatchSpanProcessor::builder(exporter, opentelemetry_sdk::runtime::Tokio).build();
+        let exporter = OnRuntime::new(langfuse_exporter(spec)?);
+        let batch = BatchSpanProcessor::builder(exporter).build();
         builder = builder.with_span_processor(Filtered {
             inner: batch,
             ratio: (spec.sample_rate < rate).then_some(spec.sample_rate),
@@ -116,6 +120,55 @@ pub fn install(
     let provider = builder.build();
     let _ = TRACER.set(provider.tracer("mcp-hangar"));
     Ok(Some(Tracing { provider }))
+}
+
+/// An exporter whose exports run on the tokio runtime it was made on: the batch processor's
+/// thread has no reactor, and the OTLP clients (tonic, reqwest) need one.
+#[derive(Debug)]
+struct OnRuntime<E> {
+    inner: Arc<E>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl<E> OnRuntime<E> {
+    fn new(inner: E) -> Self {
+        Self {
+            inner: Arc::new(inner),
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let inner = self.inner.clone();
+        let task = self.runtime.spawn(async move { inner.export(batch).await });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(OTelSdkError::InternalFailure(format!(
+                    "the export task did not finish: {e}"
+                )))
+            })
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        // Called while the provider is built, before any export holds a clone.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
+    }
 }
 
 fn otlp_exporter(spec: &TracingSpec) -> Result<opentelemetry_otlp::SpanExporter, String> {
