@@ -712,6 +712,42 @@ async fn sigterm_lets_calls_in_flight_finish_then_stops_providers() -> Result<()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_waits_for_a_call_whose_provider_is_still_starting() -> Result<()> {
+    let dir = TestDir::new("drain-start");
+    let token = unique_token("drain-start");
+    // Starts slowly: the call is not at the provider yet (nothing in flight there) when the
+    // signal comes, but it is under way and must be answered.
+    let script = format!(
+        "sleep 1; exec '{}' --name {token}",
+        provider_bin().display()
+    );
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[sh_provider_yaml("math", &script, "math")]),
+    );
+    let mut c = RawClient::start(&cfg).await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "answered"}}}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(c.child.id().expect("running"));
+    let answer = c.answer(&json!(1)).await?;
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "answered",
+        "the call under way was not let finish: {answer}\nlog:\n{}",
+        read_log(&cfg.with_extension("log"))
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), c.child.wait()).await??;
+    assert!(status.success(), "{status}");
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await,
+        "providers left running after SIGTERM"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_line_is_dropped_and_the_session_goes_on() -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let dir = TestDir::new("oversized");
@@ -1204,4 +1240,13 @@ async fn management_results_carry_every_field_of_the_original() -> Result<()> {
     );
     assert_eq!(group_stopped["stopped"], true);
     Ok(())
+}
+
+/// A provider entry that runs `script` with `sh -c` (one argument after it, `$0`).
+fn sh_provider_yaml(id: &str, script: &str, arg: &str) -> String {
+    format!(
+        "  {id}:\n    command: [sh, -c, {}, {}]\n",
+        serde_json::to_string(script).unwrap_or_default(),
+        serde_json::to_string(arg).unwrap_or_default()
+    )
 }
