@@ -198,6 +198,12 @@ async fn registry_tools_manage_the_lifecycle() -> Result<()> {
             .is_err_and(|e| e.to_string().contains("at most 1000")),
         "{refused:?}"
     );
+    // The bound counts distinct ids: a long list of repeats is two ids, none of them lost.
+    let repeats = format!("{},text", vec!["math"; 1500].join(","));
+    let warm = h
+        .call_ok("registry_warm", json!({ "providers": repeats }))
+        .await?;
+    assert_eq!(warm["already_warm"], json!(["math", "text"]), "{warm}");
 
     let status = h.call_ok("registry_status", json!({})).await?;
     assert_eq!(status["summary"]["healthy_providers"], 2, "{status}");
