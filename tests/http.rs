@@ -179,3 +179,108 @@ async fn a_foreign_browser_origin_is_refused_and_an_allowed_one_served() -> Resu
     );
     Ok(())
 }
+
+/// `in_flight` of `provider` as `registry_list` shows it.
+async fn listed_in_flight(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, TestClient>,
+    provider: &str,
+) -> Result<u64> {
+    let list = call(client, "registry_list", json!({})).await?;
+    let list = list.structured_content.unwrap_or_default();
+    list["providers"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["provider"] == provider))
+        .and_then(|p| p["in_flight"].as_u64())
+        .ok_or_else(|| anyhow::anyhow!("no in_flight for `{provider}` in {list}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_the_client_cancels_gives_its_slot_back_at_once() -> Result<()> {
+    use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+    let dir = TestDir::new("http-cancel");
+    let token = unique_token("http-cancel");
+    // One slot and no queue: while the slow call holds the slot, any other call is refused.
+    let cfg = dir.write(
+        "h.yaml",
+        &format!(
+            "providers:\n{}",
+            provider_yaml("slow", &token, &[], "max_concurrency: 1\nmax_queue: 0")
+        ),
+    );
+    let h = HttpHangar::start(&cfg).await?;
+    let client = h.client().await?;
+    let params = CallToolRequestParams::new("slow__sleep").with_arguments(
+        json!({"ms": 60_000})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let slow = client
+        .peer()
+        .send_cancellable_request(
+            ClientRequest::CallToolRequest(CallToolRequest::new(params)),
+            PeerRequestOptions::no_options(),
+        )
+        .await?;
+    let busy = wait_until_async(Duration::from_secs(20), || async {
+        (listed_in_flight(&client, "slow").await.ok() == Some(1)).then_some(())
+    })
+    .await;
+    assert!(busy.is_some(), "the slow call never got in flight");
+    slow.cancel(Some("the test gave up".into())).await?;
+    // Well before the provider's 60 s sleep would end.
+    let freed = wait_until_async(Duration::from_secs(5), || async {
+        (listed_in_flight(&client, "slow").await.ok() == Some(0)).then_some(())
+    })
+    .await;
+    assert!(
+        freed.is_some(),
+        "the cancelled call still holds its in-flight place; log:\n{}",
+        read_log(&h.log)
+    );
+    let next = call(&client, "slow__sleep", json!({"ms": 10})).await?;
+    assert_ne!(
+        next.is_error,
+        Some(true),
+        "the slot was not given back: {}",
+        text(&next)
+    );
+    assert_eq!(text(&next), "slept 10 ms");
+    let metrics = call(&client, "registry_metrics", json!({})).await?;
+    let metrics = metrics.structured_content.unwrap_or_default();
+    assert_eq!(metrics["providers"]["slow"]["in_flight"], 0, "{metrics}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_an_http_call_in_flight_finish_then_exits() -> Result<()> {
+    let dir = TestDir::new("http-drain");
+    let token = unique_token("http-drain");
+    let cfg = dir.write(
+        "h.yaml",
+        &format!("providers:\n{}", provider_yaml("math", &token, &[], "")),
+    );
+    let mut h = HttpHangar::start(&cfg).await?;
+    let client = h.client().await?;
+    let r = call(&client, "registry_start", json!({"provider": "math"})).await?;
+    assert_ne!(r.is_error, Some(true), "{}", text(&r));
+    let slow = tokio::spawn(async move {
+        let answer = call(&client, "math__sleep", json!({"ms": 1500})).await;
+        (answer, client)
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    sigterm(h.pid());
+    let (answer, _client) = tokio::time::timeout(Duration::from_secs(15), slow).await??;
+    let answer = answer?;
+    assert_eq!(
+        text(&answer),
+        "slept 1500 ms",
+        "the call in flight was not let finish; log:\n{}",
+        read_log(&h.log)
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), h.child.wait()).await??;
+    assert!(status.success(), "{status}");
+    assert_eq!(count_processes(&token), 0, "providers left running");
+    Ok(())
+}

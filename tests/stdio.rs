@@ -198,6 +198,12 @@ async fn registry_tools_manage_the_lifecycle() -> Result<()> {
             .is_err_and(|e| e.to_string().contains("at most 1000")),
         "{refused:?}"
     );
+    // The bound counts distinct ids: a long list of repeats is two ids, none of them lost.
+    let repeats = format!("{},text", vec!["math"; 1500].join(","));
+    let warm = h
+        .call_ok("registry_warm", json!({ "providers": repeats }))
+        .await?;
+    assert_eq!(warm["already_warm"], json!(["math", "text"]), "{warm}");
 
     let status = h.call_ok("registry_status", json!({})).await?;
     assert_eq!(status["summary"]["healthy_providers"], 2, "{status}");
@@ -712,6 +718,42 @@ async fn sigterm_lets_calls_in_flight_finish_then_stops_providers() -> Result<()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn sigterm_waits_for_a_call_whose_provider_is_still_starting() -> Result<()> {
+    let dir = TestDir::new("drain-start");
+    let token = unique_token("drain-start");
+    // Starts slowly: the call is not at the provider yet (nothing in flight there) when the
+    // signal comes, but it is under way and must be answered.
+    let script = format!(
+        "sleep 1; exec '{}' --name {token}",
+        provider_bin().display()
+    );
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[sh_provider_yaml("math", &script, "math")]),
+    );
+    let mut c = RawClient::start(&cfg).await?;
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {"name": "math__echo", "arguments": {"text": "answered"}}}))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigterm(c.child.id().expect("running"));
+    let answer = c.answer(&json!(1)).await?;
+    assert_eq!(
+        answer["result"]["content"][0]["text"],
+        "answered",
+        "the call under way was not let finish: {answer}\nlog:\n{}",
+        read_log(&cfg.with_extension("log"))
+    );
+    let status = tokio::time::timeout(Duration::from_secs(15), c.child.wait()).await??;
+    assert!(status.success(), "{status}");
+    assert!(
+        wait_until(Duration::from_secs(10), || count_processes(&token) == 0).await,
+        "providers left running after SIGTERM"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_line_is_dropped_and_the_session_goes_on() -> Result<()> {
     use tokio::io::AsyncWriteExt;
     let dir = TestDir::new("oversized");
@@ -1203,5 +1245,118 @@ async fn management_results_carry_every_field_of_the_original() -> Result<()> {
         "registry_stop of a group",
     );
     assert_eq!(group_stopped["stopped"], true);
+    Ok(())
+}
+
+/// The most memory the process `pid` has held so far (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// A provider entry that runs `script` with `sh -c` (one argument after it, `$0`).
+fn sh_provider_yaml(id: &str, script: &str, arg: &str) -> String {
+    format!(
+        "  {id}:\n    command: [sh, -c, {}, {}]\n",
+        serde_json::to_string(script).unwrap_or_default(),
+        serde_json::to_string(arg).unwrap_or_default()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_endless_stderr_line_neither_grows_the_hangar_nor_stops_it() -> Result<()> {
+    const LINE_MIB: u64 = 96;
+    let dir = TestDir::new("endless-stderr");
+    let token = unique_token("endless");
+    // 96 MiB of stderr without a newline, then the provider fails its start.
+    let script = format!(
+        "head -c {} /dev/zero | tr '\\0' x >&2; exit 3",
+        LINE_MIB * 1024 * 1024
+    );
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[
+            sh_provider_yaml("noisy", &script, "noisy"),
+            provider_yaml("math", &token, &[], ""),
+        ]),
+    );
+    let h = Hangar::stdio(&cfg).await?;
+    let before = peak_rss_kib(h.pid)?;
+    let r = h
+        .call("registry_start", json!({"provider": "noisy"}))
+        .await?;
+    assert_eq!(r.is_error, Some(true), "{}", text(&r));
+    let d = h
+        .call_ok("registry_details", json!({"provider": "noisy"}))
+        .await?;
+    let tail = d["last_error"]["stderr_tail"].clone();
+    let lines: Vec<&str> = tail
+        .as_array()
+        .map(|a| a.iter().filter_map(|l| l.as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(lines.len(), 1, "{d}");
+    assert!(
+        lines[0].len() <= 4096 + 64 && lines[0].ends_with("[line cut at 4096 bytes]"),
+        "the stored line is cut and says so ({} bytes): …{}",
+        lines[0].len(),
+        &lines[0][lines[0].len().saturating_sub(40)..]
+    );
+    let after = peak_rss_kib(h.pid)?;
+    assert!(
+        after < before + LINE_MIB * 1024 / 4,
+        "the hangar's peak memory grew from {before} KiB to {after} KiB reading a \
+         {LINE_MIB} MiB stderr line"
+    );
+    let r = h.call("math__echo", json!({"text": "still here"})).await?;
+    assert_eq!(text(&r), "still here", "the hangar keeps serving");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_in_the_command_stays_out_of_start_errors_and_the_log() -> Result<()> {
+    let dir = TestDir::new("secret-start");
+    let secret = "tok-5f3a9c1e77b2";
+    // The token is written into a longer argument and printed on its own; `$$` is a literal
+    // `$` for the hangar's interpolation.
+    let script = "echo \"login refused for token $${0#--token=} (argument $0)\" >&2; exit 3";
+    let cfg = dir.write(
+        "h.yaml",
+        &config(&[sh_provider_yaml("leaky", script, "--token=${SOME_TOKEN}")]),
+    );
+    let h = Hangar::stdio_with_env(&cfg, &[("SOME_TOKEN", secret)]).await?;
+    let started = h
+        .call("registry_start", json!({"provider": "leaky"}))
+        .await?;
+    let called = h
+        .call(
+            "registry_invoke",
+            json!({"provider": "leaky", "tool": "anything"}),
+        )
+        .await?;
+    let details = h
+        .call_ok("registry_details", json!({"provider": "leaky"}))
+        .await?;
+    for (what, shown) in [
+        ("registry_start", format!("{started:?}")),
+        ("registry_invoke", format!("{called:?}")),
+        ("registry_details", details.to_string()),
+    ] {
+        assert!(!shown.contains(secret), "{what} shows the token: {shown}");
+    }
+    assert_eq!(started.is_error, Some(true), "{}", text(&started));
+    assert!(
+        text(&started).contains("login refused for token *** (argument ***)"),
+        "the stderr line is shown, the token cut out: {}",
+        text(&started)
+    );
+    // The log is written as the hangar goes; give its last lines a moment.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let log = h.log();
+    assert!(log.contains("login refused for token ***"), "{log}");
+    assert!(!log.contains(secret), "the log shows the token:\n{log}");
     Ok(())
 }

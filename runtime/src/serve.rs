@@ -176,8 +176,12 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
             match server {
                 Ok(running) => {
                     let ct = running.cancellation_token();
+                    // Kept alive outside the select: dropping the service when a signal comes
+                    // would cancel every call under way before the drain lets it finish.
+                    let waiting = running.waiting();
+                    tokio::pin!(waiting);
                     let reason = tokio::select! {
-                        r = running.waiting() => {
+                        r = &mut waiting => {
                             tracing::info!("stdio client went away ({r:?}); shutting down");
                             "stdio client went away"
                         }

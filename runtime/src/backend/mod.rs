@@ -50,6 +50,9 @@ const STDERR_TAIL_LINES: usize = 20;
 /// grow the hangar's memory.
 pub(crate) const MAX_STDERR_LINE: usize = 4096;
 
+/// Ends a stderr line that was cut at [`MAX_STDERR_LINE`].
+const STDERR_LINE_CUT: &str = "[line cut at 4096 bytes]";
+
 /// Grace a provider gets to end on its own after its MCP session is closed (stdin EOF), before
 /// it is stopped by force.
 const EOF_GRACE: Duration = Duration::from_millis(500);
@@ -92,14 +95,27 @@ impl StderrTail {
 
     /// Logs one raw line of the provider's stderr (cut to [`MAX_STDERR_LINE`]) and keeps it.
     pub(crate) fn record(&self, provider: &str, raw: &[u8]) {
-        let raw = &raw[..raw.len().min(MAX_STDERR_LINE)];
+        let cut = raw.len() > MAX_STDERR_LINE;
+        self.record_line(provider, &raw[..raw.len().min(MAX_STDERR_LINE)], cut);
+    }
+
+    /// As [`Self::record`]; `cut` says the provider wrote more of this line than `raw` holds,
+    /// which the kept line then says.
+    fn record_line(&self, provider: &str, raw: &[u8], cut: bool) {
         let line = String::from_utf8_lossy(raw);
         let line = self.redactor.apply(line.trim_end());
+        let line = if cut {
+            // A secret the cut went through would otherwise leave its first bytes behind.
+            let kept = self.redactor.cut_partial_tail(&line);
+            format!("{kept} {STDERR_LINE_CUT}")
+        } else {
+            line.into_owned()
+        };
         if line.is_empty() {
             return;
         }
         tracing::info!(target: "mcp_hangar::provider", "[{provider}] {line}");
-        self.push(line.into_owned());
+        self.push(line);
     }
 
     /// Reads a provider's stderr to its end, a line at a time, logging and keeping each.
@@ -109,6 +125,7 @@ impl StderrTail {
         use tokio::io::AsyncBufReadExt;
         let mut reader = tokio::io::BufReader::new(pipe);
         let mut line = Vec::with_capacity(256);
+        let mut cut = false;
         loop {
             let chunk = match reader.fill_buf().await {
                 Ok([]) | Err(_) => break,
@@ -119,15 +136,17 @@ impl StderrTail {
                 None => (chunk, chunk.len(), false),
             };
             let room = MAX_STDERR_LINE.saturating_sub(line.len());
+            cut |= part.len() > room;
             line.extend_from_slice(&part[..part.len().min(room)]);
             reader.consume(used);
             if ended {
-                self.record(&provider, &line);
+                self.record_line(&provider, &line, cut);
                 line.clear();
+                cut = false;
             }
         }
         if !line.is_empty() {
-            self.record(&provider, &line);
+            self.record_line(&provider, &line, cut);
         }
     }
 
@@ -538,6 +557,13 @@ mod tests {
         let tail = StderrTail::new(Redactor::for_spec(&spec));
         tail.record("p", b"connecting with token s3cr3t-value\n");
         assert_eq!(tail.lines(), ["connecting with token ***"]);
+        // A line cut in the middle of the secret keeps none of it.
+        let mut long = vec![b'.'; MAX_STDERR_LINE - 4];
+        long.extend_from_slice(b"s3cr3t-value and more");
+        tail.record("p", &long);
+        let last = tail.lines().pop().unwrap_or_default();
+        assert!(!last.contains("s3cr"), "{}", &last[last.len() - 60..]);
+        assert!(last.ends_with(&format!("*** {STDERR_LINE_CUT}")), "{last}");
     }
 
     #[tokio::test]
@@ -563,7 +589,10 @@ mod tests {
             "{:?}",
             lines.iter().map(String::len).collect::<Vec<_>>()
         );
-        assert_eq!(lines[0].len(), MAX_STDERR_LINE);
+        assert_eq!(
+            lines[0],
+            format!("{} {STDERR_LINE_CUT}", "x".repeat(MAX_STDERR_LINE))
+        );
         assert_eq!(lines[1], "second line");
         assert_eq!(lines[2], "no newline at the end");
     }

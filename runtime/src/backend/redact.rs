@@ -39,6 +39,21 @@ impl Redactor {
         }
         out
     }
+
+    /// `text` without a trailing beginning of a secret (at least [`MIN_SECRET_LEN`] bytes of
+    /// it): for a line cut at a length limit, where a secret may have been cut in two.
+    pub fn cut_partial_tail<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        for secret in self.0.iter() {
+            for len in (MIN_SECRET_LEN..secret.len()).rev() {
+                if let Some(start) = secret.get(..len)
+                    && let Some(kept) = text.strip_suffix(start)
+                {
+                    return Cow::Owned(format!("{kept}{REDACTED}"));
+                }
+            }
+        }
+        Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]
@@ -61,5 +76,24 @@ mod tests {
             "auth with *** from *** in fast-mode (ab)"
         );
         assert!(matches!(r.apply("nothing here"), Cow::Borrowed(_)));
+        assert_eq!(r.cut_partial_tail("cut at k-abc"), "cut at ***");
+        assert_eq!(
+            r.cut_partial_tail("cut at k-a"),
+            "cut at k-a",
+            "too short to tell"
+        );
+    }
+
+    #[test]
+    fn a_secret_substituted_into_a_longer_value_is_cut_on_its_own() {
+        let mut spec = ProviderSpec::subprocess("p", &["server"]);
+        spec.args.push(
+            MaybeSecret::secret("--token=tok-123456").with_secret_parts(vec!["tok-123456".into()]),
+        );
+        let r = Redactor::for_spec(&spec);
+        assert_eq!(
+            r.apply("bad token tok-123456; given --token=tok-123456"),
+            "bad token ***; given ***"
+        );
     }
 }

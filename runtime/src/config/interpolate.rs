@@ -11,12 +11,18 @@
 
 use std::fmt;
 
+use super::secret::key_looks_secret;
+
 /// The result of interpolating one string.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Interpolated {
     pub value: String,
     /// Whether any `${...}` was substituted; such values are treated as secrets.
     pub substituted: bool,
+    /// The values substituted for variables whose names look secret (`${API_TOKEN}`), as
+    /// they are: a provider may print the token alone, without the rest of the string it was
+    /// written into, and that must be cut from what it prints too.
+    pub secret_parts: Vec<String>,
 }
 
 /// Why a string could not be interpolated. Never carries a variable's value.
@@ -66,6 +72,7 @@ pub fn interpolate(
 ) -> Result<Interpolated, InterpolationError> {
     let mut value = String::with_capacity(input.len());
     let mut substituted = false;
+    let mut secret_parts = Vec::new();
     let mut rest = input;
     while let Some(dollar) = rest.find('$') {
         value.push_str(&rest[..dollar]);
@@ -97,6 +104,9 @@ pub fn interpolate(
             };
             value.push_str(&resolved);
             substituted = true;
+            if key_looks_secret(name) && !resolved.is_empty() {
+                secret_parts.push(resolved);
+            }
             rest = &body[close + 1..];
         } else {
             value.push('$');
@@ -104,7 +114,11 @@ pub fn interpolate(
         }
     }
     value.push_str(rest);
-    Ok(Interpolated { value, substituted })
+    Ok(Interpolated {
+        value,
+        substituted,
+        secret_parts,
+    })
 }
 
 #[cfg(test)]
@@ -130,7 +144,8 @@ mod tests {
             run("${HOME}/data").ok(),
             Some(Interpolated {
                 value: "/home/me/data".into(),
-                substituted: true
+                substituted: true,
+                secret_parts: vec![],
             })
         );
     }
@@ -152,14 +167,16 @@ mod tests {
             run("price $$5 and $$${HOME} and $PATH").ok(),
             Some(Interpolated {
                 value: "price $5 and $/home/me and $PATH".into(),
-                substituted: true
+                substituted: true,
+                secret_parts: vec![],
             })
         );
         assert_eq!(
             run("a$$b").ok(),
             Some(Interpolated {
                 value: "a$b".into(),
-                substituted: false
+                substituted: false,
+                secret_parts: vec![],
             })
         );
     }
@@ -190,5 +207,12 @@ mod tests {
         let message = InterpolationError::Missing { var: "X".into() }.to_string();
         assert!(message.contains("`X` is not set"), "{message}");
         assert!(message.contains("${X:-default}"), "{message}");
+    }
+
+    #[test]
+    fn values_of_secret_looking_variables_are_kept_apart() {
+        let done = run("--token=${TOKEN} --home=${HOME}").expect("interpolates");
+        assert_eq!(done.value, "--token=s3cr${x}t --home=/home/me");
+        assert_eq!(done.secret_parts, vec!["s3cr${x}t".to_string()]);
     }
 }

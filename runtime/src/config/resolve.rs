@@ -232,10 +232,10 @@ impl<'a> Resolver<'a> {
         secret_by_name: bool,
     ) -> Result<MaybeSecret, ConfigError> {
         match interpolate(raw, self.env) {
-            Ok(done) => Ok(MaybeSecret::new(
-                done.value,
-                done.substituted || secret_by_name,
-            )),
+            Ok(done) => Ok(
+                MaybeSecret::new(done.value, done.substituted || secret_by_name)
+                    .with_secret_parts(done.secret_parts),
+            ),
             Err(err) => {
                 Err(self.error_at_value(path, ConfigErrorKind::Interpolation, err.to_string()))
             }

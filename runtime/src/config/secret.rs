@@ -37,6 +37,8 @@ pub fn key_looks_secret(key: &str) -> bool {
 pub struct MaybeSecret {
     value: String,
     secret: bool,
+    /// Secret values that were substituted into `value` (see `Interpolated::secret_parts`).
+    parts: Box<[String]>,
 }
 
 /// An environment value for a provider process (same type: value + secret flag).
@@ -48,6 +50,7 @@ impl MaybeSecret {
         Self {
             value: value.into(),
             secret: false,
+            parts: Box::default(),
         }
     }
 
@@ -56,6 +59,7 @@ impl MaybeSecret {
         Self {
             value: value.into(),
             secret: true,
+            parts: Box::default(),
         }
     }
 
@@ -64,7 +68,19 @@ impl MaybeSecret {
         Self {
             value: value.into(),
             secret,
+            parts: Box::default(),
         }
+    }
+
+    /// This value, knowing which secrets were substituted into it.
+    pub fn with_secret_parts(mut self, parts: Vec<String>) -> Self {
+        self.parts = parts.into();
+        self
+    }
+
+    /// The secrets substituted into this value, each as it was substituted.
+    pub fn secret_parts(&self) -> &[String] {
+        &self.parts
     }
 
     /// The clear text, for handing to a process, a header or a connection — never for logs.

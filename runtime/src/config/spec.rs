@@ -255,10 +255,16 @@ impl ProviderSpec {
             );
         }
         let mut secrets: Vec<&str> = all
-            .into_iter()
+            .iter()
             .filter(|v| v.is_secret())
-            .map(MaybeSecret::expose)
+            .map(|v| v.expose())
             .collect();
+        // A token written into a longer value (`--token=${API_TOKEN}`) may be printed alone.
+        secrets.extend(
+            all.iter()
+                .flat_map(|v| v.secret_parts())
+                .map(String::as_str),
+        );
         if self.cwd_secret
             && let Some(cwd) = self.cwd.as_ref().and_then(|c| c.to_str())
         {

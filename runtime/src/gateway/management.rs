@@ -1076,24 +1076,27 @@ pub async fn call(
         ManagementTool::Warm => {
             let a: WarmArgs = parse(name, args)?;
             let ids: indexmap::IndexSet<String> = match a.providers.as_deref().map(str::trim) {
+                // Every provider: as many as the registry holds, started a few at a time.
                 None | Some("") => reg.providers().map(|p| p.id().to_string()).collect(),
-                Some(list) => list
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .take(MAX_WARM + 1)
-                    .map(str::to_string)
-                    .collect(),
+                Some(list) => {
+                    // Counted once deduplicated (a repeated id is one start), and refused as
+                    // soon as one id too many is seen.
+                    let mut ids = indexmap::IndexSet::new();
+                    for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                        if ids.len() == MAX_WARM && !ids.contains(id) {
+                            return Err(McpError::invalid_params(
+                                format!(
+                                    "`registry_warm` takes at most {MAX_WARM} provider ids; warm \
+                                 them in batches, or omit `providers` to warm every provider"
+                                ),
+                                None,
+                            ));
+                        }
+                        ids.insert(id.to_string());
+                    }
+                    ids
+                }
             };
-            if ids.len() > MAX_WARM {
-                return Err(McpError::invalid_params(
-                    format!(
-                        "`registry_warm` takes at most {MAX_WARM} provider ids; warm them in \
-                         batches, or omit `providers` to warm every provider"
-                    ),
-                    None,
-                ));
-            }
             let starts = ids.into_iter().map(|id| async move {
                 let was_running = reg
                     .get(&id)

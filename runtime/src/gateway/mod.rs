@@ -206,47 +206,9 @@ impl HangarServer {
             .and_then(|v| v.to_str().ok())
             .map_or_else(|| self.connection.to_string(), str::to_owned)
     }
-}
 
-impl ServerHandler for HangarServer {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(
-            Implementation::new("mcp-hangar", env!("CARGO_PKG_VERSION"))
-                .with_title("MCP Hangar"),
-        )
-        .with_instructions(
-            "MCP Hangar: a gateway to several MCP servers (providers). Their tools are offered as \
-             <provider>__<tool>; registry_list shows the providers and registry_invoke calls any tool.",
-        )
-    }
-
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let mut peers = self.gw.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|p| !p.is_transport_closed());
-        peers.push(context.peer);
-    }
-
-    async fn list_tools(
-        &self,
-        _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(
-            self.gw.tools().as_ref().clone(),
-        ))
-    }
-
-    fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.gw.tools().iter().find(|t| t.name == name).cloned()
-    }
-
-    async fn call_tool(
+    /// A `tools/call` to a management tool or a provider's tool, by its offered name.
+    async fn route_call(
         &self,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
@@ -298,6 +260,68 @@ impl ServerHandler for HangarServer {
             }
         };
         Ok(CallToolResponse::Complete(result))
+    }
+}
+
+impl ServerHandler for HangarServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_tool_list_changed()
+                .build(),
+        )
+        .with_server_info(
+            Implementation::new("mcp-hangar", env!("CARGO_PKG_VERSION"))
+                .with_title("MCP Hangar"),
+        )
+        .with_instructions(
+            "MCP Hangar: a gateway to several MCP servers (providers). Their tools are offered as \
+             <provider>__<tool>; registry_list shows the providers and registry_invoke calls any tool.",
+        )
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        let mut peers = self.gw.peers.lock().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|p| !p.is_transport_closed());
+        peers.push(context.peer);
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(
+            self.gw.tools().as_ref().clone(),
+        ))
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        self.gw.tools().iter().find(|t| t.name == name).cloned()
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        // rmcp only cancels the context's token when the client sends
+        // `notifications/cancelled` (or its session ends), and lets the handler run on. Dropping
+        // the call instead gives back its concurrency slot, queue place and in-flight count at
+        // once, and sends the provider `notifications/cancelled` in turn. rmcp sends no answer
+        // to a cancelled request, so the error below reaches nobody.
+        let cancelled = context.ct.clone();
+        tokio::select! {
+            biased;
+            _ = cancelled.cancelled() => Err(McpError::invalid_request(
+                "the client cancelled this call",
+                None,
+            )),
+            // Boxed: the whole call's state nested in this future would otherwise be laid out
+            // inline in every future that serves a session, past rustc's query depth limit.
+            r = Box::pin(self.route_call(request, context)) => r,
+        }
     }
 
     fn accepted_subscription_filter(

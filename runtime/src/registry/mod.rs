@@ -21,7 +21,7 @@ pub use provider::{
 };
 pub use stats::{CallStatus, HistogramSnapshot, ProviderStats, StatsSnapshot, ToolSnapshot};
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -93,6 +93,25 @@ pub struct Registry {
     global_rate: Option<RateLimit>,
     limits: validate::Limits,
     next_correlation: AtomicU64,
+    /// Calls between entering [`Registry::invoke`] and leaving it, in any phase (waiting for a
+    /// start, queued for a slot, at the provider, failing over): what a drain waits for.
+    open_calls: AtomicU32,
+}
+
+/// One call counted in [`Registry::open_calls`] until it is dropped, however it ends.
+struct OpenCall<'a>(&'a AtomicU32);
+
+impl<'a> OpenCall<'a> {
+    fn new(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for OpenCall<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Arguments of one tool call.
@@ -211,6 +230,7 @@ impl Registry {
             },
             shared,
             next_correlation: AtomicU64::new(1),
+            open_calls: AtomicU32::new(0),
         })
     }
 
@@ -319,7 +339,10 @@ impl Registry {
     /// included, is bounded by the timeout; a start that outlives it goes on for the next caller.
     pub async fn invoke(&self, call: Invocation) -> Result<CallToolResult, InvokeError> {
         let target = self.target(&call.provider)?;
-        if self.is_shutting_down() {
+        // Counted before the check (SeqCst on both sides): a drain that set the flag either
+        // sees this call or this call sees the flag.
+        let _open = OpenCall::new(&self.open_calls);
+        if self.shared.shutting_down.load(Ordering::SeqCst) {
             return Err(InvokeError::ShuttingDown {
                 provider: call.provider,
             });
@@ -407,13 +430,15 @@ impl Registry {
         })
     }
 
-    /// Refuses new calls and starts, then waits until no call is in flight or `timeout`
-    /// passes. Returns how many calls were still in flight at the end (0: all answered).
+    /// Refuses new calls and starts, then waits until no call is under way or `timeout`
+    /// passes. Returns how many calls were still under way at the end (0: all answered).
+    /// A call counts from the moment it enters [`Registry::invoke`], so one that waits for
+    /// its provider to start or for a concurrency slot is waited for too.
     pub async fn drain(&self, timeout: Duration) -> u32 {
-        self.shared.shutting_down.store(true, Ordering::Relaxed);
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
         loop {
-            let in_flight: u32 = self.providers().map(|p| p.in_flight()).sum();
+            let in_flight = self.open_calls.load(Ordering::SeqCst);
             if in_flight == 0 || Instant::now() >= deadline {
                 return in_flight;
             }
