@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use yaml_serde::{Mapping, Value};
 
-use super::error::{ConfigError, ConfigErrorKind};
-use super::interpolate::interpolate;
-use super::locate::{KeyPath, SourceMap};
+use super::error::ConfigError;
+use super::locate::KeyPath;
+use super::resolve::Resolver;
 use super::schema::Flag;
 
 /// Where `/metrics` is served unless `observability.metrics.endpoint` says otherwise.
@@ -218,44 +218,16 @@ impl<'de> Deserialize<'de> for RawLevel {
 // From the file to the effective values
 // ---------------------------------------------------------------------------------------------
 
-/// Where values come from, for errors and warnings that name file, line and key.
-pub(super) struct Source<'a> {
-    pub file: &'a Path,
-    pub map: &'a SourceMap,
-    pub env: &'a dyn Fn(&str) -> Option<String>,
-}
-
-impl Source<'_> {
-    fn invalid(&self, path: &KeyPath, message: impl Into<String>) -> ConfigError {
-        ConfigError::at(
-            self.file,
-            self.map.nearest_value(path),
-            path,
-            ConfigErrorKind::Invalid,
-            message,
-        )
-    }
-
-    /// `${VAR}` resolved; an unset variable is an error at the value.
-    fn text(&self, path: &KeyPath, raw: &str) -> Result<String, ConfigError> {
-        interpolate(raw, self.env)
-            .map(|done| done.value)
-            .map_err(|err| {
-                ConfigError::at(
-                    self.file,
-                    self.map.nearest_value(path),
-                    path,
-                    ConfigErrorKind::Interpolation,
-                    err.to_string(),
-                )
-            })
-    }
+/// `${VAR}` resolved, as plain text (nothing in these sections is a secret); an unset
+/// variable is an error at the value.
+fn plain(r: &Resolver<'_>, path: &KeyPath, raw: &str) -> Result<String, ConfigError> {
+    r.text(path, raw, false).map(|t| t.expose().to_owned())
 }
 
 /// `observability.metrics`.
 pub(super) fn resolve(
     raw: Option<&RawObservability>,
-    src: &Source<'_>,
+    r: &Resolver<'_>,
 ) -> Result<ObservabilitySpec, ConfigError> {
     let Some(raw) = raw else {
         return Ok(ObservabilitySpec::default());
@@ -263,19 +235,19 @@ pub(super) fn resolve(
     let base = KeyPath::root().key("observability");
     let metrics = match &raw.metrics {
         None => MetricsSpec::default(),
-        Some(m) => metrics(m, &base.key("metrics"), src)?,
+        Some(m) => metrics(m, &base.key("metrics"), r)?,
     };
     Ok(ObservabilitySpec { metrics })
 }
 
-fn metrics(raw: &RawMetrics, base: &KeyPath, src: &Source<'_>) -> Result<MetricsSpec, ConfigError> {
+fn metrics(raw: &RawMetrics, base: &KeyPath, r: &Resolver<'_>) -> Result<MetricsSpec, ConfigError> {
     let allow_remote = raw.allow_unauthenticated_remote.is_some_and(|f| f.0);
     let path = match &raw.endpoint {
         None => DEFAULT_METRICS_PATH.to_owned(),
         Some(p) => {
             let at = base.key("endpoint");
-            let p = src.text(&at, p)?;
-            check_path(&p).map_err(|why| src.invalid(&at, why))?;
+            let p = plain(r, &at, p)?;
+            check_path(&p).map_err(|why| r.invalid(&at, why))?;
             p
         }
     };
@@ -283,10 +255,10 @@ fn metrics(raw: &RawMetrics, base: &KeyPath, src: &Source<'_>) -> Result<Metrics
         None => None,
         Some(Scalar(text)) => {
             let at = base.key("listen");
-            let text = src.text(&at, text)?;
-            let addr = parse_listen(&text).map_err(|why| src.invalid(&at, why))?;
+            let text = plain(r, &at, text)?;
+            let addr = parse_listen(&text).map_err(|why| r.invalid(&at, why))?;
             if !addr.ip().is_loopback() && !allow_remote {
-                return Err(src.invalid(
+                return Err(r.invalid(
                     &at,
                     format!(
                         "`{addr}` is not a loopback address and /metrics has no \
@@ -347,7 +319,7 @@ fn check_path(path: &str) -> Result<(), String> {
 /// `logging:`.
 pub(super) fn resolve_logging(
     raw: Option<&RawLogging>,
-    src: &Source<'_>,
+    r: &Resolver<'_>,
 ) -> Result<LoggingSpec, ConfigError> {
     let Some(raw) = raw else {
         return Ok(LoggingSpec::default());
@@ -356,9 +328,9 @@ pub(super) fn resolve_logging(
         None => None,
         Some(text) => {
             let at = KeyPath::root().key("logging").key("file");
-            let text = src.text(&at, text)?;
+            let text = plain(r, &at, text)?;
             if text.trim().is_empty() {
-                return Err(src.invalid(
+                return Err(r.invalid(
                     &at,
                     "an empty log file name; remove `file` to log to stderr only",
                 ));
@@ -368,7 +340,7 @@ pub(super) fn resolve_logging(
             Some(if path.is_absolute() {
                 path.to_path_buf()
             } else {
-                src.file
+                r.file()
                     .parent()
                     .unwrap_or_else(|| Path::new(""))
                     .join(path)

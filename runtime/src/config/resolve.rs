@@ -199,6 +199,11 @@ impl<'a> Resolver<'a> {
         self.error_at_value(path, ConfigErrorKind::Invalid, message)
     }
 
+    /// The config file being read.
+    pub(super) fn file(&self) -> &Path {
+        self.file
+    }
+
     pub(super) fn env_var(&self, name: &str) -> Option<String> {
         (self.env)(name)
     }
@@ -287,13 +292,8 @@ impl<'a> Resolver<'a> {
             ));
         }
 
-        let src = observability::Source {
-            file: self.file,
-            map: self.map,
-            env: self.env,
-        };
-        let observability = observability::resolve(raw.observability.as_ref(), &src)?;
-        let logging = observability::resolve_logging(raw.logging.as_ref(), &src)?;
+        let observability = observability::resolve(raw.observability.as_ref(), &self)?;
+        let logging = observability::resolve_logging(raw.logging.as_ref(), &self)?;
         let rate_limit = raw.rate_limit.as_ref().map(rate_limit);
         let limits = raw
             .limits

@@ -269,19 +269,13 @@ impl EventStore {
         control.flush_wanted += 1;
         let target = control.flush_wanted;
         self.shared.wake.notify_all();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while control.flush_done < target && !control.ended {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            control = self
-                .shared
-                .wake
-                .wait_timeout(control, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let (control, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(control, Duration::from_secs(10), |c| {
+                c.flush_done < target && !c.ended
+            })
+            .unwrap_or_else(|e| e.into_inner());
         control.flush_done >= target
     }
 
@@ -442,20 +436,13 @@ impl Writer {
 
     /// Sleeps until the flush interval passes, a flush is asked for, or the store stops.
     fn wait(&self) -> (u64, bool) {
-        let deadline = Instant::now() + self.options.flush_interval;
-        let mut control = self.shared.control();
-        while control.flush_wanted == control.flush_done && !control.stop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            control = self
-                .shared
-                .wake
-                .wait_timeout(control, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
+        let (control, _) = self
+            .shared
+            .wake
+            .wait_timeout_while(self.shared.control(), self.options.flush_interval, |c| {
+                c.flush_wanted == c.flush_done && !c.stop
+            })
+            .unwrap_or_else(|e| e.into_inner());
         (control.flush_wanted, control.stop)
     }
 
