@@ -12,7 +12,7 @@ use rmcp::model::{
 use rmcp::service::{Peer, PeerRequestOptions, ServiceError};
 
 use super::raw::{CallArguments, into_call_result};
-use super::{Connection, ProgressSink};
+use super::{ClientLink, Connection, ProgressSink};
 use crate::wire::Reply;
 
 /// Sends `notifications/cancelled` for a request whose caller stopped waiting (deadline, client
@@ -42,17 +42,22 @@ impl Connection {
     /// the request is written, on rmcp's just before it is handed over). A call without a progress
     /// route goes on the raw path where the backend has one; otherwise through rmcp, which
     /// relays the provider's progress to `progress`. `reply` lets the raw path hand the result
-    /// to the client the moment it arrives. If this future is dropped before the answer
-    /// (deadline, caller gone), the provider is sent `notifications/cancelled`.
+    /// to the client the moment it arrives. `client` is where the provider's requests to the
+    /// client (sampling, elicitation, roots) go while the call is under way. If this future is
+    /// dropped before the answer (deadline, caller gone), the provider is sent
+    /// `notifications/cancelled`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call_tool(
         &self,
         tool: &str,
         arguments: CallArguments,
         progress: Option<ProgressSink>,
         reply: Option<Arc<Reply>>,
+        client: Option<ClientLink>,
         sent: impl FnOnce(&[u8]),
         limit: Duration,
     ) -> Result<CallToolResult, ServiceError> {
+        let _caller = client.map(|link| self.callers.register(link));
         let reason = || format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64());
         if let (Some(raw), None) = (&self.raw, &progress) {
             return raw

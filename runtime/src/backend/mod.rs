@@ -12,6 +12,7 @@
 mod call;
 mod client;
 pub mod container;
+pub mod downstream;
 mod groups;
 pub mod raw;
 mod redact;
@@ -19,6 +20,7 @@ pub mod remote;
 pub mod subprocess;
 
 pub use client::{ProgressRoute, ProgressRoutes, ProgressSink, ProviderClient, ToolsChangedHook};
+pub use downstream::{Callers, ClientAsk, ClientLink, Downstream, Notice};
 pub use groups::kill_all_process_groups;
 pub use redact::Redactor;
 
@@ -270,6 +272,8 @@ pub struct Launch<'a> {
     /// killed hangar left behind.
     pub instance: &'a str,
     pub on_tools_changed: ToolsChangedHook,
+    /// The clients' side: what they offered, their log level, where notices go.
+    pub downstream: Arc<Downstream>,
     /// Aborts a start under way (a stop or the hangar's shutdown must not wait for a provider
     /// that hangs at initialize).
     pub cancel: CancellationToken,
@@ -287,6 +291,8 @@ pub struct Connection {
     pub stderr: StderrTail,
     /// Routes the provider's progress notifications to the callers waiting for them.
     pub progress: ProgressRoutes,
+    /// The calls under way that can reach their client, for the provider's requests to it.
+    pub callers: Callers,
     /// `tools/call` written and answered on the byte stream directly, past rmcp's service
     /// loop; `None` for backends that are not a byte stream (remote).
     pub raw: Option<Arc<raw::RawCalls>>,
@@ -308,6 +314,27 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
+    /// What the provider said it serves at its handshake.
+    pub fn capabilities(&self) -> Option<rmcp::model::ServerCapabilities> {
+        self.peer.peer_info().map(|info| info.capabilities.clone())
+    }
+
+    /// Sets the provider's log level to what the clients asked for, if it logs.
+    #[allow(deprecated)]
+    pub fn follow_log_level(&self, level: Option<rmcp::model::LoggingLevel>) {
+        let Some(level) = level else { return };
+        if self.capabilities().is_none_or(|c| c.logging.is_none()) {
+            return;
+        }
+        let peer = self.peer.clone();
+        tokio::spawn(async move {
+            let params = rmcp::model::SetLevelRequestParams::new(level);
+            if let Err(e) = peer.set_level(params).await {
+                tracing::debug!("logging/setLevel to a provider failed: {e}");
+            }
+        });
+    }
+
     /// Resolves when the provider is gone, with a description of how it ended.
     pub async fn exited(&self) -> String {
         self.runtime.exit().wait().await
@@ -435,7 +462,14 @@ where
     ));
 
     let progress = ProgressRoutes::default();
-    let handler = ProviderClient::new(provider, launch.on_tools_changed.clone(), progress.clone());
+    let callers = Callers::default();
+    let handler = ProviderClient::new(
+        provider,
+        launch.on_tools_changed.clone(),
+        progress.clone(),
+        launch.downstream.clone(),
+        callers.clone(),
+    );
     let handshake = async {
         let session =
             serve_client_with_lifecycle_and_ct(handler, transport, lifecycle, session_ct.clone())
@@ -490,6 +524,7 @@ where
                 location,
                 stderr,
                 progress,
+                callers,
                 raw,
                 session_ct,
                 session: Mutex::new(Some(session)),

@@ -5,12 +5,20 @@
 //! `notifications/tools/list_changed` on their session; 2026-07-28 clients get it on their
 //! `subscriptions/listen` stream.
 
+// Logging, sampling, roots and `resources/subscribe` are deprecated by SEP-2577 (2026-07-28)
+// but are what every handshake-era client speaks; the gateway serves them.
+#![allow(deprecated)]
+
+mod aggregate;
+mod call;
 mod catalog;
 mod discovery_tools;
 mod management;
+mod session;
 pub mod stdio;
 
 pub use catalog::{Catalog, Route, aggregated_name, is_valid_tool_name};
+pub use session::Session;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -18,11 +26,14 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject,
-    ListToolsResult, PaginatedRequestParams, ResultType, ServerCapabilities, ServerConfig,
-    SubscriptionFilter, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
+    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
+    UnsubscribeRequestParams,
 };
-use rmcp::service::{NotificationContext, Peer, RequestContext, RoleServer, SubscriptionContext};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::broadcast;
 
@@ -33,8 +44,10 @@ use crate::registry::{Invocation, Registry, closest};
 pub struct Gateway {
     pub registry: Arc<Registry>,
     catalog: ArcSwap<Catalog>,
-    /// Sessions of handshake-era clients, for `list_changed`.
-    peers: Mutex<Vec<Peer<RoleServer>>>,
+    /// Sessions of handshake-era clients, for `list_changed`, logs and resource updates.
+    sessions: session::Sessions,
+    /// Where the names of the last resource and prompt listings lead.
+    routes: Mutex<aggregate::Routes>,
     /// Fires after the catalog changed, for 2026-07-28 `subscriptions/listen` streams.
     changed: broadcast::Sender<()>,
     started: Instant,
@@ -53,11 +66,13 @@ impl Gateway {
         let gw = Arc::new(Self {
             registry,
             catalog: ArcSwap::from_pointee(catalog),
-            peers: Mutex::new(Vec::new()),
+            sessions: session::Sessions::default(),
+            routes: Mutex::default(),
             changed,
             started: Instant::now(),
         });
         gw.clone().spawn_catalog_updater();
+        gw.spawn_notice_relay();
         Ok(gw)
     }
 
@@ -114,12 +129,7 @@ impl Gateway {
 
     fn notify_list_changed(&self) {
         let _ = self.changed.send(());
-        let peers: Vec<Peer<RoleServer>> = {
-            let mut peers = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-            peers.retain(|p| !p.is_transport_closed());
-            peers.clone()
-        };
-        for peer in peers {
+        for peer in self.sessions.live().iter().filter_map(|s| s.peer()) {
             tokio::spawn(async move {
                 if let Err(e) = peer.notify_tool_list_changed().await {
                     tracing::debug!("could not send tools/list_changed to a client: {e}");
@@ -184,6 +194,8 @@ pub struct HangarServer {
     /// This connection's session id for validators and policies when the transport has none
     /// of its own (stdio: one client per connection).
     connection: Arc<str>,
+    /// The client: its peer, log level and subscriptions.
+    client: Arc<Session>,
 }
 
 impl HangarServer {
@@ -193,6 +205,7 @@ impl HangarServer {
         Self {
             gw,
             connection: Arc::from(format!("connection-{}-{n}", std::process::id())),
+            client: Arc::default(),
         }
     }
 
@@ -235,15 +248,22 @@ impl HangarServer {
                 .await?
             }
             Some(Route::Provider { provider, tool }) => {
+                let caller = call::Caller {
+                    session: &self.client,
+                    progress_token: context.meta.get_progress_token(),
+                };
                 self.gw
-                    .invoke(Invocation {
-                        provider,
-                        tool,
-                        arguments: request.arguments,
-                        session: Some(self.session(&context)),
-                        meta: client_meta(context.meta.0.0),
-                        ..Default::default()
-                    })
+                    .call(
+                        Invocation {
+                            provider,
+                            tool,
+                            arguments: request.arguments,
+                            session: Some(self.session(&context)),
+                            meta: client_meta(context.meta.0.0),
+                            ..Default::default()
+                        },
+                        caller,
+                    )
                     .await
             }
             None => {
@@ -267,6 +287,13 @@ impl ServerHandler for HangarServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
+                .enable_logging()
+                .enable_completions()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .enable_resources_list_changed()
                 .enable_tools()
                 .enable_tool_list_changed()
                 .build(),
@@ -282,9 +309,99 @@ impl ServerHandler for HangarServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        let mut peers = self.gw.peers.lock().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|p| !p.is_transport_closed());
-        peers.push(context.peer);
+        if let Some(info) = context.peer.peer_info() {
+            self.gw
+                .registry
+                .downstream()
+                .client_offered(&info.capabilities);
+        }
+        self.client.set_peer(context.peer);
+        self.gw.sessions.add(self.client.clone());
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        self.gw.list_resources(request).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, McpError> {
+        self.gw.list_resource_templates(request).await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, McpError> {
+        self.gw.read_resource(request).await
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.gw.subscribe(&self.client, request).await
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.gw.unsubscribe(&self.client, request).await
+    }
+
+    async fn list_prompts(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, McpError> {
+        self.gw.list_prompts(request).await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, McpError> {
+        self.gw.get_prompt(request).await
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, McpError> {
+        self.gw.complete(request).await
+    }
+
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        self.gw.set_level(&self.client, request.level).await;
+        Ok(())
+    }
+
+    async fn on_roots_list_changed(&self, _context: NotificationContext<RoleServer>) {
+        // Providers that asked this hangar for roots may ask again.
+        for p in self.gw.registry.providers() {
+            if let Some(conn) = p.connection() {
+                let _ = conn.peer.notify_roots_list_changed().await;
+            }
+        }
     }
 
     async fn list_tools(

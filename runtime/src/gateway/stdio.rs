@@ -14,7 +14,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 
 use futures::FutureExt;
 use memchr::memmem::Finder;
-use rmcp::model::{JsonObject, JsonRpcMessage, ServerResult};
+use rmcp::model::{JsonObject, JsonRpcMessage, ProgressToken, ServerResult};
 use rmcp::service::{RoleServer, RunningService, ServerInitializeError};
 use rmcp::{ServiceExt, transport};
 use serde::Deserialize;
@@ -38,6 +38,7 @@ pub async fn serve(
         gw,
         out: out.clone(),
         session: server.connection.clone(),
+        client: server.client.clone(),
         fast: fast.clone(),
         calls: Arc::default(),
     };
@@ -47,10 +48,20 @@ pub async fn serve(
                 && let ServerResult::InitializeResult(init) = &r.result
             {
                 // A 2026-07-28 session has no `initialize`; rmcp shapes its results.
-                fast.store(init.protocol_version.has_initialize(), Ordering::Release);
+                fast.store(
+                    init.protocol_version.has_initialize() && fast_path_enabled(),
+                    Ordering::Release,
+                );
             }
         });
     server.serve(transport).await
+}
+
+/// `MCP_HANGAR_STDIO_FAST_PATH=0` leaves every request to rmcp: for comparing the two paths
+/// (the end-to-end suite runs with it on and off) and as a way out should the fast path ever
+/// misbehave.
+fn fast_path_enabled() -> bool {
+    std::env::var_os("MCP_HANGAR_STDIO_FAST_PATH").is_none_or(|v| v != "0")
 }
 
 // Searchers built once: building one costs more than searching a short line.
@@ -67,14 +78,16 @@ struct FrontTap {
     gw: Arc<Gateway>,
     out: Arc<SharedWriter>,
     session: Arc<str>,
+    /// The client, for the provider's progress, requests and logs during a call.
+    client: Arc<super::Session>,
     /// Set once a handshake-era session is initialized.
     fast: Arc<AtomicBool>,
     calls: Calls,
 }
 
 /// A request as the fast path reads it: one pass over the line, nothing kept that it does not
-/// use. `_meta` goes on to the provider as on rmcp's path (less the progress token: the
-/// hangar relays no progress of aggregated tools).
+/// use. `_meta` goes on to the provider as on rmcp's path; its progress token says where the
+/// provider's progress goes.
 #[derive(Deserialize)]
 struct Request<'a> {
     #[serde(borrow)]
@@ -110,7 +123,7 @@ impl FrontTap {
         &self,
         id: Option<&RawValue>,
         params: Option<Params>,
-    ) -> Option<(Box<RawValue>, Invocation)> {
+    ) -> Option<(Box<RawValue>, Invocation, Option<ProgressToken>)> {
         let (id, params) = (id?, params?);
         if params.task.is_some() {
             return None;
@@ -125,6 +138,11 @@ impl FrontTap {
         else {
             return None;
         };
+        let progress = params
+            .meta
+            .as_ref()
+            .and_then(|m| m.get("progressToken"))
+            .and_then(|t| ProgressToken::deserialize(t).ok());
         let invocation = Invocation {
             provider,
             tool,
@@ -133,7 +151,7 @@ impl FrontTap {
             meta: params.meta.and_then(super::client_meta),
             ..Default::default()
         };
-        Some((id.to_owned(), invocation))
+        Some((id.to_owned(), invocation, progress))
     }
 
     fn cancel(&self, params: Option<Params>) {
@@ -181,17 +199,22 @@ impl Tap for FrontTap {
             }
             _ => None,
         };
-        let Some((id, mut invocation)) = call else {
+        let Some((id, mut invocation, progress_token)) = call else {
             return Tapped::Pass(line);
         };
         let key: Box<str> = id.get().into();
         let reply = Reply::new(self.out.clone(), id);
         invocation.reply = Some(reply.clone());
         let gw = self.gw.clone();
+        let client = self.client.clone();
         let calls = self.calls.clone();
         let forget = key.clone();
         let mut call = Box::pin(async move {
-            let mut result = gw.invoke(invocation).await;
+            let caller = super::call::Caller {
+                session: &client,
+                progress_token,
+            };
+            let mut result = gw.call(invocation, caller).await;
             lock(&calls).remove(&forget);
             if !reply.sent() {
                 // A handshake-era client: no `resultType` (as rmcp strips it).

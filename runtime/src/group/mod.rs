@@ -570,6 +570,7 @@ impl Group {
                 reply: request.reply.clone(),
                 group_validators: self.validators.clone(),
                 meta: request.meta.clone(),
+                client: request.client.clone(),
             };
             match member.provider.call(attempt).await {
                 Ok(r) => {

@@ -53,6 +53,9 @@ pub struct Shared {
     /// Labels what this hangar starts outside its own process tree (containers), so that a
     /// later run of the same config can find what a killed run left behind.
     pub instance: String,
+    /// The clients' side of every provider connection (their capabilities, log level,
+    /// notices).
+    pub downstream: Arc<backend::Downstream>,
 }
 
 impl Shared {
@@ -133,6 +136,9 @@ pub struct Invocation {
     /// The client's `_meta` (trace context, vendor keys); the provider gets it with the
     /// hangar's own trace context in place of the client's.
     pub meta: Option<JsonObject>,
+    /// Where the provider's requests to the client (sampling, elicitation, roots) and its log
+    /// messages during the call go; `None`: the provider is told no client can answer.
+    pub client: Option<backend::ClientLink>,
 }
 
 /// What a caller can reach by id (shared handles: the snapshot may be replaced meanwhile).
@@ -161,6 +167,7 @@ impl Registry {
             schemas: SchemaCache::new(),
             plugins,
             instance: backend::instance_label(&config.path),
+            downstream: Arc::default(),
         });
         let mut providers = IndexMap::new();
         let mut groups = IndexMap::new();
@@ -232,6 +239,11 @@ impl Registry {
             next_correlation: AtomicU64::new(1),
             open_calls: AtomicU32::new(0),
         })
+    }
+
+    /// What providers send towards the clients, and what the clients offered them.
+    pub fn downstream(&self) -> &Arc<backend::Downstream> {
+        &self.shared.downstream
     }
 
     pub fn bus(&self) -> &EventBus {
@@ -395,6 +407,7 @@ impl Registry {
             reply: call.reply,
             group_validators: None,
             meta,
+            client: call.client,
         };
         let result = match target {
             Target::Provider(p) => p.call(request).await,

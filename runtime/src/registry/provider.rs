@@ -133,6 +133,8 @@ pub struct ProviderCall {
     pub group_validators: Option<Arc<GroupValidators>>,
     /// `_meta` for the provider: the client's, with the hangar's trace context.
     pub meta: Option<JsonObject>,
+    /// Where the provider's requests to the client of this call go.
+    pub client: Option<crate::backend::ClientLink>,
 }
 
 /// What validators see of a call besides its arguments.
@@ -391,6 +393,15 @@ impl Provider {
         Ok((arguments, encoded))
     }
 
+    /// The connection of a running (ready or degraded) provider; `None` while it is not.
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        let inner = self.lock();
+        inner
+            .conn
+            .clone()
+            .filter(|_| inner.lifecycle.state().is_running())
+    }
+
     pub fn in_flight(&self) -> u32 {
         self.lock().lifecycle.in_flight()
     }
@@ -584,6 +595,7 @@ impl Provider {
             spec: &self.spec,
             instance: &self.shared.instance,
             on_tools_changed,
+            downstream: self.shared.downstream.clone(),
             cancel,
         })
         .await;
@@ -611,6 +623,7 @@ impl Provider {
                     startup_ms: started.elapsed().as_millis() as u64,
                 });
                 self.warn_unconfirmed_predefined(&tools);
+                conn.follow_log_level(self.shared.downstream.level());
                 self.publish(Event::ToolsChanged {
                     provider: self.spec.id.clone(),
                 });
@@ -1092,6 +1105,7 @@ impl Provider {
                 },
                 call.progress,
                 call.reply,
+                call.client,
                 requested,
                 call.limit,
             ),
