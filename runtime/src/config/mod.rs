@@ -52,6 +52,7 @@ pub use self::observability::{
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
+    DEFAULT_MEMBER_PRIORITY, DEFAULT_MEMBER_WEIGHT,
     ContainerSpec, DockerGrant, GrantSettings, GroupMember, GroupSpec, GroupStrategy,
     HealthThresholds, HttpSpec, KubernetesGrant, Limits, MemberDefinition, OnError, PluginConfig,
     PluginGrant, PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec,
