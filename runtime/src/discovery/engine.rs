@@ -932,7 +932,11 @@ impl Ids<'_> {
     /// Why provider `name` (joining `membership`'s group, if any) clashes with a group or a
     /// provider: its id is a group's (failed_source: the id is taken), or its group's id is a
     /// provider's (failed_schema: the spec names something that is not a group).
-    fn conflict(&self, name: &str, membership: Option<&Membership>) -> Option<(HeldReason, String)> {
+    fn conflict(
+        &self,
+        name: &str,
+        membership: Option<&Membership>,
+    ) -> Option<(HeldReason, String)> {
         if self.members.is_group(name) || self.named_groups.contains(name) {
             let whose = if self.members.is_static(name) {
                 "a group of the config file"

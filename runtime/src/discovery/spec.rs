@@ -84,7 +84,12 @@ pub fn membership(spec: &DiscoveredProvider) -> Result<Option<Membership>, Strin
             }
         },
     };
-    match spec.group.as_deref().map(str::trim).filter(|g| !g.is_empty()) {
+    match spec
+        .group
+        .as_deref()
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+    {
         Some(group) => Ok(Some(Membership {
             group: group.to_string(),
             weight: weight.unwrap_or(DEFAULT_MEMBER_WEIGHT),
@@ -217,7 +222,10 @@ mod tests {
         let mut grouped = found("g", &["prov"]);
         assert_eq!(membership(&grouped), Ok(None));
         grouped.group = Some("pool".into());
-        assert!(to_provider_spec("docker", &grouped).is_ok(), "a group is no longer refused");
+        assert!(
+            to_provider_spec("docker", &grouped).is_ok(),
+            "a group is no longer refused"
+        );
         assert_eq!(
             membership(&grouped),
             Ok(Some(Membership {

@@ -916,7 +916,10 @@ pub async fn call(
                     v
                 })
                 .collect();
-            let groups: Vec<Value> = reg.groups().map(|g| group_json(&g, reg.members().is_discovered_group(g.id()))).collect();
+            let groups: Vec<Value> = reg
+                .groups()
+                .map(|g| group_json(&g, reg.members().is_discovered_group(g.id())))
+                .collect();
             ok(json!({ "providers": providers, "groups": groups }))
         }
         ManagementTool::Start => {
@@ -1066,7 +1069,9 @@ pub async fn call(
             let a: ProviderArgs = parse(name, args)?;
             match reg.target(&a.provider) {
                 Err(e) => error_result(&e),
-                Ok(Target::Group(g)) => ok(group_json(&g, reg.members().is_discovered_group(g.id()))),
+                Ok(Target::Group(g)) => {
+                    ok(group_json(&g, reg.members().is_discovered_group(g.id())))
+                }
                 Ok(Target::Provider(p)) => {
                     let mut v = provider_details(&p);
                     if let Some(g) = reg.groups().find(|g| g.has_member(p.id())) {
@@ -1153,7 +1158,9 @@ pub async fn call(
         }
         ManagementTool::GroupList => {
             let _: NoArgs = parse(name, args)?;
-            ok(json!({ "groups": reg.groups().map(|g| group_json(&g, reg.members().is_discovered_group(g.id()))).collect::<Vec<_>>() }))
+            ok(
+                json!({ "groups": reg.groups().map(|g| group_json(&g, reg.members().is_discovered_group(g.id()))).collect::<Vec<_>>() }),
+            )
         }
         ManagementTool::GroupRebalance => {
             let a: GroupArgs = parse(name, args)?;

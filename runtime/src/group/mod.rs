@@ -255,7 +255,8 @@ impl Group {
     }
 
     fn group_spec(&self) -> &GroupSpec {
-        self.core.spec
+        self.core
+            .spec
             .group
             .as_ref()
             .unwrap_or_else(|| unreachable!("checked in new"))
@@ -477,7 +478,8 @@ impl Group {
 
     fn pick_native(&self, candidates: &[Candidate]) -> Option<usize> {
         let random = rand::random::<u64>();
-        self.core.strategy
+        self.core
+            .strategy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pick(candidates, random)

@@ -230,7 +230,9 @@ impl Members {
         if !self.groups.contains_key(group)
             && let Err(why) = group::discovered_spec(group)
         {
-            return Some(format!("`{id}` names group `{group}`, which cannot be made: {why}"));
+            return Some(format!(
+                "`{id}` names group `{group}`, which cannot be made: {why}"
+            ));
         }
         None
     }
@@ -251,7 +253,9 @@ impl Members {
                 .map(|g| {
                     g.members()
                         .iter()
-                        .filter(|m| !(m.is_discovered() && edit.leave.iter().any(|l| l == m.provider.id())))
+                        .filter(|m| {
+                            !(m.is_discovered() && edit.leave.iter().any(|l| l == m.provider.id()))
+                        })
                         .cloned()
                         .collect()
                 })
@@ -282,15 +286,9 @@ impl Members {
                             continue;
                         }
                     };
-                    let group = Group::new(
-                        spec,
-                        &[],
-                        Vec::new(),
-                        None,
-                        Vec::new(),
-                        shared.bus.clone(),
-                    )
-                    .with_members(members);
+                    let group =
+                        Group::new(spec, &[], Vec::new(), None, Vec::new(), shared.bus.clone())
+                            .with_members(members);
                     self.groups.insert(id.clone(), Arc::new(group));
                     self.discovered_groups.insert(id.clone());
                     self.top_level.push(id.clone());
@@ -328,8 +326,8 @@ impl Registry {
             let mut next = current.clone_shallow();
             let mut edits: IndexMap<String, GroupEdit> = IndexMap::new();
             let join = |edits: &mut IndexMap<String, GroupEdit>,
-                            provider: &Arc<Provider>,
-                            origin: &Origin| {
+                        provider: &Arc<Provider>,
+                        origin: &Origin| {
                 if let Some(m) = &origin.membership {
                     let edit = edits.entry(m.group.clone()).or_default();
                     edit.join
@@ -464,7 +462,11 @@ impl Registry {
                 }
                 next.top_level.retain(|t| *t != id);
                 if let Some(m) = &origin.membership {
-                    edits.entry(m.group.clone()).or_default().leave.push(id.clone());
+                    edits
+                        .entry(m.group.clone())
+                        .or_default()
+                        .leave
+                        .push(id.clone());
                     events.push(Event::GroupMemberLeft {
                         group: m.group.clone(),
                         member: id.clone(),
@@ -542,7 +544,12 @@ mod tests {
 
     fn member_ids(reg: &Registry, group: &str) -> Vec<String> {
         reg.group(group)
-            .map(|g| g.members().iter().map(|m| m.provider.id().to_string()).collect())
+            .map(|g| {
+                g.members()
+                    .iter()
+                    .map(|m| m.provider.id().to_string())
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -621,10 +628,14 @@ mod tests {
         assert_eq!(applied.left, [("pool".to_string(), "d1".to_string())]);
         assert_eq!(member_ids(&reg, "pool"), ["a", "d2"]);
         assert!(third.has_member("d1"), "the old snapshot is untouched");
-        assert!(d1.refuses_starts(), "the removed member drains like a removed provider");
+        assert!(
+            d1.refuses_starts(),
+            "the removed member drains like a removed provider"
+        );
         let mut saw_left = false;
         while let Ok(env) = rx.try_recv() {
-            saw_left |= matches!(env.event, Event::GroupMemberLeft { ref member, .. } if member == "d1");
+            saw_left |=
+                matches!(env.event, Event::GroupMemberLeft { ref member, .. } if member == "d1");
         }
         assert!(saw_left, "a GroupMemberLeft event");
     }
@@ -646,7 +657,11 @@ mod tests {
         );
         let refused: Vec<&str> = applied.refused.iter().map(|(id, _)| id.as_str()).collect();
         assert_eq!(refused, ["pool", "d1", "d2", "a"], "{:?}", applied.refused);
-        assert!(applied.refused[1].1.contains("`math` is a provider"), "{:?}", applied.refused);
+        assert!(
+            applied.refused[1].1.contains("`math` is a provider"),
+            "{:?}",
+            applied.refused
+        );
         assert!(applied.refused[3].1.contains("config file"));
         assert!(!applied.changed());
         assert_eq!(member_ids(&reg, "pool"), ["a"]);
