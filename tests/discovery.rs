@@ -268,3 +268,255 @@ async fn a_static_provider_wins_a_conflict_and_a_bad_spec_is_quarantined() -> Re
     assert_eq!(r.is_error, Some(true), "an invalid spec cannot be approved");
     Ok(())
 }
+
+fn group_names(list: &Value) -> Vec<String> {
+    list["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|g| g["group_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The pids of `calls` calls of `tool` (each must succeed).
+async fn pids(h: &Hangar, tool: &str, calls: usize) -> Result<std::collections::BTreeSet<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..calls {
+        let r = h.call(tool, json!({})).await?;
+        if r.is_error == Some(true) {
+            bail!("{tool} failed: {}; log:\n{}", text(&r), h.log());
+        }
+        seen.insert(text(&r));
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovered_providers_naming_a_group_make_it_join_it_and_take_it_away() -> Result<()> {
+    let dir = TestDir::new("disc-group");
+    let (ta, tb, tc, ts) = (
+        unique_token("grp-a"),
+        unique_token("grp-b"),
+        unique_token("grp-c"),
+        unique_token("grp-s"),
+    );
+    std::fs::create_dir_all(dir.path().join("providers.d"))?;
+    dir.write(
+        "providers.d/pool-a.yaml",
+        &provider_file(&ta, "group: pool\n"),
+    );
+    dir.write(
+        "providers.d/pool-b.yaml",
+        &provider_file(&tb, "group: pool\nweight: 2\n"),
+    );
+    // One more joins a group of the config file, next to its static member.
+    dir.write(
+        "providers.d/team-c.yaml",
+        &provider_file(&tc, "group: team\n"),
+    );
+    let top = format!(
+        "providers:\n  team:\n    mode: group\n    members:\n      - id: team-s\n        command: [{:?}, --name, {ts:?}]\n",
+        provider_bin().display().to_string()
+    );
+    let cfg = dir.write("h.yaml", &hangar_config(&dir, "authoritative", &top, ""));
+    let h = Hangar::stdio(&cfg).await?;
+    for name in ["pool-a", "pool-b", "team-c"] {
+        wait_registered(&h, name, true).await?;
+    }
+
+    // The group is offered; its members offer their tools only through it.
+    let tools = h.tool_names().await?;
+    assert!(tools.contains(&"pool__pid".to_string()), "{tools:?}");
+    assert!(
+        !tools.iter().any(|t| t.starts_with("pool-a__")),
+        "{tools:?}"
+    );
+    let v = discovered(&h).await?;
+    let b = v["registered"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == "pool-b")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(b["group"], "pool", "{v}");
+    assert_eq!(b["weight"], 2, "{v}");
+    let sources = h.call_ok("registry_sources", json!({})).await?;
+    assert_eq!(
+        sources["sources"][0]["groups"]["pool"],
+        json!(["pool-a", "pool-b"]),
+        "{sources}"
+    );
+    let list = h.call_ok("registry_list", json!({})).await?;
+    let pool = list["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|g| g["group_id"] == "pool")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pool["source"], "discovery", "{list}");
+    assert_eq!(pool["total_members"], 2, "{list}");
+    assert_eq!(
+        pool["strategy"], "round_robin",
+        "the default strategy: {list}"
+    );
+    let details = h
+        .call_ok("registry_details", json!({"provider": "pool-a"}))
+        .await?;
+    assert_eq!(details["group"], "pool", "{details}");
+    assert_eq!(details["source"], "filesystem", "{details}");
+
+    // Calls reach both members (round robin), each its own process.
+    let both = pids(&h, "pool__pid", 6).await?;
+    assert_eq!(both.len(), 2, "two members answered: {both:?}");
+    assert_eq!(count_processes(&ta), 1);
+    assert_eq!(count_processes(&tb), 1);
+    // The config group has both its static and its discovered member.
+    let team = h
+        .call_ok("registry_details", json!({"provider": "team"}))
+        .await?;
+    let members: Vec<&str> = team["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["id"].as_str())
+        .collect();
+    assert_eq!(members, ["team-s", "team-c"], "{team}");
+    assert_eq!(team["source"], "config", "{team}");
+    assert_eq!(team["members"][1]["source"], "discovery", "{team}");
+    // Group membership reaches the metrics.
+    let metrics = h
+        .call_ok("registry_metrics", json!({"format": "prometheus"}))
+        .await?;
+    let exposition = metrics["metrics"].as_str().unwrap_or_default();
+    for line in [
+        "mcp_hangar_group_members{group=\"pool\"} 2",
+        "mcp_hangar_group_members{group=\"team\"} 2",
+    ] {
+        assert!(
+            exposition.lines().any(|l| l == line),
+            "no `{line}` in:\n{exposition}"
+        );
+    }
+
+    // One file goes: the group keeps working with the other member; the one that left stops.
+    let before = h.list_changed_count();
+    std::fs::remove_file(dir.path().join("providers.d/pool-a.yaml"))?;
+    std::fs::remove_file(dir.path().join("providers.d/team-c.yaml"))?;
+    wait_registered(&h, "pool-a", false).await?;
+    wait_registered(&h, "team-c", false).await?;
+    let one = pids(&h, "pool__pid", 4).await?;
+    assert_eq!(one.len(), 1, "one member left: {one:?}");
+    assert!(
+        wait_until(WAIT, || count_processes(&ta) == 0).await,
+        "the member that left was stopped after draining"
+    );
+    assert_eq!(count_processes(&tb), 1);
+    let team = h
+        .call_ok("registry_details", json!({"provider": "team"}))
+        .await?;
+    assert_eq!(team["total_members"], 1, "the static member stays: {team}");
+    assert_eq!(team["members"][0]["id"], "team-s", "{team}");
+
+    // The last member goes: so does the group, and clients hear of it.
+    std::fs::remove_file(dir.path().join("providers.d/pool-b.yaml"))?;
+    wait_registered(&h, "pool-b", false).await?;
+    let gone = wait_until_async(WAIT, || async {
+        let tools = h.tool_names().await.ok()?;
+        (!tools.iter().any(|t| t.starts_with("pool__"))).then_some(())
+    })
+    .await;
+    assert!(gone.is_some(), "pool__pid still listed; log:\n{}", h.log());
+    assert!(h.list_changed_count() > before, "no tools/list_changed");
+    let list = h.call_ok("registry_list", json!({})).await?;
+    assert_eq!(group_names(&list), ["team"], "{list}");
+    assert!(wait_until(WAIT, || count_processes(&tb) == 0).await);
+    match h.call("pool__pid", json!({})).await {
+        Err(e) => assert!(e.to_string().contains("unknown tool `pool__pid`"), "{e}"),
+        Ok(r) => panic!("the group's tool is gone, yet it answered: {}", text(&r)),
+    }
+
+    // The audit trail has the membership events, with the member or group as their subject.
+    let db = default_event_db(&cfg);
+    let recorded = |kind: &str, subject: &str| -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|c| {
+                c.query_row(
+                    "SELECT count(*) FROM events WHERE type = ?1 AND provider = ?2",
+                    [kind, subject],
+                    |r| r.get(0),
+                )
+            })
+            .unwrap_or(0)
+    };
+    for (kind, subject) in [
+        ("group_created", "pool"),
+        ("group_member_joined", "pool-a"),
+        ("group_member_joined", "team-c"),
+        ("group_member_left", "pool-a"),
+        ("group_member_left", "team-c"),
+        ("group_removed", "pool"),
+    ] {
+        assert!(
+            wait_until(WAIT, || recorded(kind, subject) == 1).await,
+            "no `{kind}` event for `{subject}` in {}",
+            db.display()
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_of_groups_and_providers_stay_apart() -> Result<()> {
+    let dir = TestDir::new("disc-group-ids");
+    std::fs::create_dir_all(dir.path().join("providers.d"))?;
+    // A provider named like the config group, one whose group is the config provider, and
+    // one whose weight is out of range.
+    dir.write(
+        "providers.d/team.yaml",
+        &provider_file(&unique_token("gi-a"), ""),
+    );
+    dir.write(
+        "providers.d/x.yaml",
+        &provider_file(&unique_token("gi-b"), "group: math\n"),
+    );
+    dir.write(
+        "providers.d/y.yaml",
+        &provider_file(&unique_token("gi-c"), "group: pool\nweight: 500\n"),
+    );
+    let top = format!(
+        "providers:\n{}  team:\n    mode: group\n    members:\n      - id: math\n",
+        provider_yaml("math", &unique_token("gi-m"), &[], "")
+    );
+    let cfg = dir.write("h.yaml", &hangar_config(&dir, "authoritative", &top, ""));
+    let h = Hangar::stdio(&cfg).await?;
+    h.call_ok("registry_discover", json!({})).await?;
+    let q = h.call_ok("registry_quarantine", json!({})).await?;
+    let held = |name: &str| {
+        q["quarantined"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(held("team")["reason"], "failed_source", "{q}");
+    assert!(held("team")["detail"].to_string().contains("group"), "{q}");
+    assert_eq!(held("x")["reason"], "failed_schema", "{q}");
+    assert!(
+        held("x")["detail"]
+            .to_string()
+            .contains("`math` is a provider"),
+        "{q}"
+    );
+    assert_eq!(held("x")["group"], "math", "{q}");
+    assert_eq!(held("y")["reason"], "failed_schema", "{q}");
+    assert!(
+        held("y")["detail"].to_string().contains("hangar.weight"),
+        "{q}"
+    );
+    assert!(registered_names(&discovered(&h).await?).is_empty());
+    Ok(())
+}

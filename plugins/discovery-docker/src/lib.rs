@@ -10,7 +10,8 @@
 //! | `mcp.hangar.mode`      | `remote` (default when a port is set), `container` (default otherwise), `subprocess` (trusted only) |
 //! | `mcp.hangar.port`      | remote: the port the container serves MCP on                   |
 //! | `mcp.hangar.path`      | remote: the URL path (default `/mcp`)                           |
-//! | `mcp.hangar.group`     | the group the provider joins (`group` of the spec)             |
+//! | `mcp.hangar.group`     | the group the provider joins (`group` of the spec): the config's group of that id, or one made for it |
+//! | `mcp.hangar.weight`    | its weight in that group, 1-100 (default 1; label `hangar.weight`) |
 //! | `mcp.hangar.command`   | container: the arguments given to the image; subprocess: argv  |
 //! | `mcp.hangar.volumes`   | container: `host:container[:ro\|rw]`, comma-separated (trusted only) |
 //! | `mcp.hangar.read-only` | container: `false` to run with a writable root (trusted only)  |
@@ -24,7 +25,7 @@
 //! What the spec carries where (the hangar's discovery engine reads these):
 //! - `group` → the spec's `group`; `command` → the spec's `command` for `subprocess`, and the
 //!   `hangar.args` label (a JSON array of strings) for `container`.
-//! - `hangar.ttl` (seconds), `hangar.volumes` (as written), `hangar.read-only` (`false`, only
+//! - `hangar.ttl` (seconds), `hangar.weight` (as written), `hangar.volumes` (as written), `hangar.read-only` (`false`, only
 //!   when trusted) and `hangar.source` (`docker`), `hangar.container` (the container's id)
 //!   are labels.
 //!
@@ -224,6 +225,10 @@ fn provider(container: &Container, config: &Config) -> Result<ProviderSpec, Stri
     };
     if let Some(ttl) = ttl {
         labels.push(("hangar.ttl".to_owned(), ttl.to_string()));
+    }
+    // Passed on as written: the hangar checks it (1-100) and quarantines a bad one.
+    if let Some(weight) = label(container, "mcp.hangar.weight") {
+        labels.push(("hangar.weight".to_owned(), weight.trim().to_owned()));
     }
     spec.group = label(container, "mcp.hangar.group")
         .filter(|g| !g.is_empty())

@@ -61,6 +61,7 @@ fn a_labelled_container_with_a_port_is_a_remote_provider_on_its_ip() {
                 ("mcp.hangar.port", "8080"),
                 ("mcp.hangar.group", "tools"),
                 ("mcp.hangar.ttl", "120"),
+                ("mcp.hangar.weight", "4"),
             ],
         )],
     );
@@ -72,6 +73,7 @@ fn a_labelled_container_with_a_port_is_a_remote_provider_on_its_ip() {
     assert_eq!(spec.endpoint.as_deref(), Some("http://172.17.0.5:8080/mcp"));
     assert_eq!(spec.group.as_deref(), Some("tools"));
     assert_eq!(label(spec, "hangar.ttl"), Some("120"));
+    assert_eq!(label(spec, "hangar.weight"), Some("4"));
     assert_eq!(label(spec, "hangar.source"), Some("docker"));
     assert_eq!(label(spec, "hangar.container"), Some("c1"));
 }

@@ -11,6 +11,8 @@
 //! mode: subprocess           # subprocess (default) | container | docker | remote | http
 //! ttl: 90                    # seconds an authoritative source keeps it after the file goes
 //! description: An echo server
+//! group: pool                # joins group `pool` (the config's, or one made for it)
+//! weight: 3                  # its weight in that group, 1-100 (default 1)
 //! connection:
 //!   command: [python, -m, echo_server]   # or a string
 //!   args: [--verbose]
@@ -52,6 +54,10 @@ struct ProviderFile {
     mode: Option<String>,
     ttl: Option<u64>,
     description: Option<String>,
+    /// The group it joins.
+    group: Option<String>,
+    /// Its weight in that group (label `hangar.weight`).
+    weight: Option<u32>,
     #[serde(default)]
     connection: Connection,
     #[serde(default)]
@@ -201,6 +207,9 @@ fn read(file: &Path, stem: &str) -> Result<Option<ProviderSpec>, String> {
     if let Some(ttl) = parsed.ttl {
         labels.push(("hangar.ttl".into(), ttl.to_string()));
     }
+    if let Some(weight) = parsed.weight {
+        labels.push(("hangar.weight".into(), weight.to_string()));
+    }
     if let Some(path) = c.health_path {
         labels.push(("hangar.health_path".into(), path));
     }
@@ -214,6 +223,7 @@ fn read(file: &Path, stem: &str) -> Result<Option<ProviderSpec>, String> {
         env: c.env.into_iter().collect(),
         labels,
         description: parsed.description,
+        group: parsed.group.filter(|g| !g.is_empty()),
         tools_json: parsed.tools.map(|t| t.to_string()),
         ..ProviderSpec::default()
     }))
@@ -247,7 +257,7 @@ mod tests {
     #[test]
     fn files_become_specs_and_a_malformed_one_is_reported_with_its_line() {
         let d = dir(&[
-            ("a.yaml", "name: echo\nttl: 5\nconnection:\n  command: [prov, --name, x]\n  env: {A: b}\nmetadata: {team: core}\n"),
+            ("a.yaml", "name: echo\nttl: 5\ngroup: pool\nweight: 3\nconnection:\n  command: [prov, --name, x]\n  env: {A: b}\nmetadata: {team: core}\n"),
             ("b.yml", "name: bad\nconnection:\n  comand: [x]\n"),
             ("c.yaml", "enabled: false\n"),
             ("d.yaml", "connection: {host: svc, port: 8080}\n"),
@@ -258,6 +268,8 @@ mod tests {
         assert_eq!(found[0].name, "echo");
         assert_eq!(found[0].command, ["prov", "--name", "x"]);
         assert!(found[0].labels.contains(&("hangar.ttl".into(), "5".into())));
+        assert_eq!(found[0].group.as_deref(), Some("pool"));
+        assert!(found[0].labels.contains(&("hangar.weight".into(), "3".into())));
         assert!(found[0].labels.contains(&("team".into(), "core".into())));
         let err = &found[1].labels[0];
         assert_eq!(err.0, ERROR_LABEL);

@@ -13,13 +13,14 @@
 //! | `mcp-hangar.io/mode`        | `remote` (the default and the only mode a pod can be)     |
 //! | `mcp-hangar.io/port`        | the port serving MCP (default: the first container port)  |
 //! | `mcp-hangar.io/path`        | the URL path (default `/mcp`)                             |
-//! | `mcp-hangar.io/group`       | the group the provider joins (`group` of the spec)        |
+//! | `mcp-hangar.io/group`       | the group the provider joins (`group` of the spec): the config's group of that id, or one made for it |
+//! | `mcp-hangar.io/weight`      | its weight in that group, 1-100 (default 1; `hangar.weight`) |
 //! | `mcp-hangar.io/health-path` | an HTTP path the hangar may probe (`hangar.health-path`)  |
 //! | `mcp-hangar.io/ttl`         | seconds it stays registered after last seen (`hangar.ttl`) |
 //!
 //! The endpoint is `http://POD_IP:PORT/mcp`. The spec's labels carry `hangar.source`
 //! (`kubernetes`), `hangar.pod` (`namespace/name`), `hangar.ready` (`true`/`false`),
-//! `hangar.ttl` and `hangar.health-path` when annotated.
+//! `hangar.ttl`, `hangar.weight` and `hangar.health-path` when annotated.
 //!
 //! An invalid pod (bad name, port, mode or ttl; a name another pod already has) is reported
 //! (a warning in the hangar's log naming the pod and the annotation) and left out; the others
@@ -169,6 +170,11 @@ fn provider(pod: &Pod) -> Result<ProviderSpec, String> {
             .ok_or_else(|| format!("`{PREFIX}ttl` is `{ttl}`; give a whole number of seconds"))?;
         spec.labels
             .push(("hangar.ttl".to_owned(), seconds.to_string()));
+    }
+    // Passed on as written: the hangar checks it (1-100) and quarantines a bad one.
+    if let Some(weight) = annotation(pod, "weight") {
+        spec.labels
+            .push(("hangar.weight".to_owned(), weight.trim().to_owned()));
     }
     if let Some(group) = annotation(pod, "group").filter(|g| !g.is_empty()) {
         if let Some(problem) = provider_name_problem(group) {

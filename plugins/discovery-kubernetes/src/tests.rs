@@ -51,6 +51,7 @@ fn an_annotated_running_pod_is_a_remote_provider_on_its_ip() {
             ("mcp-hangar.io/group", "tools"),
             ("mcp-hangar.io/health-path", "/healthz"),
             ("mcp-hangar.io/ttl", "60"),
+            ("mcp-hangar.io/weight", "5"),
         ],
     )]);
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -71,6 +72,7 @@ fn an_annotated_running_pod_is_a_remote_provider_on_its_ip() {
             ("hangar.ready", "true"),
             ("hangar.health-path", "/healthz"),
             ("hangar.ttl", "60"),
+            ("hangar.weight", "5"),
         ]
     );
 }

@@ -52,11 +52,11 @@ pub use self::observability::{
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,
-    ContainerSpec, DockerGrant, GrantSettings, GroupMember, GroupSpec, GroupStrategy,
-    HealthThresholds, HttpSpec, KubernetesGrant, Limits, MemberDefinition, OnError, PluginConfig,
-    PluginGrant, PluginKind, PluginSpec, Preopen, ProviderMode, ProviderSpec, RateLimitSpec,
-    RecoverySpec, RemoteAuth, RemoteSpec, RemoteTransport, TlsSpec, ToolFilter, ToolSpec,
-    VolumeMount, tool_glob,
+    ContainerSpec, DEFAULT_MEMBER_PRIORITY, DEFAULT_MEMBER_WEIGHT, DockerGrant, GrantSettings,
+    GroupMember, GroupSpec, GroupStrategy, HealthThresholds, HttpSpec, KubernetesGrant, Limits,
+    MemberDefinition, OnError, PluginConfig, PluginGrant, PluginKind, PluginSpec, Preopen,
+    ProviderMode, ProviderSpec, RateLimitSpec, RecoverySpec, RemoteAuth, RemoteSpec,
+    RemoteTransport, TlsSpec, ToolFilter, ToolSpec, VolumeMount, tool_glob,
 };
 pub use self::tracing::{LangfuseSpec, OtlpProtocol, TracingSpec};
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -18,7 +18,7 @@ use crate::config::{
 };
 use crate::events::Event;
 use crate::plugin::{DiscoveredProvider, Plugin, PluginHost, PluginSet};
-use crate::registry::{Diff, Origin, Registry};
+use crate::registry::{Diff, Members, Membership, Origin, Registry};
 
 /// Deadline of one `discover` of a bundled source (an operator's plugin has its own
 /// `timeout_ms`, and this as a backstop).
@@ -71,6 +71,8 @@ pub struct Held {
     pub detail: String,
     pub fingerprint: String,
     pub mode: String,
+    /// The group it names, if any (it joins it once registered).
+    pub group: Option<String>,
 }
 
 /// One source as `registry_sources` shows it.
@@ -87,6 +89,8 @@ pub struct SourceReport {
     pub count: usize,
     /// Discovered providers of this source in the registry now.
     pub registered: usize,
+    /// The groups its registered providers joined: group id → member ids.
+    pub groups: IndexMap<String, Vec<String>>,
     /// `true`: its last `discover` answered; `false`: it failed (see `last_error`).
     pub healthy: Option<bool>,
     pub last_error: Option<String>,
@@ -101,6 +105,12 @@ pub struct CycleReport {
     pub added: Vec<String>,
     pub updated: Vec<String>,
     pub removed: Vec<String>,
+    /// (group, member): discovered members that joined or left a group this cycle.
+    pub joined: Vec<(String, String)>,
+    pub left: Vec<(String, String)>,
+    /// Groups made for discovered members, and groups gone with their last one.
+    pub groups_created: Vec<String>,
+    pub groups_removed: Vec<String>,
     /// (name, reason, detail) held this cycle.
     pub quarantined: Vec<(String, HeldReason, String)>,
     pub pending: Vec<String>,
@@ -285,6 +295,7 @@ impl Discovery {
                     detail,
                     fingerprint: e.fingerprint.clone(),
                     mode: e.found.mode.clone(),
+                    group: e.found.group.clone(),
                 })
             })
             .collect()
@@ -325,6 +336,14 @@ impl Discovery {
                         .values()
                         .filter(|e| e.source == i && e.standing == Standing::Registered)
                         .count(),
+                    groups: entries
+                        .iter()
+                        .filter(|(_, e)| e.source == i && e.standing == Standing::Registered)
+                        .filter_map(|(name, e)| Some((e.found.group.clone()?, name.clone())))
+                        .fold(IndexMap::new(), |mut groups, (group, member)| {
+                            groups.entry(group).or_insert_with(Vec::new).push(member);
+                            groups
+                        }),
                     healthy: st.healthy,
                     last_error: st.last_error.clone(),
                     errors: st.errors.clone(),
@@ -524,7 +543,9 @@ impl Discovery {
                     problems[i].push(err.to_string());
                     continue;
                 }
-                if members.is_static(&f.name) {
+                // A config group's id is quarantined in `check` (an operator should see it);
+                // a config provider's is a plain conflict the config wins.
+                if members.is_static(&f.name) && !members.is_group(&f.name) {
                     problems[i].push(format!(
                         "`{}` is defined in the config file, which takes precedence; the \
                          discovered one is ignored",
@@ -566,6 +587,17 @@ impl Discovery {
             }
         }
 
+        // The ids that clash between providers and groups this cycle: groups named by what the
+        // sources report, and the providers they report.
+        let ids = Ids {
+            members: &members,
+            named_groups: desired
+                .values()
+                .filter_map(|(_, f, _)| f.group.clone())
+                .collect(),
+            reported: desired.keys().cloned().collect(),
+        };
+
         // 2. What is new or changed needs checking; what is unchanged only counts as seen.
         let mut to_check = Vec::new();
         {
@@ -582,7 +614,7 @@ impl Discovery {
         }
         let mut checked = Vec::new();
         for (name, i, found, over, fingerprint) in to_check {
-            let verdict = self.check(&name, i, &found, over).await;
+            let verdict = self.check(&name, i, &found, over, &ids).await;
             checked.push((name, i, found, fingerprint, verdict));
         }
 
@@ -601,10 +633,11 @@ impl Discovery {
                     .get(&name)
                     .is_some_and(|e| e.standing == Standing::Registered);
                 let standing = match verdict {
-                    Verdict::Register(provider) => {
+                    Verdict::Register(provider, membership) => {
                         let origin = Origin {
                             source: source_name.clone(),
                             fingerprint: fingerprint.clone(),
+                            membership,
                         };
                         if was_registered {
                             diff.update.push((*provider, origin));
@@ -722,6 +755,10 @@ impl Discovery {
         report.added = applied.added;
         report.updated = applied.updated;
         report.removed = applied.removed;
+        report.joined = applied.joined;
+        report.left = applied.left;
+        report.groups_created = applied.groups_created;
+        report.groups_removed = applied.groups_removed;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if !(report.added.is_empty() && report.updated.is_empty() && report.removed.is_empty()) {
             tracing::info!(
@@ -785,6 +822,7 @@ impl Discovery {
         source: usize,
         found: &DiscoveredProvider,
         over: bool,
+        ids: &Ids<'_>,
     ) -> Verdict {
         if over {
             return Verdict::Hold(
@@ -805,6 +843,13 @@ impl Discovery {
             Ok(p) => p,
             Err(e) => return Verdict::Hold(HeldReason::FailedSchema, e),
         };
+        let membership = match spec::membership(found) {
+            Ok(m) => m,
+            Err(e) => return Verdict::Hold(HeldReason::FailedSchema, e),
+        };
+        if let Some((reason, why)) = ids.conflict(name, membership.as_ref()) {
+            return Verdict::Hold(reason, why);
+        }
         if !self.spec.auto_register {
             return Verdict::Pending;
         }
@@ -822,7 +867,7 @@ impl Discovery {
         {
             return Verdict::Hold(HeldReason::FailedHealth, format!("health check: {e}"));
         }
-        Verdict::Register(Box::new(provider))
+        Verdict::Register(Box::new(provider), membership)
     }
 
     async fn approve_now(&self, name: &str) -> Result<String, String> {
@@ -852,12 +897,15 @@ impl Discovery {
         let source_name = self.sources[source].spec.name.clone();
         let provider = spec::to_provider_spec(&source_name, &found)
             .map_err(|e| format!("`{name}` cannot be registered: its spec is invalid: {e}"))?;
+        let membership = spec::membership(&found)
+            .map_err(|e| format!("`{name}` cannot be registered: its spec is invalid: {e}"))?;
         let mut diff = Diff::default();
         diff.add.push((
             provider,
             Origin {
                 source: source_name.clone(),
                 fingerprint,
+                membership,
             },
         ));
         let applied = registry.apply(diff, self.spec.lifecycle.drain_timeout);
@@ -871,8 +919,70 @@ impl Discovery {
     }
 }
 
+/// What a cycle knows of the ids in use, to keep provider and group ids apart.
+struct Ids<'a> {
+    members: &'a Members,
+    /// Groups the sources' providers name this cycle.
+    named_groups: IndexSet<String>,
+    /// Providers the sources report this cycle.
+    reported: IndexSet<String>,
+}
+
+impl Ids<'_> {
+    /// Why provider `name` (joining `membership`'s group, if any) clashes with a group or a
+    /// provider: its id is a group's (failed_source: the id is taken), or its group's id is a
+    /// provider's (failed_schema: the spec names something that is not a group).
+    fn conflict(
+        &self,
+        name: &str,
+        membership: Option<&Membership>,
+    ) -> Option<(HeldReason, String)> {
+        if self.members.is_group(name) || self.named_groups.contains(name) {
+            let whose = if self.members.is_static(name) {
+                "a group of the config file"
+            } else {
+                "a group discovered providers name"
+            };
+            return Some((
+                HeldReason::FailedSource,
+                format!(
+                    "`{name}` is the id of {whose}; a provider cannot have a group's id: rename \
+                     the provider (or the group)"
+                ),
+            ));
+        }
+        let group = &membership?.group;
+        if group == name {
+            return Some((
+                HeldReason::FailedSchema,
+                format!("`{name}` names itself as its group; name another group"),
+            ));
+        }
+        let is_provider = (self.members.is_provider(group) && !self.members.is_group(group))
+            || self.reported.contains(group);
+        if is_provider {
+            return Some((
+                HeldReason::FailedSchema,
+                format!(
+                    "`{name}` asks to join group `{group}`, but `{group}` is a provider, not a \
+                     group: name a group, or rename the provider"
+                ),
+            ));
+        }
+        if !self.members.is_group(group)
+            && let Err(e) = crate::group::discovered_spec(group)
+        {
+            return Some((
+                HeldReason::FailedSchema,
+                format!("`{name}` names group `{group}`, which is not a valid group id: {e}"),
+            ));
+        }
+        None
+    }
+}
+
 enum Verdict {
-    Register(Box<ProviderSpec>),
+    Register(Box<ProviderSpec>, Option<Membership>),
     Pending,
     Hold(HeldReason, String),
 }

@@ -11,12 +11,15 @@ use std::time::Duration;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::config::{self, ProviderSpec};
+use crate::config::{self, DEFAULT_MEMBER_WEIGHT, ProviderSpec};
 use crate::plugin::DiscoveredProvider;
+use crate::registry::Membership;
 
 /// Labels the hangar reads; a source sets them, and they are not passed on as plain labels.
 pub const LABEL_TTL: &str = "hangar.ttl";
 pub const LABEL_NAMESPACE: &str = "hangar.namespace";
+/// The member's weight in the group it names (1–100, as a config member's `weight`).
+pub const LABEL_WEIGHT: &str = "hangar.weight";
 /// A placeholder entry carrying this label reports a problem the source met (a malformed
 /// file, …) instead of a provider: its value is the message.
 pub const LABEL_ERROR: &str = "hangar.error";
@@ -66,16 +69,44 @@ pub fn ttl(spec: &DiscoveredProvider) -> Result<Option<Duration>, String> {
     }
 }
 
-/// Converts and checks `spec` as the config file would; the error is the file's error text,
-/// located in the document shown by [`document`].
-pub fn to_provider_spec(source: &str, spec: &DiscoveredProvider) -> Result<ProviderSpec, String> {
-    if let Some(group) = &spec.group {
-        return Err(format!(
-            "`{}` asks to join group `{group}`: a discovered provider cannot join a group (groups \
-             are defined in the config file); report it without `group`",
+/// The group the provider joins and its weight there, if it names a group. A weight
+/// without a group, or outside 1–100, is an error (the config file's range for `weight`).
+pub fn membership(spec: &DiscoveredProvider) -> Result<Option<Membership>, String> {
+    let weight = match label(spec, LABEL_WEIGHT) {
+        None => None,
+        Some(text) => match text.trim().parse::<u32>() {
+            Ok(w) if (1..=100).contains(&w) => Some(w),
+            _ => {
+                return Err(format!(
+                    "`{}`: label `{LABEL_WEIGHT}` is `{text}`; give a whole number from 1 to 100",
+                    spec.name
+                ));
+            }
+        },
+    };
+    match spec
+        .group
+        .as_deref()
+        .map(str::trim)
+        .filter(|g| !g.is_empty())
+    {
+        Some(group) => Ok(Some(Membership {
+            group: group.to_string(),
+            weight: weight.unwrap_or(DEFAULT_MEMBER_WEIGHT),
+        })),
+        None if weight.is_some() => Err(format!(
+            "`{}`: label `{LABEL_WEIGHT}` is set but no group is named; a weight means \
+             something only in a group",
             spec.name
-        ));
+        )),
+        None => Ok(None),
     }
+}
+
+/// Converts and checks `spec` as the config file would; the error is the file's error text,
+/// located in the document shown by [`document`]. The group it names, if any, is not part of
+/// the provider's spec: see [`membership`].
+pub fn to_provider_spec(source: &str, spec: &DiscoveredProvider) -> Result<ProviderSpec, String> {
     let text = document(spec)?;
     let path = PathBuf::from(format!("discovery:{source}:{}", spec.name));
     let config = config::parse(&text, &path, &|_| None).map_err(|e| e.to_string())?;
@@ -184,12 +215,30 @@ mod tests {
         remote.env.clear();
         let err = to_provider_spec("docker", &remote).unwrap_err();
         assert!(err.contains("endpoint"), "{err}");
+    }
+
+    #[test]
+    fn a_group_and_weight_become_a_membership_with_the_config_weight_rules() {
         let mut grouped = found("g", &["prov"]);
+        assert_eq!(membership(&grouped), Ok(None));
         grouped.group = Some("pool".into());
         assert!(
-            to_provider_spec("docker", &grouped)
-                .unwrap_err()
-                .contains("cannot join a group")
+            to_provider_spec("docker", &grouped).is_ok(),
+            "a group is no longer refused"
         );
+        assert_eq!(
+            membership(&grouped),
+            Ok(Some(Membership {
+                group: "pool".into(),
+                weight: 1
+            }))
+        );
+        grouped.labels.push((LABEL_WEIGHT.into(), " 7 ".into()));
+        assert_eq!(membership(&grouped).unwrap().unwrap().weight, 7);
+        grouped.labels[0].1 = "0".into();
+        assert!(membership(&grouped).unwrap_err().contains("1 to 100"));
+        grouped.labels[0].1 = "5".into();
+        grouped.group = None;
+        assert!(membership(&grouped).unwrap_err().contains("no group"));
     }
 }

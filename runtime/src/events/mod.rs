@@ -145,6 +145,30 @@ pub enum Event {
         source: String,
         reason: String,
     },
+    /// A discovered provider joined a group (the config's, or one made for it).
+    GroupMemberJoined {
+        group: String,
+        member: String,
+        source: String,
+        weight: u32,
+    },
+    /// A discovered member left its group (it was removed, or now names another group); it
+    /// drains and stops like any removed provider. Config members never leave.
+    GroupMemberLeft {
+        group: String,
+        member: String,
+        reason: String,
+    },
+    /// Discovery made a group no config defines, for the first member that names it.
+    GroupCreated {
+        group: String,
+        source: String,
+    },
+    /// A group discovery made is gone with its last member.
+    GroupRemoved {
+        group: String,
+        reason: String,
+    },
     /// A discovered provider is held out of the registry until an operator approves it.
     ProviderQuarantined {
         provider: String,

@@ -593,8 +593,9 @@ impl Row {
                 fields.insert("arguments".to_owned(), value);
             }
         }
-        // The subject: a provider, a breaker's scope (provider or group), a group's member.
-        let provider = ["provider", "scope", "member"]
+        // The subject: a provider, a breaker's scope (provider or group), a group's member,
+        // else the group itself (a group made or removed by discovery).
+        let provider = ["provider", "scope", "member", "group"]
             .iter()
             .find_map(|key| fields.get(*key).and_then(Value::as_str))
             .map(str::to_owned);

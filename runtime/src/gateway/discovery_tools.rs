@@ -127,6 +127,7 @@ pub async fn call(
             Err(e) => failed(e),
         },
         DiscoveryTool::Discovered => {
+            let members = gw.registry.members();
             let registered: Vec<Value> = engine
                 .registered()
                 .into_iter()
@@ -135,7 +136,15 @@ pub async fn call(
                         .registry
                         .provider(&name)
                         .map(|p| p.state().as_str().to_string());
-                    json!({"name": name, "source": source, "fingerprint": fp, "state": state})
+                    let membership = members.origin(&name).and_then(|o| o.membership.clone());
+                    json!({
+                        "name": name,
+                        "source": source,
+                        "fingerprint": fp,
+                        "state": state,
+                        "group": membership.as_ref().map(|m| m.group.clone()),
+                        "weight": membership.map(|m| m.weight),
+                    })
                 })
                 .collect();
             CallToolResult::structured(json!({

@@ -545,13 +545,16 @@ fn timeout_arg(t: Option<f64>) -> Result<Option<Duration>, McpError> {
 }
 
 /// A group as `registry_list`, `registry_details` and `registry_group_list` show it.
-fn group_json(g: &Group) -> Value {
+/// A group for `registry_list`, `registry_details` and `registry_group_list`; `discovered`:
+/// made by discovery (no config group of this id).
+fn group_json(g: &Group, discovered: bool) -> Value {
     let s = g.snapshot();
     let healthy_count = s.members.iter().filter(|m| m.in_rotation).count();
     let circuit_open = s.breaker == "open";
     json!({
         "group_id": s.id,
         "description": g.spec().description,
+        "source": if discovered { "discovery" } else { "config" },
         "state": s.state.as_str(),
         "strategy": s.strategy,
         "min_healthy": s.min_healthy,
@@ -571,6 +574,7 @@ fn group_json(g: &Group) -> Value {
             "consecutive_failures": m.consecutive_failures,
             "warming": m.warming,
             "in_flight": m.in_flight,
+            "source": if m.discovered { "discovery" } else { "config" },
         })).collect::<Vec<_>>(),
     })
 }
@@ -906,10 +910,16 @@ pub async fn call(
                     if let Some(g) = reg.groups().find(|g| g.has_member(p.id())) {
                         v["group"] = json!(g.id());
                     }
+                    if let Some(o) = reg.members().origin(p.id()) {
+                        v["source"] = json!(o.source);
+                    }
                     v
                 })
                 .collect();
-            let groups: Vec<Value> = reg.groups().map(|g| group_json(&g)).collect();
+            let groups: Vec<Value> = reg
+                .groups()
+                .map(|g| group_json(&g, reg.members().is_discovered_group(g.id())))
+                .collect();
             ok(json!({ "providers": providers, "groups": groups }))
         }
         ManagementTool::Start => {
@@ -918,7 +928,7 @@ pub async fn call(
                 Err(e) => error_result(&e),
                 Ok(Target::Group(g)) => match g.start_all().await {
                     Ok(()) => {
-                        let mut v = group_json(&g);
+                        let mut v = group_json(&g, reg.members().is_discovered_group(g.id()));
                         v["group"] = json!(a.provider);
                         v["members_started"] = json!(
                             g.members()
@@ -1059,11 +1069,19 @@ pub async fn call(
             let a: ProviderArgs = parse(name, args)?;
             match reg.target(&a.provider) {
                 Err(e) => error_result(&e),
-                Ok(Target::Group(g)) => ok(group_json(&g)),
+                Ok(Target::Group(g)) => {
+                    ok(group_json(&g, reg.members().is_discovered_group(g.id())))
+                }
                 Ok(Target::Provider(p)) => {
                     let mut v = provider_details(&p);
                     if let Some(g) = reg.groups().find(|g| g.has_member(p.id())) {
                         v["group"] = json!(g.id());
+                    }
+                    if let Some(o) = reg.members().origin(p.id()) {
+                        v["source"] = json!(o.source);
+                        if let Some(m) = &o.membership {
+                            v["group_weight"] = json!(m.weight);
+                        }
                     }
                     ok(v)
                 }
@@ -1140,7 +1158,9 @@ pub async fn call(
         }
         ManagementTool::GroupList => {
             let _: NoArgs = parse(name, args)?;
-            ok(json!({ "groups": reg.groups().map(|g| group_json(&g)).collect::<Vec<_>>() }))
+            ok(
+                json!({ "groups": reg.groups().map(|g| group_json(&g, reg.members().is_discovered_group(g.id()))).collect::<Vec<_>>() }),
+            )
         }
         ManagementTool::GroupRebalance => {
             let a: GroupArgs = parse(name, args)?;
@@ -1151,7 +1171,7 @@ pub async fn call(
                 }),
                 Some(g) => {
                     let rejoined = g.rebalance();
-                    let mut v = group_json(&g);
+                    let mut v = group_json(&g, reg.members().is_discovered_group(g.id()));
                     v["members_in_rotation"] = json!(
                         g.members()
                             .iter()

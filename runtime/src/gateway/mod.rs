@@ -184,6 +184,10 @@ fn changes_catalog(event: &Event) -> bool {
             | Event::ProviderRegistered { .. }
             | Event::ProviderUpdated { .. }
             | Event::ProviderDeregistered { .. }
+            | Event::GroupMemberJoined { .. }
+            | Event::GroupMemberLeft { .. }
+            | Event::GroupCreated { .. }
+            | Event::GroupRemoved { .. }
     )
 }
 

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use rmcp::model::{CallToolResult, Tool};
 
-use crate::config::{GroupMember, GroupSpec, ProviderSpec};
+use crate::config::{self, GroupMember, GroupSpec, ProviderSpec};
 use crate::events::{Event, EventBus};
 use crate::plugin::{self, PluginSlot};
 use crate::provider::ProviderState;
@@ -29,6 +29,33 @@ fn native_strategy(group: &GroupSpec) -> Box<dyn Strategy> {
         .unwrap_or_else(|| Box::new(strategy::RoundRobin::default()))
 }
 
+/// The priority of a discovered member: the config's default for a member that gives none.
+pub const DISCOVERED_PRIORITY: u32 = crate::config::DEFAULT_MEMBER_PRIORITY;
+
+/// The spec of a group discovery makes for a group id no config defines: exactly what a
+/// config group with only `members:` gets (read through [`config::parse`], so the defaults
+/// cannot drift), with the members left to discovery. The error is the config file's text
+/// for an id a file could not use either.
+pub fn discovered_spec(id: &str) -> Result<ProviderSpec, String> {
+    // The parser wants one member; its id cannot be the group's.
+    let doc = serde_json::json!({ "mcp_servers": { id: {
+        "mode": "group",
+        "members": [{ "id": format!("{id}-member"), "command": ["x"] }],
+    }}});
+    let text = yaml_serde::to_string(&doc).map_err(|e| e.to_string())?;
+    let path = std::path::PathBuf::from(format!("discovery:group:{id}"));
+    let config = config::parse(&text, &path, &|_| None).map_err(|e| e.to_string())?;
+    let mut spec = config
+        .providers
+        .get(id)
+        .cloned()
+        .ok_or_else(|| format!("group `{id}` produced no group"))?;
+    if let Some(g) = spec.group.as_mut() {
+        g.members.clear();
+    }
+    Ok(spec)
+}
+
 /// One member: the provider, its weight and priority, and its standing in the rotation.
 pub struct Member {
     pub provider: Arc<Provider>,
@@ -42,9 +69,41 @@ pub struct Member {
     /// id and hashes nothing.
     policy_id: Arc<str>,
     policy_key: u64,
+    /// Joined through discovery (not listed in the config file's `members:`): only these
+    /// ever leave the group at run time.
+    discovered: bool,
 }
 
 impl Member {
+    fn new(
+        provider: Arc<Provider>,
+        weight: u32,
+        priority: u32,
+        exposure: Option<ToolExposure>,
+        discovered: bool,
+    ) -> Self {
+        Self {
+            policy_id: Arc::from(provider.id()),
+            policy_key: plugin::member_key(provider.id()),
+            provider,
+            weight,
+            priority,
+            exposure,
+            health: Mutex::new(MemberHealth::new()),
+            discovered,
+        }
+    }
+
+    /// A member discovery found: no `tools:` of its own within the group, the default
+    /// priority, and a fresh standing in the rotation.
+    pub fn discovered(provider: Arc<Provider>, weight: u32) -> Self {
+        Self::new(provider, weight, DISCOVERED_PRIORITY, None, true)
+    }
+
+    pub fn is_discovered(&self) -> bool {
+        self.discovered
+    }
+
     fn health(&self) -> MutexGuard<'_, MemberHealth> {
         self.health.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -64,9 +123,22 @@ impl Member {
     }
 }
 
+/// A group as one call sees it: its members now, and what the group keeps across membership
+/// changes.
+///
+/// Architecture invariant: a `Group` is immutable. When discovery adds or removes a member the
+/// registry builds a new `Group` with [`Group::with_members`] and swaps it in with the rest of
+/// its snapshot; the new one shares [`GroupCore`] (breaker, strategy, limits) and the
+/// `Arc<Member>` of every member that stays (rotation standing, in-flight calls), and a call
+/// under way finishes on the member list it started with.
 pub struct Group {
+    core: Arc<GroupCore>,
+    members: Vec<Arc<Member>>,
+}
+
+/// What a group keeps whatever its members are.
+struct GroupCore {
     spec: ProviderSpec,
-    members: Vec<Member>,
     /// The native strategy; for `strategy: plugin:NAME`, round-robin, which the policy falls
     /// back to when it has no preference or fails.
     strategy: Mutex<Box<dyn Strategy>>,
@@ -104,6 +176,8 @@ pub struct MemberSnapshot {
     pub in_flight: u32,
     /// Failures in a row as the group counts them (calls, starts).
     pub consecutive_failures: u32,
+    /// Joined through discovery rather than the config file's `members:`.
+    pub discovered: bool,
 }
 
 impl Group {
@@ -123,20 +197,15 @@ impl Group {
         let members = members
             .iter()
             .zip(providers)
-            .map(|((m, _), provider)| Member {
-                policy_id: Arc::from(provider.id()),
-                policy_key: plugin::member_key(provider.id()),
-                provider,
-                weight: m.weight,
-                priority: m.priority,
-                exposure: ToolExposure::from_spec(
+            .map(|((m, _), provider)| {
+                let exposure = ToolExposure::from_spec(
                     m.tool_filter.as_ref(),
                     &format!("{} in group {}", m.id, spec.id),
-                ),
-                health: Mutex::new(MemberHealth::new()),
+                );
+                Arc::new(Member::new(provider, m.weight, m.priority, exposure, false))
             })
             .collect();
-        Self {
+        let core = GroupCore {
             breaker: Mutex::new(CircuitBreaker::new(
                 spec.circuit_breaker.failure_threshold,
                 spec.circuit_breaker.reset_timeout,
@@ -154,22 +223,40 @@ impl Group {
             slots: spec
                 .max_concurrency
                 .map(|max| Slots::new(max, spec.max_queue)),
-            members,
             spec,
             bus,
+        };
+        Self {
+            core: Arc::new(core),
+            members,
+        }
+    }
+
+    /// The same group with `members` instead of its own: breaker, strategy, limits and policy
+    /// are shared with `self`, so nothing the group has learnt is lost. Pass the `Arc<Member>`s
+    /// of members that stay (from [`Group::members`]) to keep their standing in the rotation.
+    pub fn with_members(&self, members: Vec<Arc<Member>>) -> Self {
+        // The strategy's state is kept by member position, which the new list shifts: start it
+        // afresh, as `rebalance` does.
+        *self.core.strategy.lock().unwrap_or_else(|e| e.into_inner()) =
+            native_strategy(self.group_spec());
+        Self {
+            core: Arc::clone(&self.core),
+            members,
         }
     }
 
     pub fn id(&self) -> &str {
-        &self.spec.id
+        &self.core.spec.id
     }
 
     pub fn spec(&self) -> &ProviderSpec {
-        &self.spec
+        &self.core.spec
     }
 
     fn group_spec(&self) -> &GroupSpec {
-        self.spec
+        self.core
+            .spec
             .group
             .as_ref()
             .unwrap_or_else(|| unreachable!("checked in new"))
@@ -185,10 +272,10 @@ impl Group {
 
     /// Calls the group's own `rate_limit:` refused (0 without one).
     pub fn rate_limit_hits(&self) -> u64 {
-        self.rate_limit.as_ref().map_or(0, RateLimit::hits)
+        self.core.rate_limit.as_ref().map_or(0, RateLimit::hits)
     }
 
-    pub fn members(&self) -> &[Member] {
+    pub fn members(&self) -> &[Arc<Member>] {
         &self.members
     }
 
@@ -200,9 +287,10 @@ impl Group {
     /// current tools that the member offers through the group (first member to offer a name
     /// wins); the group's own `tools:` policy applies to either.
     pub fn tools(&self) -> Vec<Tool> {
-        let offered = |name: &str| self.exposure.as_ref().is_none_or(|e| e.exposes(name));
-        if !self.spec.tools.is_empty() {
+        let offered = |name: &str| self.core.exposure.as_ref().is_none_or(|e| e.exposes(name));
+        if !self.core.spec.tools.is_empty() {
             return self
+                .core
                 .spec
                 .tools
                 .iter()
@@ -235,13 +323,13 @@ impl Group {
         if let Some(change) = change {
             let in_rotation = matches!(change, RotationChange::Rejoined);
             tracing::info!(
-                group = %self.spec.id,
+                group = %self.core.spec.id,
                 member,
                 "member {} the rotation",
                 if in_rotation { "rejoined" } else { "left" }
             );
-            self.bus.publish(Event::MemberRotation {
-                group: self.spec.id.clone(),
+            self.core.bus.publish(Event::MemberRotation {
+                group: self.core.spec.id.clone(),
                 member: member.to_string(),
                 in_rotation,
             });
@@ -261,11 +349,12 @@ impl Group {
         let now = Instant::now();
         let failback = self.group_spec().failback_delay;
         GroupSnapshot {
-            id: self.spec.id.clone(),
+            id: self.core.spec.id.clone(),
             strategy: self.group_spec().strategy.as_str().to_string(),
             state: self.state(),
             min_healthy: self.group_spec().min_healthy,
             breaker: self
+                .core
                 .breaker
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -286,6 +375,7 @@ impl Group {
                         warming: h.in_rotation() && h.is_warming(now, failback),
                         in_flight: m.provider.in_flight(),
                         consecutive_failures: h.consecutive_failures(),
+                        discovered: m.discovered,
                     }
                 })
                 .collect(),
@@ -300,14 +390,14 @@ impl Group {
             if m.provider.state() == ProviderState::Ready && !m.in_rotation() {
                 m.health().force_rejoin(now);
                 rejoined.push(m.provider.id().to_string());
-                self.bus.publish(Event::MemberRotation {
-                    group: self.spec.id.clone(),
+                self.core.bus.publish(Event::MemberRotation {
+                    group: self.core.spec.id.clone(),
                     member: m.provider.id().to_string(),
                     in_rotation: true,
                 });
             }
         }
-        *self.strategy.lock().unwrap_or_else(|e| e.into_inner()) =
+        *self.core.strategy.lock().unwrap_or_else(|e| e.into_inner()) =
             native_strategy(self.group_spec());
         rejoined
     }
@@ -388,7 +478,8 @@ impl Group {
 
     fn pick_native(&self, candidates: &[Candidate]) -> Option<usize> {
         let random = rand::random::<u64>();
-        self.strategy
+        self.core
+            .strategy
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pick(candidates, random)
@@ -422,7 +513,7 @@ impl Group {
             })
             .collect();
         let call = Arc::new(plugin::Invocation {
-            provider: self.spec.id.clone(),
+            provider: self.core.spec.id.clone(),
             tool: request.tool.clone(),
             arguments_json: request.arguments.as_ref().map_or_else(
                 || "{}".to_owned(),
@@ -435,7 +526,7 @@ impl Group {
             Ok(Some(i)) => Ok(candidates.get(i as usize).map(|c| c.index)),
             Ok(None) => Ok(self.pick_native(&candidates)),
             Err(err) => Err(InvokeError::PolicyFailed {
-                group: self.spec.id.clone(),
+                group: self.core.spec.id.clone(),
                 detail: err.to_string(),
             }),
         }
@@ -444,15 +535,15 @@ impl Group {
     /// Calls a member; on a failure that reached no tool, retries on another member until one
     /// answers, none is left, or the deadline passes.
     pub async fn call(&self, request: ProviderCall) -> Result<CallToolResult, InvokeError> {
-        let id = &self.spec.id;
-        if let Some(Err(hidden)) = self.exposure.as_ref().map(|e| e.check(&request.tool)) {
+        let id = &self.core.spec.id;
+        if let Some(Err(hidden)) = self.core.exposure.as_ref().map(|e| e.check(&request.tool)) {
             return Err(InvokeError::ToolNotExposed {
                 provider: id.clone(),
                 tool: request.tool.clone(),
                 reason: hidden.to_string(),
             });
         }
-        if let Some(rl) = &self.rate_limit
+        if let Some(rl) = &self.core.rate_limit
             && let Err(retry_after) = rl.check()
         {
             return Err(InvokeError::RateLimited {
@@ -462,7 +553,7 @@ impl Group {
         }
         // Taken before the breaker, so a call that only waited for a slot is not counted as the
         // group failing; held until the member answers.
-        let _slot = match &self.slots {
+        let _slot = match &self.core.slots {
             None => None,
             Some(slots) => match slots.acquire(request.deadline).await {
                 Ok(permit) => Some(permit),
@@ -483,14 +574,14 @@ impl Group {
             },
         };
         let (permit, change) = {
-            let mut b = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            let mut b = self.core.breaker.lock().unwrap_or_else(|e| e.into_inner());
             match b.try_acquire(Instant::now()) {
                 Ok(ok) => ok,
                 Err(rejected) => {
                     drop(b);
                     self.publish_breaker(rejected.change);
                     return Err(InvokeError::CircuitOpen {
-                        scope: format!("group `{}`", self.spec.id),
+                        scope: format!("group `{}`", self.core.spec.id),
                         retry_after: rejected.retry_at.saturating_duration_since(Instant::now()),
                     });
                 }
@@ -510,9 +601,9 @@ impl Group {
 
     fn publish_breaker(&self, change: Option<crate::provider::breaker::BreakerChange>) {
         if let Some(c) = change {
-            tracing::info!(group = %self.spec.id, "circuit breaker {} -> {}", c.from.as_str(), c.to.as_str());
-            self.bus.publish(Event::BreakerChanged {
-                scope: self.spec.id.clone(),
+            tracing::info!(group = %self.core.spec.id, "circuit breaker {} -> {}", c.from.as_str(), c.to.as_str());
+            self.core.bus.publish(Event::BreakerChanged {
+                scope: self.core.spec.id.clone(),
                 from: c.from.as_str().to_string(),
                 to: c.to.as_str().to_string(),
             });
@@ -521,6 +612,7 @@ impl Group {
 
     fn finish_breaker(&self, permit: Permit, success: bool) {
         let change = self
+            .core
             .breaker
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -540,20 +632,20 @@ impl Group {
         }
         if tried.len() == self.members.len() {
             return Err(InvokeError::ToolNotExposed {
-                provider: self.spec.id.clone(),
+                provider: self.core.spec.id.clone(),
                 tool: request.tool.clone(),
                 reason: format!("no member offers it: {}", hidden.join("; ")),
             });
         }
         let mut attempts = Vec::new();
         loop {
-            let picked = match &self.policy {
+            let picked = match &self.core.policy {
                 None => self.pick(&tried),
                 Some(policy) => self.pick_with_policy(policy, &request, &tried).await?,
             };
             let Some(index) = picked else {
                 return Err(InvokeError::NoHealthyMember {
-                    group: self.spec.id.clone(),
+                    group: self.core.spec.id.clone(),
                     attempts,
                 });
             };
@@ -568,7 +660,7 @@ impl Group {
                 progress: request.progress.clone(),
                 session: request.session.clone(),
                 reply: request.reply.clone(),
-                group_validators: self.validators.clone(),
+                group_validators: self.core.validators.clone(),
                 meta: request.meta.clone(),
                 client: request.client.clone(),
             };
@@ -587,7 +679,7 @@ impl Group {
                         && !answered
                         && tokio::time::Instant::now() < request.deadline
                     {
-                        tracing::info!(group = %self.spec.id, member = %member.provider.id(), "failing over: {e}");
+                        tracing::info!(group = %self.core.spec.id, member = %member.provider.id(), "failing over: {e}");
                         attempts.push(format!("`{}`: {e}", member.provider.id()));
                         continue;
                     }

@@ -15,7 +15,7 @@ mod stats;
 pub use error::{InvokeError, closest};
 pub use exposure::{Hidden, ToolExposure};
 pub use limits::{RateLimit, SlotError, Slots};
-pub use live::{Applied, Diff, Members, Origin};
+pub use live::{Applied, Diff, Members, Membership, Origin};
 pub use provider::{
     GroupValidators, LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec,
 };
@@ -224,6 +224,7 @@ impl Registry {
             providers,
             groups,
             origins: IndexMap::new(),
+            discovered_groups: indexmap::IndexSet::new(),
         };
         Arc::new(Self {
             members: ArcSwap::from_pointee(members),
