@@ -12,6 +12,11 @@
 //!   `valgrind` on PATH (skipped otherwise).
 //!
 //! Run: `cargo bench -p hangar-tests --bench core` (builds the release binaries first).
+//!
+//! For profiling: `HANGAR_BENCH_SESSIONS=0` skips the latency part, `HANGAR_BENCH_COUNT=traces`
+//! counts instructions only for the rows whose name contains that text, and
+//! `HANGAR_BENCH_CALLGRIND_DIR=<dir>` keeps each callgrind profile there
+//! (`<row>-200.out`, `<row>-1200.out`) for `callgrind_annotate`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -182,7 +187,8 @@ async fn bench() -> Result<()> {
         &format!("event_store: {{path: events.db}}\n{math}"),
     );
     // The same hangar exporting a span per call (sample rate 1) over OTLP/gRPC to a receiver
-    // in this process that decodes every request.
+    // in this process that decodes every request (and flattens the spans only when asked, after
+    // the timing).
     let (collector, spans) = hangar_tests::otlp::grpc_receiver().await?;
     let traced_cfg = dir.write(
         "traced.yaml",
@@ -206,6 +212,9 @@ async fn bench() -> Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS_PER_SESSION);
     let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if sessions == 0 {
+        return counts(&dir, &provider, &hangar, [&cfg, &cfg_store, &traced_cfg]).await;
+    }
     let mut hs = Vec::new();
     let mut t = Vec::new();
     let mut per_session = Vec::new();
@@ -315,7 +324,7 @@ async fn bench() -> Result<()> {
     println!(
         "  traces: p50 {:+.1} µs over the same hangar without them ({} spans received over OTLP/gRPC)",
         us(percentile(&t, 0.5)) - us(percentile(&h, 0.5)),
-        spans.spans().len()
+        spans.span_count()
     );
     println!("  added p50 per session (each with its own processes):");
     for line in &per_session {
@@ -361,8 +370,19 @@ async fn bench() -> Result<()> {
         println!("  idle RSS (VmRSS) p50 {:.1} MB", *mid as f64 / 1024.0);
     }
 
-    // 3. Instructions per call of each process in the middle, and of the provider itself.
     println!();
+    counts(&dir, &provider, &hangar, [&cfg, &cfg_store, &traced_cfg]).await
+}
+
+/// 3. Instructions per call of each process in the middle, and of the provider itself.
+async fn counts(
+    dir: &TestDir,
+    provider: &Path,
+    hangar: &Path,
+    [cfg, cfg_store, traced_cfg]: [&PathBuf; 3],
+) -> Result<()> {
+    let only = std::env::var("HANGAR_BENCH_COUNT").unwrap_or_default();
+    let keep = std::env::var_os("HANGAR_BENCH_CALLGRIND_DIR").map(PathBuf::from);
     if std::process::Command::new("valgrind")
         .arg("--version")
         .output()
@@ -379,7 +399,7 @@ async fn bench() -> Result<()> {
         vec![
             me.clone().into(),
             mode.into(),
-            provider.clone().into(),
+            provider.into(),
             "--name".into(),
             "d".into(),
         ]
@@ -387,44 +407,42 @@ async fn bench() -> Result<()> {
     let paths: [(&str, Vec<std::ffi::OsString>, &str); 6] = [
         (
             "the provider itself (direct)",
-            vec![provider.clone().into(), "--name".into(), "d".into()],
+            vec![provider.into(), "--name".into(), "d".into()],
             "echo",
         ),
         ("bare line relay", relay("--relay"), "echo"),
         ("tokio line relay", relay("--async-relay"), "echo"),
         (
             "mcp-hangar",
-            vec![
-                hangar.clone().into(),
-                "serve".into(),
-                "--config".into(),
-                cfg.clone().into(),
-            ],
+            vec![hangar.into(), "serve".into(), "--config".into(), cfg.into()],
             "math__echo",
         ),
         (
             "mcp-hangar, event store on",
             vec![
-                hangar.clone().into(),
+                hangar.into(),
                 "serve".into(),
                 "--config".into(),
-                cfg_store.clone().into(),
+                cfg_store.into(),
             ],
             "math__echo",
         ),
         (
             "mcp-hangar, OTLP traces at 1",
             vec![
-                hangar.clone().into(),
+                hangar.into(),
                 "serve".into(),
                 "--config".into(),
-                traced_cfg.clone().into(),
+                traced_cfg.into(),
             ],
             "math__echo",
         ),
     ];
     for (name, argv, tool) in paths {
-        let per_call = instructions_per_call(&dir, &argv, tool).await?;
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        let per_call = instructions_per_call(dir, &argv, tool, keep.as_deref(), name).await?;
         println!("  {name:<34} {:>8.1} k", per_call / 1e3);
     }
     Ok(())
@@ -439,6 +457,8 @@ async fn instructions_per_call(
     dir: &TestDir,
     argv: &[std::ffi::OsString],
     tool: &str,
+    keep: Option<&Path>,
+    name: &str,
 ) -> Result<f64> {
     let mut totals = Vec::new();
     for (run, calls) in [200, 200 + COUNTED_CALLS].into_iter().enumerate() {
@@ -473,6 +493,14 @@ async fn instructions_per_call(
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         totals.push(total);
+        if let Some(keep) = keep {
+            let file: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            std::fs::create_dir_all(keep)?;
+            std::fs::copy(&out, keep.join(format!("{file}-{calls}.out")))?;
+        }
     }
     Ok((totals[1] as f64 - totals[0] as f64) / COUNTED_CALLS as f64)
 }
