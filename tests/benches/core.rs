@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use hangar_tests::latency::{percentile, us};
 use hangar_tests::{TestClient, TestDir, release_binaries};
 use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, MetaObject, RequestMetaObject};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
@@ -49,9 +49,26 @@ async fn call_once(
     client: &RunningService<RoleClient, TestClient>,
     tool: &str,
 ) -> Result<Duration> {
+    call(client, tool, false).await
+}
+
+/// A client's W3C trace context, as a traced client sends it in `_meta`.
+const CLIENT_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// One call, with the client's trace context in `_meta` if `traced_client`.
+async fn call(
+    client: &RunningService<RoleClient, TestClient>,
+    tool: &str,
+    traced_client: bool,
+) -> Result<Duration> {
     let args = json!({"text": "x"});
-    let params = CallToolRequestParams::new(tool.to_string())
+    let mut params = CallToolRequestParams::new(tool.to_string())
         .with_arguments(args.as_object().cloned().unwrap_or_default());
+    if traced_client {
+        let mut meta = serde_json::Map::new();
+        meta.insert("traceparent".into(), json!(CLIENT_TRACEPARENT));
+        params.meta = Some(RequestMetaObject(MetaObject(meta)));
+    }
     let t = Instant::now();
     let r = client.peer().call_tool(params).await?;
     let took = t.elapsed();
@@ -217,6 +234,9 @@ async fn bench() -> Result<()> {
     }
     let mut hs = Vec::new();
     let mut t = Vec::new();
+    // The same two hangars called by a client that sends its trace context: the provider gets
+    // a `_meta` either way (the client's, or the hangar's), so the difference is the hangar's.
+    let (mut hx, mut tx) = (Vec::new(), Vec::new());
     let mut per_session = Vec::new();
     for session in 0..sessions {
         let mut pc = Command::new(&provider);
@@ -248,6 +268,8 @@ async fn bench() -> Result<()> {
             .env("MCP_HANGAR_LOG", "warn");
         let traced = connect(tc).await.context("hangar with tracing")?;
         for _ in 0..200 {
+            call(&through, "math__echo", true).await?;
+            call(&traced, "math__echo", true).await?;
             call_once(&direct, "echo").await?;
             call_once(&relayed, "echo").await?;
             call_once(&async_relayed, "echo").await?;
@@ -257,6 +279,7 @@ async fn bench() -> Result<()> {
         }
         let (mut sd, mut sa, mut sh, mut ss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut st = Vec::new();
+        let (mut shc, mut stc) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             for _ in 0..CALLS_PER_ROUND {
                 sd.push(call_once(&direct, "echo").await?);
@@ -276,26 +299,40 @@ async fn bench() -> Result<()> {
             for _ in 0..CALLS_PER_ROUND {
                 st.push(call_once(&traced, "math__echo").await?);
             }
+            for _ in 0..CALLS_PER_ROUND {
+                shc.push(call(&through, "math__echo", true).await?);
+            }
+            for _ in 0..CALLS_PER_ROUND {
+                stc.push(call(&traced, "math__echo", true).await?);
+            }
         }
-        for v in [&mut sd, &mut sa, &mut sh, &mut ss, &mut st] {
+        for v in [
+            &mut sd, &mut sa, &mut sh, &mut ss, &mut st, &mut shc, &mut stc,
+        ] {
             v.sort();
         }
         let p50 = |v: &[Duration]| us(percentile(v, 0.5));
         per_session.push(format!(
-            "  session {}: tokio relay +{:.1}, hangar +{:.1}, with the event store +{:.1}, with traces +{:.1}",
+            "  session {}: tokio relay +{:.1}, hangar +{:.1}, with the event store +{:.1}, with traces +{:.1}; traces over no traces {:+.1}, with a traced client {:+.1}",
             session + 1,
             p50(&sa) - p50(&sd),
             p50(&sh) - p50(&sd),
             p50(&ss) - p50(&sd),
-            p50(&st) - p50(&sd)
+            p50(&st) - p50(&sd),
+            p50(&st) - p50(&sh),
+            p50(&stc) - p50(&shc)
         ));
         d.extend(sd);
         a.extend(sa);
         h.extend(sh);
         hs.extend(ss);
         t.extend(st);
+        hx.extend(shc);
+        tx.extend(stc);
     }
-    for v in [&mut d, &mut r, &mut a, &mut h, &mut hs, &mut t] {
+    for v in [
+        &mut d, &mut r, &mut a, &mut h, &mut hs, &mut t, &mut hx, &mut tx,
+    ] {
         v.sort();
     }
     hangar_tests::latency::print_table(
@@ -303,7 +340,7 @@ async fn bench() -> Result<()> {
             "warm tools/call latency, {} calls each (echo, stdio):",
             d.len()
         ),
-        34,
+        42,
         &d,
         &[
             ("direct to provider", &d),
@@ -312,6 +349,8 @@ async fn bench() -> Result<()> {
             ("through mcp-hangar (stdio)", &h),
             ("through mcp-hangar, event store on", &hs),
             ("through mcp-hangar, OTLP traces at 1", &t),
+            ("through mcp-hangar, traced client", &hx),
+            ("through mcp-hangar, traces, traced client", &tx),
         ],
         &[
             ("added by the bare relay", &r),
@@ -325,6 +364,10 @@ async fn bench() -> Result<()> {
         "  traces: p50 {:+.1} µs over the same hangar without them ({} spans received over OTLP/gRPC)",
         us(percentile(&t, 0.5)) - us(percentile(&h, 0.5)),
         spans.span_count()
+    );
+    println!(
+        "  traces, client sending a traceparent to both: p50 {:+.1} µs (the provider reads a `_meta` in both)",
+        us(percentile(&tx, 0.5)) - us(percentile(&hx, 0.5)),
     );
     println!("  added p50 per session (each with its own processes):");
     for line in &per_session {
