@@ -1,5 +1,9 @@
 //! OTLP receivers for the tracing tests and the core bench: a gRPC (tonic) and an HTTP/protobuf
 //! server on free loopback ports, each decoding the real `ExportTraceServiceRequest`.
+//!
+//! A receiver keeps the requests as they were decoded and flattens them into [`Seen`] spans only
+//! when asked: in the core bench it runs in the process that also times the calls, and
+//! flattening a batch there (maps, hex strings) would be charged to the traced hangar.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -78,16 +82,33 @@ fn flatten(request: &ExportTraceServiceRequest) -> Vec<Seen> {
     out
 }
 
-/// What a receiver got: spans, and the Authorization header of each request.
+/// What a receiver got: the requests, and the Authorization header of each.
 #[derive(Default, Clone)]
 pub struct Received {
-    pub spans: Arc<Mutex<Vec<Seen>>>,
+    requests: Arc<Mutex<Vec<ExportTraceServiceRequest>>>,
     pub auth: Arc<Mutex<Vec<String>>>,
 }
 
 impl Received {
     pub fn spans(&self) -> Vec<Seen> {
-        self.spans.lock().unwrap().clone()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(flatten)
+            .collect()
+    }
+
+    /// How many spans arrived, without flattening them.
+    pub fn span_count(&self) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|r| &r.resource_spans)
+            .flat_map(|rs| &rs.scope_spans)
+            .map(|ss| ss.spans.len())
+            .sum()
     }
 
     pub async fn wait_for(&self, what: &str, pred: impl Fn(&Seen) -> bool) -> Result<Seen> {
@@ -112,10 +133,7 @@ impl TraceService for Received {
                 .unwrap()
                 .push(auth.to_str().unwrap_or_default().to_string());
         }
-        self.spans
-            .lock()
-            .unwrap()
-            .extend(flatten(request.get_ref()));
+        self.requests.lock().unwrap().push(request.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -154,7 +172,7 @@ pub async fn http_receiver(path: &'static str) -> Result<(SocketAddr, Received)>
                 }
                 match ExportTraceServiceRequest::decode(body) {
                     Ok(request) => {
-                        state.spans.lock().unwrap().extend(flatten(&request));
+                        state.requests.lock().unwrap().push(request);
                         (
                             axum::http::StatusCode::OK,
                             ExportTraceServiceResponse::default().encode_to_vec(),

@@ -12,6 +12,11 @@
 //!   `valgrind` on PATH (skipped otherwise).
 //!
 //! Run: `cargo bench -p hangar-tests --bench core` (builds the release binaries first).
+//!
+//! For profiling: `HANGAR_BENCH_SESSIONS=0` skips the latency part, `HANGAR_BENCH_COUNT=traces`
+//! counts instructions only for the rows whose name contains that text, and
+//! `HANGAR_BENCH_CALLGRIND_DIR=<dir>` keeps each callgrind profile there
+//! (`<row>-200.out`, `<row>-1200.out`) for `callgrind_annotate`.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -21,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use hangar_tests::latency::{percentile, us};
 use hangar_tests::{TestClient, TestDir, release_binaries};
 use rmcp::ServiceExt;
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, MetaObject, RequestMetaObject};
 use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::TokioChildProcess;
 use serde_json::json;
@@ -44,9 +49,26 @@ async fn call_once(
     client: &RunningService<RoleClient, TestClient>,
     tool: &str,
 ) -> Result<Duration> {
+    call(client, tool, false).await
+}
+
+/// A client's W3C trace context, as a traced client sends it in `_meta`.
+const CLIENT_TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// One call, with the client's trace context in `_meta` if `traced_client`.
+async fn call(
+    client: &RunningService<RoleClient, TestClient>,
+    tool: &str,
+    traced_client: bool,
+) -> Result<Duration> {
     let args = json!({"text": "x"});
-    let params = CallToolRequestParams::new(tool.to_string())
+    let mut params = CallToolRequestParams::new(tool.to_string())
         .with_arguments(args.as_object().cloned().unwrap_or_default());
+    if traced_client {
+        let mut meta = serde_json::Map::new();
+        meta.insert("traceparent".into(), json!(CLIENT_TRACEPARENT));
+        params.meta = Some(RequestMetaObject(MetaObject(meta)));
+    }
     let t = Instant::now();
     let r = client.peer().call_tool(params).await?;
     let took = t.elapsed();
@@ -182,7 +204,8 @@ async fn bench() -> Result<()> {
         &format!("event_store: {{path: events.db}}\n{math}"),
     );
     // The same hangar exporting a span per call (sample rate 1) over OTLP/gRPC to a receiver
-    // in this process that decodes every request.
+    // in this process that decodes every request (and flattens the spans only when asked, after
+    // the timing).
     let (collector, spans) = hangar_tests::otlp::grpc_receiver().await?;
     let traced_cfg = dir.write(
         "traced.yaml",
@@ -206,8 +229,14 @@ async fn bench() -> Result<()> {
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS_PER_SESSION);
     let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if sessions == 0 {
+        return counts(&dir, &provider, &hangar, [&cfg, &cfg_store, &traced_cfg]).await;
+    }
     let mut hs = Vec::new();
     let mut t = Vec::new();
+    // The same two hangars called by a client that sends its trace context: the provider gets
+    // a `_meta` either way (the client's, or the hangar's), so the difference is the hangar's.
+    let (mut hx, mut tx) = (Vec::new(), Vec::new());
     let mut per_session = Vec::new();
     for session in 0..sessions {
         let mut pc = Command::new(&provider);
@@ -239,6 +268,8 @@ async fn bench() -> Result<()> {
             .env("MCP_HANGAR_LOG", "warn");
         let traced = connect(tc).await.context("hangar with tracing")?;
         for _ in 0..200 {
+            call(&through, "math__echo", true).await?;
+            call(&traced, "math__echo", true).await?;
             call_once(&direct, "echo").await?;
             call_once(&relayed, "echo").await?;
             call_once(&async_relayed, "echo").await?;
@@ -248,6 +279,7 @@ async fn bench() -> Result<()> {
         }
         let (mut sd, mut sa, mut sh, mut ss) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut st = Vec::new();
+        let (mut shc, mut stc) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             for _ in 0..CALLS_PER_ROUND {
                 sd.push(call_once(&direct, "echo").await?);
@@ -267,26 +299,40 @@ async fn bench() -> Result<()> {
             for _ in 0..CALLS_PER_ROUND {
                 st.push(call_once(&traced, "math__echo").await?);
             }
+            for _ in 0..CALLS_PER_ROUND {
+                shc.push(call(&through, "math__echo", true).await?);
+            }
+            for _ in 0..CALLS_PER_ROUND {
+                stc.push(call(&traced, "math__echo", true).await?);
+            }
         }
-        for v in [&mut sd, &mut sa, &mut sh, &mut ss, &mut st] {
+        for v in [
+            &mut sd, &mut sa, &mut sh, &mut ss, &mut st, &mut shc, &mut stc,
+        ] {
             v.sort();
         }
         let p50 = |v: &[Duration]| us(percentile(v, 0.5));
         per_session.push(format!(
-            "  session {}: tokio relay +{:.1}, hangar +{:.1}, with the event store +{:.1}, with traces +{:.1}",
+            "  session {}: tokio relay +{:.1}, hangar +{:.1}, with the event store +{:.1}, with traces +{:.1}; traces over no traces {:+.1}, with a traced client {:+.1}",
             session + 1,
             p50(&sa) - p50(&sd),
             p50(&sh) - p50(&sd),
             p50(&ss) - p50(&sd),
-            p50(&st) - p50(&sd)
+            p50(&st) - p50(&sd),
+            p50(&st) - p50(&sh),
+            p50(&stc) - p50(&shc)
         ));
         d.extend(sd);
         a.extend(sa);
         h.extend(sh);
         hs.extend(ss);
         t.extend(st);
+        hx.extend(shc);
+        tx.extend(stc);
     }
-    for v in [&mut d, &mut r, &mut a, &mut h, &mut hs, &mut t] {
+    for v in [
+        &mut d, &mut r, &mut a, &mut h, &mut hs, &mut t, &mut hx, &mut tx,
+    ] {
         v.sort();
     }
     hangar_tests::latency::print_table(
@@ -294,7 +340,7 @@ async fn bench() -> Result<()> {
             "warm tools/call latency, {} calls each (echo, stdio):",
             d.len()
         ),
-        34,
+        42,
         &d,
         &[
             ("direct to provider", &d),
@@ -303,6 +349,8 @@ async fn bench() -> Result<()> {
             ("through mcp-hangar (stdio)", &h),
             ("through mcp-hangar, event store on", &hs),
             ("through mcp-hangar, OTLP traces at 1", &t),
+            ("through mcp-hangar, traced client", &hx),
+            ("through mcp-hangar, traces, traced client", &tx),
         ],
         &[
             ("added by the bare relay", &r),
@@ -315,7 +363,11 @@ async fn bench() -> Result<()> {
     println!(
         "  traces: p50 {:+.1} µs over the same hangar without them ({} spans received over OTLP/gRPC)",
         us(percentile(&t, 0.5)) - us(percentile(&h, 0.5)),
-        spans.spans().len()
+        spans.span_count()
+    );
+    println!(
+        "  traces, client sending a traceparent to both: p50 {:+.1} µs (the provider reads a `_meta` in both)",
+        us(percentile(&tx, 0.5)) - us(percentile(&hx, 0.5)),
     );
     println!("  added p50 per session (each with its own processes):");
     for line in &per_session {
@@ -361,8 +413,19 @@ async fn bench() -> Result<()> {
         println!("  idle RSS (VmRSS) p50 {:.1} MB", *mid as f64 / 1024.0);
     }
 
-    // 3. Instructions per call of each process in the middle, and of the provider itself.
     println!();
+    counts(&dir, &provider, &hangar, [&cfg, &cfg_store, &traced_cfg]).await
+}
+
+/// 3. Instructions per call of each process in the middle, and of the provider itself.
+async fn counts(
+    dir: &TestDir,
+    provider: &Path,
+    hangar: &Path,
+    [cfg, cfg_store, traced_cfg]: [&PathBuf; 3],
+) -> Result<()> {
+    let only = std::env::var("HANGAR_BENCH_COUNT").unwrap_or_default();
+    let keep = std::env::var_os("HANGAR_BENCH_CALLGRIND_DIR").map(PathBuf::from);
     if std::process::Command::new("valgrind")
         .arg("--version")
         .output()
@@ -379,7 +442,7 @@ async fn bench() -> Result<()> {
         vec![
             me.clone().into(),
             mode.into(),
-            provider.clone().into(),
+            provider.into(),
             "--name".into(),
             "d".into(),
         ]
@@ -387,44 +450,42 @@ async fn bench() -> Result<()> {
     let paths: [(&str, Vec<std::ffi::OsString>, &str); 6] = [
         (
             "the provider itself (direct)",
-            vec![provider.clone().into(), "--name".into(), "d".into()],
+            vec![provider.into(), "--name".into(), "d".into()],
             "echo",
         ),
         ("bare line relay", relay("--relay"), "echo"),
         ("tokio line relay", relay("--async-relay"), "echo"),
         (
             "mcp-hangar",
-            vec![
-                hangar.clone().into(),
-                "serve".into(),
-                "--config".into(),
-                cfg.clone().into(),
-            ],
+            vec![hangar.into(), "serve".into(), "--config".into(), cfg.into()],
             "math__echo",
         ),
         (
             "mcp-hangar, event store on",
             vec![
-                hangar.clone().into(),
+                hangar.into(),
                 "serve".into(),
                 "--config".into(),
-                cfg_store.clone().into(),
+                cfg_store.into(),
             ],
             "math__echo",
         ),
         (
             "mcp-hangar, OTLP traces at 1",
             vec![
-                hangar.clone().into(),
+                hangar.into(),
                 "serve".into(),
                 "--config".into(),
-                traced_cfg.clone().into(),
+                traced_cfg.into(),
             ],
             "math__echo",
         ),
     ];
     for (name, argv, tool) in paths {
-        let per_call = instructions_per_call(&dir, &argv, tool).await?;
+        if !name.contains(only.as_str()) {
+            continue;
+        }
+        let per_call = instructions_per_call(dir, &argv, tool, keep.as_deref(), name).await?;
         println!("  {name:<34} {:>8.1} k", per_call / 1e3);
     }
     Ok(())
@@ -439,6 +500,8 @@ async fn instructions_per_call(
     dir: &TestDir,
     argv: &[std::ffi::OsString],
     tool: &str,
+    keep: Option<&Path>,
+    name: &str,
 ) -> Result<f64> {
     let mut totals = Vec::new();
     for (run, calls) in [200, 200 + COUNTED_CALLS].into_iter().enumerate() {
@@ -473,6 +536,14 @@ async fn instructions_per_call(
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         totals.push(total);
+        if let Some(keep) = keep {
+            let file: String = name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+                .collect();
+            std::fs::create_dir_all(keep)?;
+            std::fs::copy(&out, keep.join(format!("{file}-{calls}.out")))?;
+        }
     }
     Ok((totals[1] as f64 - totals[0] as f64) / COUNTED_CALLS as f64)
 }

@@ -71,7 +71,7 @@ impl Connection {
         params.arguments = Some(arguments.object);
         let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
         let mut options = PeerRequestOptions::no_options();
-        if let Some(meta) = arguments.meta {
+        if let Some(meta) = arguments.meta.into_object() {
             options = options.with_meta(RequestMetaObject(MetaObject(meta)));
         }
         let handle = self.peer.send_request_with_option(request, options).await?;

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
+use crate::observe::trace::OutgoingMeta;
 use crate::wire::{Reply, SharedWriter, Tap, Tapped, from_json};
 
 const ID_PREFIX: &str = "hangar-";
@@ -33,8 +34,8 @@ static RESULT_TYPE: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new("\"
 pub struct CallArguments {
     pub object: JsonObject,
     pub encoded: Option<String>,
-    /// The request's `_meta`, if it has one.
-    pub meta: Option<JsonObject>,
+    /// The request's `_meta` (empty: none is sent).
+    pub meta: OutgoingMeta,
 }
 
 /// The calls sent on one connection and not answered yet.
@@ -93,7 +94,8 @@ impl RawCalls {
         reason: impl FnOnce() -> String,
     ) -> Result<CallToolResult, ServiceError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut line = Vec::with_capacity(128);
+        // Room for a `_meta` with a traceparent, so a traced call does not grow the line.
+        let mut line = Vec::with_capacity(256);
         line.extend_from_slice(b"{\"jsonrpc\":\"2.0\",\"id\":\"");
         line.extend_from_slice(ID_PREFIX.as_bytes());
         line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -106,9 +108,9 @@ impl RawCalls {
             None => serde_json::to_writer(&mut line, &arguments.object).map_err(encode_error)?,
         }
         let arguments_end = line.len();
-        if let Some(meta) = &arguments.meta {
+        if !arguments.meta.is_empty() {
             line.extend_from_slice(b",\"_meta\":");
-            serde_json::to_writer(&mut line, meta).map_err(encode_error)?;
+            arguments.meta.write_json(&mut line).map_err(encode_error)?;
         }
         line.extend_from_slice(b"}}\n");
 

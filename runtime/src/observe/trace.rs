@@ -11,18 +11,18 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    Span as _, SpanKind, Status, TraceContextExt, TraceId, Tracer as _, TracerProvider as _,
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
     SpanProcessor,
@@ -48,9 +48,6 @@ struct Carry {
 /// Attributes only the Langfuse exporter receives: the other exporter drops them.
 const LANGFUSE_INPUT: &str = "langfuse.observation.input";
 const LANGFUSE_OUTPUT: &str = "langfuse.observation.output";
-
-/// The `_meta` keys of W3C trace context.
-const TRACE_KEYS: [&str; 2] = ["traceparent", "tracestate"];
 
 /// What keeps the exporters running; [`Tracing::shutdown`] flushes what is queued.
 pub struct Tracing {
@@ -301,41 +298,155 @@ fn keeps(trace_id: TraceId, ratio: f64) -> bool {
     low < bound
 }
 
-/// `_meta` read as a carrier of trace context.
-struct MetaCarrier<'a>(&'a JsonObject);
+/// A W3C `traceparent` as sent (`00-<trace id>-<parent id>-<flags>`), formatted into a fixed
+/// buffer: a traced call writes it into the provider's request without a map or an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent([u8; TRACEPARENT_LEN]);
 
-impl Extractor for MetaCarrier<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(Value::as_str)
-    }
+const TRACEPARENT_LEN: usize = 55;
 
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(String::as_str).collect()
-    }
-}
-
-struct MetaWriter<'a>(&'a mut JsonObject);
-
-impl Injector for MetaWriter<'_> {
-    fn set(&mut self, key: &str, value: String) {
-        self.0.insert(key.to_string(), Value::String(value));
-    }
-}
-
-/// The `_meta` a provider is sent for a call whose client sent `client_meta`: the client's
-/// keys but its progress token (the hangar routes progress itself), with trace context.
-fn outgoing(client_meta: Option<JsonObject>, cx: Option<&Context>) -> Option<JsonObject> {
-    let mut meta = client_meta.unwrap_or_default();
-    // The hangar routes progress itself, and the protocol's own keys (2026-07-28: version,
-    // client info, capabilities) describe the client's session, not the hangar's.
-    meta.retain(|key, _| key != "progressToken" && !key.starts_with("io.modelcontextprotocol/"));
-    if let Some(cx) = cx {
-        for key in TRACE_KEYS {
-            meta.remove(key);
+impl TraceParent {
+    fn new(trace_id: TraceId, span_id: SpanId, flags: TraceFlags) -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        fn put(out: &mut [u8], bytes: &[u8]) {
+            for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
+                pair[0] = HEX[usize::from(b >> 4)];
+                pair[1] = HEX[usize::from(b & 0xf)];
+            }
         }
-        TraceContextPropagator::new().inject_context(cx, &mut MetaWriter(&mut meta));
+        let mut text = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        put(&mut text[3..35], &trace_id.to_bytes());
+        put(&mut text[36..52], &span_id.to_bytes());
+        // Flags other than `sampled` are not known to this version: sent as zero.
+        put(&mut text[53..55], &[(flags & TraceFlags::SAMPLED).to_u8()]);
+        Self(text)
     }
+
+    pub fn as_str(&self) -> &str {
+        // Built only from ASCII hex digits and dashes.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The context a `traceparent` names, if it is valid by W3C Trace Context (level 1, 3.2):
+    /// lowercase hex, version `ff` invalid, version 00 exactly 55 characters, a later version
+    /// read as 00 when the rest starts with `-`, all-zero trace or parent ids invalid.
+    fn parse(header: &str) -> Option<(TraceId, SpanId, TraceFlags)> {
+        fn hex(text: &[u8]) -> Option<u128> {
+            text.iter().try_fold(0u128, |n, &c| {
+                let digit = match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    _ => return None,
+                };
+                Some(n << 4 | u128::from(digit))
+            })
+        }
+        let text = header.trim_matches([' ', '\t']).as_bytes();
+        if text.len() < TRACEPARENT_LEN || text[2] != b'-' || text[35] != b'-' || text[52] != b'-' {
+            return None;
+        }
+        let version = hex(&text[..2])?;
+        let longer = text.len() > TRACEPARENT_LEN;
+        if version == 0xff || (version == 0 && longer) || (longer && text[55] != b'-') {
+            return None;
+        }
+        let trace_id = hex(&text[3..35]).filter(|&id| id != 0)?;
+        let span_id = u64::try_from(hex(&text[36..52])?)
+            .ok()
+            .filter(|&id| id != 0)?;
+        let flags = u8::try_from(hex(&text[53..55])?).ok()?;
+        Some((
+            TraceId::from(trace_id),
+            SpanId::from(span_id),
+            TraceFlags::new(flags) & TraceFlags::SAMPLED,
+        ))
+    }
+}
+
+impl std::fmt::Debug for TraceParent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `_meta` a provider is sent: the client's keys and the `traceparent` that continues the
+/// trace, kept apart so that the raw path writes the latter straight into the request line.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OutgoingMeta {
+    /// The client's keys, less its progress token, the protocol's own keys, and its
+    /// `traceparent` when [`Self::traceparent`] replaces it.
+    pub keys: Option<JsonObject>,
+    pub traceparent: Option<TraceParent>,
+}
+
+impl OutgoingMeta {
+    pub fn is_empty(&self) -> bool {
+        self.traceparent.is_none() && self.keys.as_ref().is_none_or(JsonObject::is_empty)
+    }
+
+    /// Writes the `_meta` object as JSON.
+    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        out.push(b'{');
+        let mut first = true;
+        if let Some(tp) = &self.traceparent {
+            out.extend_from_slice(b"\"traceparent\":\"");
+            out.extend_from_slice(&tp.0);
+            out.push(b'"');
+            first = false;
+        }
+        for (key, value) in self.keys.iter().flatten() {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, value)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// The `_meta` object, for the typed (rmcp) path.
+    pub fn into_object(self) -> Option<JsonObject> {
+        let mut keys = self.keys.unwrap_or_default();
+        if let Some(tp) = self.traceparent {
+            keys.insert(TRACEPARENT.to_string(), Value::from(tp.as_str()));
+        }
+        (!keys.is_empty()).then_some(keys)
+    }
+}
+
+const TRACEPARENT: &str = "traceparent";
+const TRACESTATE: &str = "tracestate";
+
+/// The client's `_meta` less what the provider must not get: its progress token (the hangar
+/// routes progress itself) and the protocol's own keys (2026-07-28: version, client info,
+/// capabilities), which describe the client's session, not the hangar's.
+fn client_keys(client_meta: Option<JsonObject>) -> Option<JsonObject> {
+    let mut meta = client_meta?;
+    meta.retain(|key, _| key != "progressToken" && !key.starts_with("io.modelcontextprotocol/"));
     (!meta.is_empty()).then_some(meta)
+}
+
+/// The client's trace context: its `traceparent` (taken out of `keys`) as the remote parent,
+/// with its `tracestate`. An invalid `traceparent` starts a new trace, so the `tracestate` that
+/// went with it is dropped as well (W3C: a `tracestate` is read only with a valid parent).
+fn take_parent(keys: &mut Option<JsonObject>) -> Option<SpanContext> {
+    let map = keys.as_mut()?;
+    let parent = map
+        .remove(TRACEPARENT)
+        .and_then(|v| v.as_str().and_then(TraceParent::parse));
+    let Some((trace_id, span_id, flags)) = parent else {
+        map.remove(TRACESTATE);
+        return None;
+    };
+    let state = map
+        .get(TRACESTATE)
+        .and_then(Value::as_str)
+        .and_then(|s| TraceState::from_str(s).ok())
+        .unwrap_or_default();
+    Some(SpanContext::new(trace_id, span_id, flags, true, state))
 }
 
 /// What a tools/call span needs to know at its start.
@@ -358,15 +469,22 @@ pub struct CallSpan {
 pub fn start_call(
     start: &CallStart<'_>,
     client_meta: Option<JsonObject>,
-) -> (CallSpan, Option<JsonObject>) {
+) -> (CallSpan, OutgoingMeta) {
+    let mut keys = client_keys(client_meta);
     let Some(tracer) = TRACER.get() else {
         // Tracing off: the client's own context goes on as it came.
-        return (CallSpan { span: None }, outgoing(client_meta, None));
+        return (
+            CallSpan { span: None },
+            OutgoingMeta {
+                keys,
+                traceparent: None,
+            },
+        );
     };
-    let parent = client_meta
-        .as_ref()
-        .map(|meta| TraceContextPropagator::new().extract(&MetaCarrier(meta)))
-        .unwrap_or_default();
+    let parent = take_parent(&mut keys);
+    let parent_cx = parent.as_ref().map_or_else(Context::new, |sc| {
+        Context::new().with_remote_span_context(sc.clone())
+    });
     let mut attributes = Vec::with_capacity(8);
     attributes.push(KeyValue::new("mcp.method.name", "tools/call"));
     attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
@@ -392,16 +510,23 @@ pub fn start_call(
         .span_builder(span_name("tools/call", start.tool))
         .with_kind(SpanKind::Server)
         .with_attributes(attributes)
-        .start_with_context(tracer, &parent);
-    if !span.span_context().is_sampled() {
-        return (
-            CallSpan { span: None },
-            outgoing(client_meta, Some(&parent)),
-        );
+        .start_with_context(tracer, &parent_cx);
+    let sc = span.span_context();
+    if !sc.is_sampled() {
+        // Not traced here: the provider continues the client's trace, if there is one.
+        let traceparent =
+            parent.map(|p| TraceParent::new(p.trace_id(), p.span_id(), p.trace_flags()));
+        return (CallSpan { span: None }, OutgoingMeta { keys, traceparent });
     }
-    let cx = parent.with_remote_span_context(span.span_context().clone());
-    let meta = outgoing(client_meta, Some(&cx));
-    (CallSpan { span: Some(span) }, meta)
+    let traceparent = Some(TraceParent::new(
+        sc.trace_id(),
+        sc.span_id(),
+        sc.trace_flags(),
+    ));
+    (
+        CallSpan { span: Some(span) },
+        OutgoingMeta { keys, traceparent },
+    )
 }
 
 fn span_name(method: &'static str, tool: &str) -> Cow<'static, str> {
@@ -513,50 +638,100 @@ mod tests {
             .collect()
     }
 
+    const CLIENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
     #[test]
     fn without_tracing_the_clients_context_goes_on_unchanged_and_its_progress_token_does_not() {
-        let sent = outgoing(
-            Some(meta(&[
-                (
-                    "traceparent",
-                    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-                ),
-                ("progressToken", "7"),
-                ("vendor/x", "y"),
-            ])),
-            None,
-        )
+        let sent = client_keys(Some(meta(&[
+            ("traceparent", CLIENT),
+            ("progressToken", "7"),
+            ("vendor/x", "y"),
+        ])))
         .unwrap();
-        assert_eq!(
-            sent["traceparent"],
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-        );
+        assert_eq!(sent["traceparent"], CLIENT);
         assert_eq!(sent["vendor/x"], "y");
         assert!(!sent.contains_key("progressToken"));
-        assert_eq!(outgoing(Some(meta(&[("progressToken", "1")])), None), None);
+        assert_eq!(client_keys(Some(meta(&[("progressToken", "1")]))), None);
     }
 
     #[test]
-    fn a_context_replaces_the_clients_traceparent() {
-        let client = meta(&[(
-            "traceparent",
-            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
-        )]);
-        let parent = TraceContextPropagator::new().extract(&MetaCarrier(&client));
-        assert!(parent.span().span_context().is_remote());
-        let child = opentelemetry::trace::SpanContext::new(
-            parent.span().span_context().trace_id(),
-            opentelemetry::trace::SpanId::from_hex("00f067aa0ba902b7").unwrap(),
-            opentelemetry::trace::TraceFlags::SAMPLED,
-            false,
-            Default::default(),
-        );
-        let cx = parent.with_remote_span_context(child);
-        let sent = outgoing(Some(client), Some(&cx)).unwrap();
+    fn a_traceparent_is_written_and_read_as_w3c_trace_context_says() {
+        let (trace_id, span_id, flags) = TraceParent::parse(CLIENT).unwrap();
         assert_eq!(
-            sent["traceparent"],
-            "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01"
+            trace_id,
+            TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap()
         );
+        assert_eq!(span_id, SpanId::from_hex("b7ad6b7169203331").unwrap());
+        assert!(flags.is_sampled());
+        assert_eq!(TraceParent::new(trace_id, span_id, flags).as_str(), CLIENT);
+        // Unknown flags are read and sent as zero; a later version is read as 00.
+        let (_, _, flags) = TraceParent::parse(
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-09-what-comes-later",
+        )
+        .unwrap();
+        assert_eq!(flags, TraceFlags::SAMPLED);
+        assert_eq!(
+            TraceParent::new(trace_id, span_id, TraceFlags::new(0xfe)).as_str(),
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+        );
+        for invalid in [
+            "",
+            "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01",
+            "00-00000000000000000000000000000000-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",
+            "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01-",
+            "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b716920333-01",
+            "00_0af7651916cd43dd8448eb211c80319c_b7ad6b7169203331_01",
+            "00-0af7651916cd43dd8448eb211c80319g-b7ad6b7169203331-01",
+        ] {
+            assert_eq!(TraceParent::parse(invalid), None, "{invalid}");
+        }
+    }
+
+    #[test]
+    fn the_clients_traceparent_becomes_the_parent_and_an_invalid_one_takes_its_tracestate_along() {
+        let mut keys = client_keys(Some(meta(&[
+            ("traceparent", CLIENT),
+            ("tracestate", "vendor=opaque"),
+        ])));
+        let parent = take_parent(&mut keys).unwrap();
+        assert!(parent.is_remote() && parent.is_valid());
+        assert_eq!(parent.trace_state().header(), "vendor=opaque");
+        let keys = keys.unwrap();
+        assert!(
+            !keys.contains_key("traceparent"),
+            "replaced by the hangar's"
+        );
+        assert_eq!(keys["tracestate"], "vendor=opaque");
+
+        let mut keys = client_keys(Some(meta(&[
+            ("traceparent", "00-nonsense"),
+            ("tracestate", "vendor=opaque"),
+            ("vendor/x", "y"),
+        ])));
+        assert!(take_parent(&mut keys).is_none());
+        assert_eq!(keys.unwrap().keys().collect::<Vec<_>>(), ["vendor/x"]);
+    }
+
+    #[test]
+    fn the_meta_a_provider_gets_is_the_same_json_on_both_paths() {
+        let (trace_id, span_id, _) = TraceParent::parse(CLIENT).unwrap();
+        let sent = OutgoingMeta {
+            keys: Some(meta(&[
+                ("tracestate", "v=1"),
+                ("vendor/x", "a \"quoted\" y"),
+            ])),
+            traceparent: Some(TraceParent::new(trace_id, span_id, TraceFlags::SAMPLED)),
+        };
+        let mut raw = Vec::new();
+        sent.write_json(&mut raw).unwrap();
+        let raw: JsonObject = serde_json::from_slice(&raw).unwrap();
+        assert_eq!(raw["traceparent"], CLIENT);
+        assert_eq!(Some(raw), sent.into_object());
+        assert!(OutgoingMeta::default().is_empty());
+        assert_eq!(OutgoingMeta::default().into_object(), None);
     }
 
     #[test]

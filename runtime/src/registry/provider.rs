@@ -132,7 +132,7 @@ pub struct ProviderCall {
     /// Set when the call comes through a group that has validators of its own.
     pub group_validators: Option<Arc<GroupValidators>>,
     /// `_meta` for the provider: the client's, with the hangar's trace context.
-    pub meta: Option<JsonObject>,
+    pub meta: crate::observe::trace::OutgoingMeta,
     /// Where the provider's requests to the client of this call go.
     pub client: Option<crate::backend::ClientLink>,
 }
