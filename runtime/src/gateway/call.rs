@@ -29,6 +29,10 @@ const PROGRESS_BUFFER: usize = 64;
 /// How many requests and log messages of one provider call may wait for the client.
 const ASK_BUFFER: usize = 16;
 
+/// How long an answered call waits for progress the provider sent before its answer, when
+/// what arrived stopped short of the total.
+const LATE_PROGRESS: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A provider's progress: (progress, total, message).
 type Progress = (f64, Option<f64>, Option<String>);
 
@@ -64,11 +68,14 @@ impl Gateway {
         let invoke = self.invoke(call);
         tokio::pin!(invoke);
         let mut asks = FuturesUnordered::new();
+        // The last progress relayed: (progress, total).
+        let mut last: Option<(f64, Option<f64>)> = None;
         let result = loop {
             tokio::select! {
                 biased;
                 result = &mut invoke => break result,
                 Some(p) = recv(&mut progress_rx) => {
+                    last = Some((p.0, p.1));
                     send_progress(&peer, caller.progress_token.as_ref(), p).await;
                 }
                 Some(ask) = ask_rx.recv() => match ask {
@@ -82,9 +89,23 @@ impl Gateway {
                 Some(()) = asks.next(), if !asks.is_empty() => {}
             }
         };
-        // Progress the provider sent before its answer goes out before the answer.
+        // Progress the provider sent before its answer goes out before the answer. rmcp may
+        // hand over the provider's last notifications after its answer: a call whose progress
+        // stopped short of its total waits a moment for the rest.
         if let Some(rx) = &mut progress_rx {
-            while let Ok(p) = rx.try_recv() {
+            let late = tokio::time::Instant::now() + LATE_PROGRESS;
+            loop {
+                let p = match rx.try_recv() {
+                    Ok(p) => p,
+                    Err(_) if last.is_some_and(|(p, t)| t.is_some_and(|t| p < t)) => {
+                        match tokio::time::timeout_at(late, rx.recv()).await {
+                            Ok(Some(p)) => p,
+                            _ => break,
+                        }
+                    }
+                    Err(_) => break,
+                };
+                last = Some((p.0, p.1));
                 send_progress(&peer, caller.progress_token.as_ref(), p).await;
             }
         }
