@@ -5,6 +5,7 @@
 //! `notifications/tools/list_changed` on their session; 2026-07-28 clients get it on their
 //! `subscriptions/listen` stream.
 
+mod access;
 mod catalog;
 mod discovery_tools;
 mod management;
@@ -221,6 +222,13 @@ impl HangarServer {
             .get(request.name.as_ref())
             .cloned()
             .or_else(|| self.gw.route_by_prefix(&request.name));
+        access::check_call(
+            &self.gw,
+            &context,
+            &request.name,
+            route.as_ref(),
+            request.arguments.as_ref(),
+        )?;
         let result = match route {
             Some(Route::Management(which)) => {
                 let session = Some(self.session(&context));
@@ -290,11 +298,12 @@ impl ServerHandler for HangarServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(
-            self.gw.tools().as_ref().clone(),
-        ))
+        Ok(ListToolsResult::with_all_items(access::visible(
+            &context,
+            &self.gw.tools(),
+        )))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
