@@ -4,10 +4,11 @@
 //! pure lifecycle state machine and circuit breaker), `backend` (how a provider runs and is
 //! reached), `registry` (the live set and the call path), `group` (strategies, rotation,
 //! failover), `recovery` (restarts and rotation, driven by events), `validate` (argument
-//! checks), `gateway` (the MCP server clients talk to), `http` (streamable HTTP and health
-//! endpoints), `events` (the bus everything else listens to), `observe` (Prometheus metrics and the log),
+//! checks), `gateway` (the MCP server clients talk to), `access` (who calls, and which tools they may
+//! use), `http` (streamable HTTP, its authentication and bounds, and health endpoints), `events` (the bus everything else listens to), `observe` (Prometheus metrics and the log),
 //! `serve` (wiring for the CLI).
 
+pub mod access;
 pub mod backend;
 pub mod config;
 pub mod discovery;

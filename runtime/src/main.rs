@@ -52,23 +52,24 @@ struct ServeArgs {
     /// Serve streamable HTTP at /mcp (plus /health and /ready) instead of stdio.
     #[arg(long)]
     http: bool,
-    /// Address to bind with --http. Loopback by default; anything else needs
-    /// --allow-unauthenticated-remote until authentication is configured.
+    /// Address to bind with --http. Loopback by default; anything else needs `http.auth` in
+    /// the config, or --allow-unauthenticated-remote.
     #[arg(long, default_value = "127.0.0.1", requires = "http")]
     host: IpAddr,
     /// Port to bind with --http (0 picks a free one and logs it).
     #[arg(long, default_value_t = 8000, requires = "http")]
     port: u16,
-    /// Allow a non-loopback --host without authentication. Only behind a proxy that
+    /// Allow a non-loopback --host without `http.auth`. Only behind a proxy that
     /// authenticates.
     #[arg(long, requires = "http")]
     allow_unauthenticated_remote: bool,
     /// A browser origin allowed to call /mcp (`https://app.example.com`, `http://localhost:*`);
-    /// repeatable. Requests carrying any other `Origin` get 403. Default: loopback origins only.
+    /// repeatable, added to the config's `http.allowed_origins`. Requests carrying any other
+    /// `Origin` get 403. Default: loopback origins only.
     #[arg(long = "allowed-origin", value_name = "ORIGIN", requires = "http")]
     allowed_origins: Vec<String>,
     /// A `Host` header /mcp accepts besides loopback names and the bound address (the name a
-    /// proxy in front forwards); repeatable.
+    /// proxy in front forwards); repeatable, added to the config's `http.allowed_hosts`.
     #[arg(long = "allowed-host", value_name = "HOST", requires = "http")]
     allowed_hosts: Vec<String>,
 }
@@ -106,25 +107,31 @@ fn main() -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> Result<(), String> {
-    let config = config_path(args.config)?;
+    let path = config_path(args.config)?;
+    let config = serve::load_for_serving(&path)?;
     let listen = if args.http {
-        if !args.host.is_loopback() && !args.allow_unauthenticated_remote {
+        if !args.host.is_loopback()
+            && !args.allow_unauthenticated_remote
+            && config.http.auth.is_none()
+        {
             return Err(format!(
-                "refusing to serve on non-loopback address {} without authentication; bind 127.0.0.1, or pass --allow-unauthenticated-remote if a proxy in front authenticates",
-                args.host
+                "refusing to serve on non-loopback address {} without authentication; configure \
+                 `http.auth` (API keys or JWT) in {}, bind 127.0.0.1, or pass \
+                 --allow-unauthenticated-remote if a proxy in front authenticates",
+                args.host,
+                path.display()
             ));
         }
-        Listen::Http(mcp_hangar::http::HttpOptions {
-            addr: std::net::SocketAddr::new(args.host, args.port),
-            allowed_origins: args.allowed_origins,
-            allowed_hosts: args.allowed_hosts,
-            // Set from the config's `observability.metrics` by `serve::run`.
-            metrics_path: None,
-        })
+        let mut options =
+            mcp_hangar::http::HttpOptions::new(std::net::SocketAddr::new(args.host, args.port));
+        // `serve::run` fills in the config's `http:` and `observability.metrics`.
+        options.allowed_origins = args.allowed_origins;
+        options.allowed_hosts = args.allowed_hosts;
+        options.metrics_path = None;
+        Listen::Http(options)
     } else {
         Listen::Stdio
     };
-    let config = serve::load_for_serving(&config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -201,6 +201,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
         }
         Listen::Http(mut options) => {
             options.metrics_path = metrics.http_path().map(str::to_owned);
+            options.spec = config.http.clone();
             let addr = options.addr;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

@@ -26,6 +26,7 @@
 mod discovery;
 mod error;
 pub mod event_store;
+mod http;
 mod interpolate;
 mod locate;
 mod normalize;
@@ -45,6 +46,7 @@ pub use self::discovery::{
     SourceSpec, SourceType,
 };
 pub use self::error::{ConfigError, ConfigErrorKind};
+pub use self::http::{ApiKeySpec, AuthSpec, HttpServeSpec, JWT_ALGORITHMS, JwtSpec, KeyDigest};
 pub use self::locate::SourceLocation;
 pub use self::observability::{
     DEFAULT_METRICS_PATH, LogLevel, LoggingSpec, MetricsSpec, ObservabilitySpec,
@@ -88,6 +90,9 @@ pub struct Config {
     pub logging: LoggingSpec,
     /// `observability:` (metrics); the defaults (metrics on, no listener of its own) when absent.
     pub observability: ObservabilitySpec,
+    /// `http:`: the HTTP face's origins, hosts, authentication and bounds; the defaults
+    /// (loopback origins, no authentication) when absent.
+    pub http: HttpServeSpec,
     /// Things accepted but not acted on, each `FILE:LINE: …`, in file order.
     pub warnings: Vec<String>,
 }
@@ -199,6 +204,7 @@ pub fn parse(
         event_store,
         logging: resolved.logging,
         observability: resolved.observability,
+        http: resolved.http,
         warnings: resolved.warnings,
     })
 }

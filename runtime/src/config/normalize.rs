@@ -586,6 +586,7 @@ pub(super) fn to_redacted_yaml(config: &Config) -> String {
             super::observability::normalised_logging(&config.logging),
         )
         .put("observability", observability(config))
+        .put("http", super::http::normalised(&config.http))
         .put("event_store", event_store(&config.event_store));
     // Absent stays absent: `discovery:` with no value would turn discovery on.
     if let Some(spec) = &config.discovery {

@@ -153,6 +153,7 @@ pub(super) struct Resolved {
     pub langfuse: Option<LangfuseSpec>,
     pub logging: LoggingSpec,
     pub observability: ObservabilitySpec,
+    pub http: super::http::HttpServeSpec,
     pub warnings: Vec<String>,
 }
 
@@ -294,6 +295,7 @@ impl<'a> Resolver<'a> {
 
         let observability = observability::resolve(raw.observability.as_ref(), &self)?;
         let logging = observability::resolve_logging(raw.logging.as_ref(), &self)?;
+        let http = super::http::resolve(raw.http.as_ref(), &self)?;
         let rate_limit = raw.rate_limit.as_ref().map(rate_limit);
         let limits = raw
             .limits
@@ -320,6 +322,7 @@ impl<'a> Resolver<'a> {
                     langfuse,
                     logging,
                     observability,
+                    http,
                     warnings: self.warnings,
                 });
             }
@@ -367,6 +370,7 @@ impl<'a> Resolver<'a> {
             langfuse,
             logging,
             observability,
+            http,
             warnings: self.warnings,
         })
     }
@@ -1640,7 +1644,7 @@ pub(super) struct SpecContext<'c> {
 }
 
 /// `rate_limit:`, of a provider or of the whole hangar.
-fn rate_limit(raw: &RawRateLimit) -> RateLimitSpec {
+pub(super) fn rate_limit(raw: &RawRateLimit) -> RateLimitSpec {
     let rps = raw.requests_per_second.get();
     RateLimitSpec {
         requests_per_second: rps,

@@ -32,6 +32,7 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "discovery",
     "logging",
     "observability",
+    "http",
     "execution",
     "interceptors",
     "auth",
@@ -45,7 +46,6 @@ const TOP_LEVEL_KEYS: &[&str] = &[
     "tool_access",
     "truncation",
     "relay_tasks_enabled",
-    "http",
     "server",
     "health",
 ];
@@ -76,6 +76,8 @@ pub struct RawTop {
     pub event_store: Option<super::event_store::RawEventStore>,
     /// `discovery:` (`config/discovery.rs`).
     pub discovery: Option<super::discovery::RawDiscovery>,
+    /// `http:` (`config/http.rs`).
+    pub http: Option<super::http::RawHttp>,
     /// Ignored sections present, in file order.
     pub ignored: Vec<&'static str>,
     /// Whether the document has any top-level key at all.
@@ -122,6 +124,7 @@ impl<'de> Visitor<'de> for TopVisitor {
                     top.discovery = Some(raw.unwrap_or_default());
                 }
                 "logging" => top.logging = map.next_value()?,
+                "http" => top.http = map.next_value()?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                     top.ignored.push(section);

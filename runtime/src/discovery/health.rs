@@ -35,6 +35,7 @@ pub async fn check(spec: &ProviderSpec, config_path: &Path) -> Result<usize, Str
         logging: LoggingSpec::default(),
         // No metrics listener of its own: the check's registry is not scraped.
         observability: ObservabilitySpec::default(),
+        http: Default::default(),
         // The check's own registry records nothing: the hangar's store has the discovery events.
         event_store: EventStoreSpec {
             enabled: false,

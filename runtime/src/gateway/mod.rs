@@ -9,6 +9,7 @@
 // but are what every handshake-era client speaks; the gateway serves them.
 #![allow(deprecated)]
 
+mod access;
 mod aggregate;
 mod call;
 mod catalog;
@@ -238,6 +239,13 @@ impl HangarServer {
             .get(request.name.as_ref())
             .cloned()
             .or_else(|| self.gw.route_by_prefix(&request.name));
+        access::check_call(
+            &self.gw,
+            &context,
+            &request.name,
+            route.as_ref(),
+            request.arguments.as_ref(),
+        )?;
         let result = match route {
             Some(Route::Management(which)) => {
                 let session = Some(self.session(&context));
@@ -411,11 +419,12 @@ impl ServerHandler for HangarServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
-        Ok(ListToolsResult::with_all_items(
-            self.gw.tools().as_ref().clone(),
-        ))
+        Ok(ListToolsResult::with_all_items(access::visible(
+            &context,
+            &self.gw.tools(),
+        )))
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {

@@ -1,19 +1,38 @@
 //! The HTTP face: streamable HTTP MCP at `/mcp`, plus `/health` and `/ready` for orchestrators
 //! and `/metrics` (Prometheus text, `observability.metrics`).
+//!
+//! Security (`http:` in the config, `config/http.rs`): rmcp checks `Origin` and `Host`;
+//! `auth` checks credentials on /mcp (and /metrics unless `protect_metrics: false`) and serves
+//! the RFC 9728 metadata document; `bounds` limits connections, slow headers and sessions.
+//! `/health`, `/ready` and the metadata document are always open: they say nothing secret and
+//! orchestrators and clients need them before they have credentials.
+
+mod auth;
+mod bounds;
+mod jwt;
+
+pub use auth::METADATA_PATH;
+pub use bounds::{HttpStats, Rejection};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use self::auth::Authenticator;
+use crate::config::HttpServeSpec;
 use crate::gateway::{Gateway, HangarServer};
 
 /// Whether `/ready` answers 200: set once the config is loaded and the listener is up, cleared
@@ -49,19 +68,22 @@ async fn ready(State(r): State<Readiness>) -> (StatusCode, axum::Json<serde_json
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub addr: SocketAddr,
-    /// Browser origins allowed on /mcp; empty: loopback origins only.
+    /// The config's `http:` section (origins, hosts, auth, bounds).
+    pub spec: HttpServeSpec,
+    /// `--allowed-origin`: added to `http.allowed_origins`.
     pub allowed_origins: Vec<String>,
-    /// `Host` names accepted besides loopback names and the bound address.
+    /// `--allowed-host`: added to `http.allowed_hosts`.
     pub allowed_hosts: Vec<String>,
     /// Where Prometheus text is served (`observability.metrics`); `None`: not served.
     pub metrics_path: Option<String>,
 }
 
 impl HttpOptions {
-    /// Loopback, no extra origins or hosts.
+    /// Loopback, no extra origins or hosts, no authentication, default bounds.
     pub fn new(addr: SocketAddr) -> Self {
         Self {
             addr,
+            spec: HttpServeSpec::default(),
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             metrics_path: Some(crate::config::DEFAULT_METRICS_PATH.to_owned()),
@@ -92,8 +114,97 @@ fn allowed_origins(configured: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// Serves until `shutdown` is cancelled. `bound` is told the real address (port 0 → the chosen
-/// port) once the listener is up.
+/// How long open connections get to finish once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// JSON-RPC error code of an `initialize` refused because `max_sessions` are open.
+const TOO_MANY_SESSIONS: i64 = -32030;
+
+/// What every request to /mcp passes before rmcp sees it.
+struct McpGate {
+    auth: Option<Arc<Authenticator>>,
+    sessions: Arc<LocalSessionManager>,
+    max_sessions: u32,
+    idle: Duration,
+    body_limit: usize,
+    stats: Arc<HttpStats>,
+}
+
+/// Credentials and rate limit (with `http.auth`), then the session bound, then rmcp; a 403
+/// from rmcp (foreign `Origin`, unknown `Host`) is counted.
+async fn mcp_gate(
+    State(gate): State<Arc<McpGate>>,
+    mut request: Request<Body>,
+    next: Next,
+) -> Response {
+    if let Some(auth) = &gate.auth
+        && let Err(refused) = auth.admit(&mut request, true).await
+    {
+        return refused;
+    }
+    if request.method() == Method::POST && !request.headers().contains_key("mcp-session-id") {
+        let open = gate.sessions.sessions.read().await.len();
+        if open >= gate.max_sessions as usize {
+            // Only an `initialize` makes a session (a 2026-07-28 request is served without
+            // one), so the body decides; it is read only when the bound is reached.
+            let (parts, body) = request.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, gate.body_limit).await else {
+                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+            };
+            let message: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            if message["method"] == "initialize" {
+                gate.stats.reject(Rejection::MaxSessions);
+                tracing::warn!("refused a new session: {open} open (http.max_sessions)");
+                return too_many_sessions(&message["id"], gate.max_sessions, gate.idle);
+            }
+            request = Request::from_parts(parts, Body::from(bytes));
+        }
+    }
+    let response = next.run(request).await;
+    if response.status() == StatusCode::FORBIDDEN {
+        gate.stats.reject(Rejection::OriginOrHost);
+    }
+    response
+}
+
+fn too_many_sessions(id: &serde_json::Value, max: u32, idle: Duration) -> Response {
+    let body = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "error": {
+            "code": TOO_MANY_SESSIONS,
+            "message": format!(
+                "too many sessions: this hangar holds at most {max} (http.max_sessions); end \
+                 unused ones (DELETE /mcp with their mcp-session-id) or retry later: idle \
+                 sessions close after {:.0} s",
+                idle.as_secs_f64()
+            ),
+        },
+    });
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// Credentials on /metrics (no rate limit: scrapes are periodic by nature).
+async fn metrics_gate(
+    State(auth): State<Arc<Authenticator>>,
+    mut request: Request<Body>,
+    next: Next,
+) -> Response {
+    match auth.admit(&mut request, false).await {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+async fn metadata(State(auth): State<Arc<Authenticator>>, headers: HeaderMap) -> Response {
+    axum::Json(auth.metadata(&headers)).into_response()
+}
+
+/// Serves until `shutdown` is cancelled.
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: tokio::net::TcpListener,
@@ -102,28 +213,87 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    let spec = &options.spec;
+    let mut hosts = spec.allowed_hosts.clone();
+    hosts.extend(options.allowed_hosts.iter().cloned());
+    let mut origins = spec.allowed_origins.clone();
+    origins.extend(options.allowed_origins.iter().cloned());
     let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(allowed_hosts(addr, &options.allowed_hosts))
-        .with_allowed_origins(allowed_origins(&options.allowed_origins))
+        .with_allowed_hosts(allowed_hosts(addr, &hosts))
+        .with_allowed_origins(allowed_origins(&origins))
         .enforce_origin_validation()
         .with_cancellation_token(shutdown.child_token());
+    let body_limit = config.max_request_body_bytes;
     let registry = gw.registry.clone();
+    let stats = registry.http_stats().clone();
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(spec.session_idle_timeout);
+    let sessions = Arc::new(sessions);
+    stats.watch_sessions(sessions.clone());
     let mcp = StreamableHttpService::new(
         move || Ok(HangarServer::new(gw.clone())),
-        Arc::new(LocalSessionManager::default()),
+        sessions.clone(),
         config,
     );
+    let auth = spec
+        .auth
+        .as_ref()
+        .map(|a| Authenticator::new(a, stats.clone()));
+    let gate = Arc::new(McpGate {
+        auth: auth.clone(),
+        sessions,
+        max_sessions: spec.max_sessions,
+        idle: spec.session_idle_timeout,
+        body_limit,
+        stats: stats.clone(),
+    });
     let mut app = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
         .with_state(readiness.clone())
-        .nest_service("/mcp", mcp);
+        .merge(
+            Router::new()
+                .nest_service("/mcp", mcp)
+                .layer(middleware::from_fn_with_state(gate, mcp_gate)),
+        );
+    if let Some(auth) = &auth {
+        app = app.merge(
+            Router::new()
+                .route(METADATA_PATH, get(metadata))
+                .route(&format!("{METADATA_PATH}/mcp"), get(metadata))
+                .with_state(auth.clone()),
+        );
+    }
     if let Some(path) = &options.metrics_path {
-        app = app.merge(crate::observe::router(registry, path));
+        let metrics = crate::observe::router(registry, path);
+        app = app.merge(match &auth {
+            Some(auth) if spec.auth.as_ref().is_some_and(|a| a.protect_metrics) => {
+                metrics.layer(middleware::from_fn_with_state(auth.clone(), metrics_gate))
+            }
+            _ => metrics,
+        });
+    }
+    if let Some(auth) = &auth {
+        auth.warm().await;
     }
     readiness.set(true);
-    tracing::info!("serving MCP over streamable HTTP at http://{addr}/mcp");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    // The address ends the line: tests and scripts read it from there.
+    tracing::info!(
+        "{}; serving MCP over streamable HTTP at http://{addr}/mcp",
+        if auth.is_some() {
+            "credentials required"
+        } else {
+            "no authentication"
+        }
+    );
+    bounds::serve_connections(
+        listener,
+        app,
+        spec.max_connections,
+        spec.header_read_timeout,
+        stats,
+        shutdown,
+        SHUTDOWN_GRACE,
+    )
+    .await
 }

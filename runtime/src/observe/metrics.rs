@@ -258,6 +258,24 @@ const FAMILIES: &[(&str, &str, &[&str], MetricType)] = &[
         &["status", "reason"],
         GAUGE,
     ),
+    (
+        "http_rejections_total",
+        "Requests and connections the HTTP face turned away, by reason (unauthenticated, invalid_token, rate_limited, max_sessions, max_connections, header_timeout, origin_or_host).",
+        &["reason"],
+        COUNTER,
+    ),
+    (
+        "http_sessions",
+        "MCP sessions open on the HTTP face.",
+        &[],
+        GAUGE,
+    ),
+    (
+        "http_connections",
+        "Connections open on the HTTP face.",
+        &[],
+        GAUGE,
+    ),
 ];
 
 /// A family's index in [`FAMILIES`], by name. A name not in the table is a bug: debug builds
@@ -541,6 +559,20 @@ impl HangarCollector {
         }
         if let Some(discovery) = reg.discovery() {
             discovery_metrics(&mut out, discovery);
+        }
+        let http = reg.http_stats();
+        if http.serving() {
+            for why in crate::http::Rejection::ALL {
+                out.counter(
+                    "http_rejections_total",
+                    &[why.as_str()],
+                    http.rejections(why),
+                );
+            }
+            if let Some(open) = http.sessions() {
+                out.gauge("http_sessions", &[], open as f64);
+            }
+            out.gauge("http_connections", &[], http.connections() as f64);
         }
         out.families
     }

@@ -92,6 +92,8 @@ pub struct Registry {
     retiring: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The discovery engine feeding this registry, for the `registry_discover*` tools.
     discovery: std::sync::OnceLock<Arc<crate::discovery::Discovery>>,
+    /// What the HTTP face refused and holds open, for `/metrics` (zero on stdio).
+    http_stats: Arc<crate::http::HttpStats>,
     shared: Arc<Shared>,
     global_rate: Option<RateLimit>,
     limits: validate::Limits,
@@ -231,6 +233,7 @@ impl Registry {
             apply_gate: Mutex::new(()),
             retiring: Mutex::new(Vec::new()),
             discovery: std::sync::OnceLock::new(),
+            http_stats: Arc::default(),
             global_rate: config.rate_limit.as_ref().map(RateLimit::new),
             limits: validate::Limits {
                 max_bytes: config.limits.max_argument_bytes,
@@ -254,6 +257,11 @@ impl Registry {
     /// Attaches the discovery engine (once; later calls are ignored).
     pub fn set_discovery(&self, engine: Arc<crate::discovery::Discovery>) {
         let _ = self.discovery.set(engine);
+    }
+
+    /// The HTTP face's counters (connections, sessions, refusals).
+    pub fn http_stats(&self) -> &Arc<crate::http::HttpStats> {
+        &self.http_stats
     }
 
     /// The discovery engine, when the config has an enabled `discovery:` section.
