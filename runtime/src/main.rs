@@ -128,7 +128,7 @@ fn run_serve(args: ServeArgs) -> Result<(), String> {
         options.allowed_origins = args.allowed_origins;
         options.allowed_hosts = args.allowed_hosts;
         options.metrics_path = None;
-        Listen::Http(options)
+        Listen::Http(Box::new(options))
     } else {
         Listen::Stdio
     };

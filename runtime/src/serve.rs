@@ -18,7 +18,8 @@ use crate::registry::Registry;
 
 pub enum Listen {
     Stdio,
-    Http(crate::http::HttpOptions),
+    /// Boxed: the options (with the `http:` spec) are large beside `Stdio`.
+    Http(Box<crate::http::HttpOptions>),
 }
 
 pub struct ServeOptions {
@@ -209,7 +210,7 @@ pub async fn run(opts: ServeOptions) -> Result<(), String> {
             let server = tokio::spawn(http::serve(
                 gateway.clone(),
                 listener,
-                options,
+                *options,
                 readiness.clone(),
                 shutdown.clone(),
             ));
