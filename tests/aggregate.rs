@@ -268,6 +268,26 @@ async fn scenario(client: &RunningService<RoleClient, Client>, handler: &Client)
     .await?;
     ensure!(sampled.contains("sampled by the e2e client"), "{sampled}");
     ensure!(!snapshot(&handler.sampled).is_empty());
+    // The same through `registry_invoke` and `registry_invoke_ex`: the provider's request
+    // reaches the client that called the management tool.
+    for tool in ["registry_invoke", "registry_invoke_ex"] {
+        let before = snapshot(&handler.sampled).len();
+        let sampled = call_text(
+            client,
+            tool,
+            json!({
+                "provider": "everything",
+                "tool": "trigger-sampling-request",
+                "arguments": {"prompt": "hello", "maxTokens": 10},
+            }),
+        )
+        .await?;
+        ensure!(
+            sampled.contains("sampled by the e2e client"),
+            "{tool}: {sampled}"
+        );
+        ensure!(snapshot(&handler.sampled).len() > before, "{tool}");
+    }
 
     let roots = call_text(client, "everything__get-roots-list", json!({})).await?;
     ensure!(roots.contains(ROOT), "{roots}");

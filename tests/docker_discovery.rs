@@ -256,3 +256,138 @@ async fn the_hangar_registers_calls_and_removes_a_labelled_container() -> Result
     remove(&containers_with_label(&format!("hangar-test={token}"))?);
     result
 }
+
+/// The text of a tool result's content.
+fn text(r: &rmcp::model::CallToolResult) -> String {
+    r.content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect()
+}
+
+/// Which containers answered `calls` calls of the group's `env` tool (each answers its
+/// `HOSTNAME`: its own short id).
+async fn hostnames(
+    h: &Hangar,
+    tool: &str,
+    calls: usize,
+) -> Result<std::collections::BTreeSet<String>> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..calls {
+        let r = h.call(tool, json!({"name": "HOSTNAME"})).await?;
+        if r.is_error == Some(true) {
+            bail!("{tool} failed: {}; log:\n{}", text(&r), h.log());
+        }
+        seen.insert(text(&r));
+    }
+    Ok(seen)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn labelled_containers_naming_a_group_join_it_and_leave_it_when_stopped() -> Result<()> {
+    let image = provider_image()?;
+    let token = unique_token("dg").replace('.', "-");
+    let group = format!("{token}-pool");
+    let tool = format!("{group}__env");
+    let dir = TestDir::new("docker-group");
+    let cfg = dir.write(
+        "h.yaml",
+        "discovery:\n  refresh_interval_s: 1\n  lifecycle: {default_ttl_s: 0, check_interval_s: 1, drain_timeout_s: 2}\n  sources:\n    - {type: docker, mode: authoritative}\n",
+    );
+    let result = async {
+        let mut ids = Vec::new();
+        for member in ["a", "b"] {
+            ids.push(run(
+                &image,
+                &token,
+                member,
+                &[
+                    ("mcp.hangar.name", &format!("{token}-{member}")),
+                    ("mcp.hangar.port", "8080"),
+                    ("mcp.hangar.group", &group),
+                ],
+            )?);
+        }
+        let h = Hangar::stdio(&cfg).await?;
+        let joined = wait_until_async(WAIT, || async {
+            let list = h.call_ok("registry_list", json!({})).await.ok()?;
+            let pool = list["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["group_id"] == group.as_str())?
+                .clone();
+            (pool["total_members"] == 2).then_some(pool)
+        })
+        .await;
+        let Some(pool) = joined else {
+            bail!(
+                "group `{group}` never had both containers; log:\n{}",
+                h.log()
+            );
+        };
+        assert_eq!(pool["source"], "discovery", "{pool}");
+        // A container's tools are known once it is started.
+        h.call_ok("registry_start", json!({"provider": group}))
+            .await?;
+        let listed = wait_until_async(WAIT, || async {
+            h.tool_names().await.ok()?.contains(&tool).then_some(())
+        })
+        .await;
+        assert!(
+            listed.is_some(),
+            "{tool} never listed; log:
+{}",
+            h.log()
+        );
+
+        // Calls through the group's tool reach both containers (round robin).
+        let both = hostnames(&h, &tool, 6).await?;
+        let short: Vec<String> = ids.iter().map(|id| id[..12].to_owned()).collect();
+        assert_eq!(
+            both,
+            short.iter().cloned().collect(),
+            "both containers answer through the group"
+        );
+
+        // One stopped: it leaves the group, the other serves every call.
+        let out = Command::new("docker")
+            .args(["stop", "-t", "1", &ids[0]])
+            .output()?;
+        assert!(out.status.success());
+        let left = wait_until_async(WAIT, || async {
+            let list = h.call_ok("registry_list", json!({})).await.ok()?;
+            let pool = list["groups"]
+                .as_array()?
+                .iter()
+                .find(|g| g["group_id"] == group.as_str())?
+                .clone();
+            (pool["total_members"] == 1).then_some(())
+        })
+        .await;
+        assert!(
+            left.is_some(),
+            "the stopped container stayed; log:\n{}",
+            h.log()
+        );
+        let one = hostnames(&h, &tool, 4).await?;
+        assert_eq!(one, [short[1].clone()].into_iter().collect());
+
+        // The last one stopped: the group discovery made is gone with its tool.
+        let out = Command::new("docker")
+            .args(["stop", "-t", "1", &ids[1]])
+            .output()?;
+        assert!(out.status.success());
+        let gone = wait_until_async(WAIT, || async {
+            let tools = h.tool_names().await.ok()?;
+            (!tools.contains(&tool)).then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "{tool} still listed; log:\n{}", h.log());
+        let list = h.call_ok("registry_list", json!({})).await?;
+        assert!(!list.to_string().contains(&group), "{list}");
+        Ok(())
+    }
+    .await;
+    remove(&containers_with_label(&format!("hangar-test={token}"))?);
+    result
+}

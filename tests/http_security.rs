@@ -126,7 +126,7 @@ async fn keyed_hangar(dir: &TestDir, token: &str) -> Result<(HttpHangar, String)
     let cfg = dir.write(
         "h.yaml",
         &format!(
-            "http:\n  auth:\n    authorization_servers: [\"https://auth.example.com\"]\n    scopes_supported: [mcp]\n    api_keys:\n      - name: ci\n        env: KEY_CI\n        tools: [\"math__add\", \"registry_list\", \"registry_invoke\"]\n      - {{name: ops, env: KEY_OPS}}\n      - {{name: slow, env: KEY_SLOW, rate_limit: {{requests_per_second: 0.2, burst: 2}}}}\nproviders:\n{}",
+            "http:\n  auth:\n    authorization_servers: [\"https://auth.example.com\"]\n    scopes_supported: [mcp]\n    api_keys:\n      - name: ci\n        env: KEY_CI\n        tools: [\"math__add\", \"registry_li*\", \"registry_invoke\"]\n      - {{name: ops, env: KEY_OPS}}\n      - {{name: slow, env: KEY_SLOW, rate_limit: {{requests_per_second: 0.2, burst: 2}}}}\nproviders:\n{}",
             provider_yaml("math", token, &[], "")
         ),
     );
@@ -255,6 +255,16 @@ async fn each_key_lists_and_calls_only_its_tools_and_keeps_to_its_rate() -> Resu
     assert!(
         refused.contains("api_key:ci") && refused.contains("math__echo"),
         "{refused}"
+    );
+    // A name its list allows but nobody offers: the suggestions are only names it may call.
+    let unknown = call_err(&ci, "registry_lists", json!({})).await;
+    assert!(
+        unknown.contains("unknown tool") && unknown.contains("registry_list"),
+        "{unknown}"
+    );
+    assert!(
+        !unknown.contains("registry_start") && !unknown.contains("registry_details"),
+        "{unknown}"
     );
     let refused = call_err(&ci, "registry_start", json!({"provider": "math"})).await;
     assert!(refused.contains("registry_start"), "{refused}");
@@ -464,9 +474,27 @@ async fn sessions_connections_and_slow_headers_are_bounded() -> Result<()> {
     let h = HttpHangar::start(&cfg).await?;
     let addr = h.base.trim_start_matches("http://").to_owned();
 
-    // Sessions: two are served, the third is told why not; once they idle out, room again.
-    assert_eq!(initialize(&h.base, &[]).await?.status(), 200);
-    assert_eq!(initialize(&h.base, &[]).await?.status(), 200);
+    // Sessions: of three simultaneous initializes (as many as `max_connections` lets in)
+    // exactly two are served; the third, and a later one, are told why not; once the two idle
+    // out, there is room again.
+    let racing = futures::future::join_all((0..3).map(|_| initialize(&h.base, &[]))).await;
+    let mut served = 0;
+    for r in racing {
+        let r = r?;
+        if r.status() == 200 {
+            served += 1;
+        } else {
+            assert_eq!(r.status(), 503);
+            let body: Value = r.json().await?;
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("too many sessions")),
+                "{body}"
+            );
+        }
+    }
+    assert_eq!(served, 2, "max_sessions is 2");
     let r = initialize(&h.base, &[]).await?;
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await?;

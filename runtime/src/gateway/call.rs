@@ -45,72 +45,85 @@ pub(crate) struct Caller<'a> {
 impl Gateway {
     /// Calls a provider's tool for a client, relaying the provider's progress, requests and
     /// log messages to it while the call is under way.
-    pub(crate) async fn call(&self, mut call: Invocation, caller: Caller<'_>) -> CallToolResult {
-        let Some(peer) = caller.session.peer() else {
-            return self.invoke(call).await;
-        };
-        let (progress_tx, mut progress_rx) = match &caller.progress_token {
-            Some(_) => {
-                let (tx, rx) = mpsc::channel::<Progress>(PROGRESS_BUFFER);
-                (Some(tx), Some(rx))
-            }
-            None => (None, None),
-        };
-        if let Some(tx) = progress_tx {
-            call.progress = Some(Arc::new(move |p, total, message| {
-                // Full: the client is not reading fast enough; this one is dropped.
-                let _ = tx.try_send((p, total, message));
-            }));
-        }
-        let (ask_tx, mut ask_rx) = mpsc::channel::<ClientAsk>(ASK_BUFFER);
-        call.client = Some(ask_tx);
+    pub(crate) async fn call(&self, call: Invocation, caller: &Caller<'_>) -> CallToolResult {
+        relay(call, caller, |call| self.invoke(call)).await
+    }
+}
 
-        let invoke = self.invoke(call);
-        tokio::pin!(invoke);
-        let mut asks = FuturesUnordered::new();
-        // The last progress relayed: (progress, total).
-        let mut last: Option<(f64, Option<f64>)> = None;
-        let result = loop {
-            tokio::select! {
-                biased;
-                result = &mut invoke => break result,
-                Some(p) = recv(&mut progress_rx) => {
-                    last = Some((p.0, p.1));
-                    send_progress(&peer, caller.progress_token.as_ref(), p).await;
-                }
-                Some(ask) = ask_rx.recv() => match ask {
-                    ClientAsk::Log(params) => {
-                        if caller.session.wants(params.level) {
-                            let _ = peer.notify_logging_message(params).await;
-                        }
-                    }
-                    ask => asks.push(serve(peer.clone(), ask)),
-                },
-                Some(()) = asks.next(), if !asks.is_empty() => {}
-            }
-        };
-        // Progress the provider sent before its answer goes out before the answer. rmcp may
-        // hand over the provider's last notifications after its answer: a call whose progress
-        // stopped short of its total waits a moment for the rest.
-        if let Some(rx) = &mut progress_rx {
-            let late = tokio::time::Instant::now() + LATE_PROGRESS;
-            loop {
-                let p = match rx.try_recv() {
-                    Ok(p) => p,
-                    Err(_) if last.is_some_and(|(p, t)| t.is_some_and(|t| p < t)) => {
-                        match tokio::time::timeout_at(late, rx.recv()).await {
-                            Ok(Some(p)) => p,
-                            _ => break,
-                        }
-                    }
-                    Err(_) => break,
-                };
+/// Runs `run` on `call` (one attempt at the provider, however the caller wants its outcome)
+/// with the provider's progress, requests and log messages relayed to the caller's client.
+pub(crate) async fn relay<T, F>(
+    mut call: Invocation,
+    caller: &Caller<'_>,
+    run: impl FnOnce(Invocation) -> F,
+) -> T
+where
+    F: std::future::Future<Output = T>,
+{
+    let Some(peer) = caller.session.peer() else {
+        return run(call).await;
+    };
+    let (progress_tx, mut progress_rx) = match &caller.progress_token {
+        Some(_) => {
+            let (tx, rx) = mpsc::channel::<Progress>(PROGRESS_BUFFER);
+            (Some(tx), Some(rx))
+        }
+        None => (None, None),
+    };
+    if let Some(tx) = progress_tx {
+        call.progress = Some(Arc::new(move |p, total, message| {
+            // Full: the client is not reading fast enough; this one is dropped.
+            let _ = tx.try_send((p, total, message));
+        }));
+    }
+    let (ask_tx, mut ask_rx) = mpsc::channel::<ClientAsk>(ASK_BUFFER);
+    call.client = Some(ask_tx);
+
+    let invoke = run(call);
+    tokio::pin!(invoke);
+    let mut asks = FuturesUnordered::new();
+    // The last progress relayed: (progress, total).
+    let mut last: Option<(f64, Option<f64>)> = None;
+    let result = loop {
+        tokio::select! {
+            biased;
+            result = &mut invoke => break result,
+            Some(p) = recv(&mut progress_rx) => {
                 last = Some((p.0, p.1));
                 send_progress(&peer, caller.progress_token.as_ref(), p).await;
             }
+            Some(ask) = ask_rx.recv() => match ask {
+                ClientAsk::Log(params) => {
+                    if caller.session.wants(params.level) {
+                        let _ = peer.notify_logging_message(params).await;
+                    }
+                }
+                ask => asks.push(serve(peer.clone(), ask)),
+            },
+            Some(()) = asks.next(), if !asks.is_empty() => {}
         }
-        result
+    };
+    // Progress the provider sent before its answer goes out before the answer. rmcp may
+    // hand over the provider's last notifications after its answer: a call whose progress
+    // stopped short of its total waits a moment for the rest.
+    if let Some(rx) = &mut progress_rx {
+        let late = tokio::time::Instant::now() + LATE_PROGRESS;
+        loop {
+            let p = match rx.try_recv() {
+                Ok(p) => p,
+                Err(_) if last.is_some_and(|(p, t)| t.is_some_and(|t| p < t)) => {
+                    match tokio::time::timeout_at(late, rx.recv()).await {
+                        Ok(Some(p)) => p,
+                        _ => break,
+                    }
+                }
+                Err(_) => break,
+            };
+            last = Some((p.0, p.1));
+            send_progress(&peer, caller.progress_token.as_ref(), p).await;
+        }
     }
+    result
 }
 
 async fn recv(rx: &mut Option<mpsc::Receiver<Progress>>) -> Option<Progress> {

@@ -22,6 +22,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::Gateway;
+use super::call::{Caller, relay};
+use super::session::Session;
 use crate::backend::ProgressSink;
 use crate::group::Group;
 use crate::group::rotation::GroupState;
@@ -775,6 +777,8 @@ async fn invoke_with_retries(
     gw: &Gateway,
     a: InvokeExArgs,
     session: Option<String>,
+    meta: Option<JsonObject>,
+    caller: &Caller<'_>,
 ) -> Result<CallToolResult, McpError> {
     let timeout = timeout_arg(a.timeout)?;
     let max_retries = a.max_retries.unwrap_or(3).min(10);
@@ -789,18 +793,17 @@ async fn invoke_with_retries(
     let mut kinds: Vec<&'static str> = Vec::new();
     let (mut result, final_error) = loop {
         attempts += 1;
-        let outcome = gw
-            .registry
-            .invoke(Invocation {
-                provider: a.provider.clone(),
-                tool: a.tool.clone(),
-                arguments: a.arguments.clone(),
-                timeout,
-                correlation_id: Some(correlation_id.clone()),
-                session: session.clone(),
-                ..Default::default()
-            })
-            .await;
+        let call = Invocation {
+            provider: a.provider.clone(),
+            tool: a.tool.clone(),
+            arguments: a.arguments.clone(),
+            timeout,
+            correlation_id: Some(correlation_id.clone()),
+            session: session.clone(),
+            meta: meta.clone(),
+            ..Default::default()
+        };
+        let outcome = relay(call, caller, |call| gw.registry.invoke(call)).await;
         let (retryable, failure) = match &outcome {
             Ok(r) if r.is_error == Some(true) => (
                 retry_on_error,
@@ -883,9 +886,16 @@ pub async fn call(
     name: &str,
     args: Option<JsonObject>,
     context: &RequestContext<RoleServer>,
+    client: &Session,
     session: Option<String>,
 ) -> Result<CallToolResult, McpError> {
     let reg = &gw.registry;
+    // The `registry_invoke*` tools reach a provider for this client like its own tools do: the
+    // provider's sampling, elicitation, roots and log messages go to it.
+    let caller = Caller {
+        session: client,
+        progress_token: context.meta.get_progress_token(),
+    };
     Ok(match which {
         ManagementTool::List => {
             let a: ListArgs = parse(name, args)?;
@@ -980,7 +990,7 @@ pub async fn call(
         }
         ManagementTool::Invoke => {
             let a: InvokeArgs = parse(name, args)?;
-            gw.invoke(Invocation {
+            let call = Invocation {
                 provider: a.provider,
                 tool: a.tool,
                 arguments: a.arguments,
@@ -988,10 +998,13 @@ pub async fn call(
                 session,
                 meta: super::client_meta(context.meta.0.0.clone()),
                 ..Default::default()
-            })
-            .await
+            };
+            gw.call(call, &caller).await
         }
-        ManagementTool::InvokeEx => invoke_with_retries(gw, parse(name, args)?, session).await?,
+        ManagementTool::InvokeEx => {
+            let meta = super::client_meta(context.meta.0.0.clone());
+            invoke_with_retries(gw, parse(name, args)?, session, meta, &caller).await?
+        }
         ManagementTool::InvokeStream => {
             let a: InvokeArgs = parse(name, args)?;
             let reporter = context
@@ -1011,18 +1024,22 @@ pub async fn call(
                 }
                 r.report(format!("invoking `{}` on `{}`", a.tool, a.provider));
             }
-            let result = gw
-                .invoke(Invocation {
-                    provider: a.provider,
-                    tool: a.tool,
-                    arguments: a.arguments,
-                    timeout: timeout_arg(a.timeout)?,
-                    progress: reporter.as_ref().map(StageReporter::sink),
-                    session,
-                    meta: super::client_meta(context.meta.0.0.clone()),
-                    ..Default::default()
-                })
-                .await;
+            let call = Invocation {
+                provider: a.provider,
+                tool: a.tool,
+                arguments: a.arguments,
+                timeout: timeout_arg(a.timeout)?,
+                progress: reporter.as_ref().map(StageReporter::sink),
+                session,
+                meta: super::client_meta(context.meta.0.0.clone()),
+                ..Default::default()
+            };
+            // The stages and the provider's progress go out through the reporter.
+            let caller = Caller {
+                progress_token: None,
+                ..caller
+            };
+            let result = gw.call(call, &caller).await;
             if let Some(r) = &reporter {
                 r.report(if result.is_error == Some(true) {
                     "done (failed)".into()

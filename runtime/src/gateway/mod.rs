@@ -255,6 +255,7 @@ impl HangarServer {
                     &request.name,
                     request.arguments,
                     &context,
+                    &self.client,
                     session,
                 )
                 .await?
@@ -274,13 +275,22 @@ impl HangarServer {
                             meta: client_meta(context.meta.0.0),
                             ..Default::default()
                         },
-                        caller,
+                        &caller,
                     )
                     .await
             }
             None => {
                 let catalog = self.gw.catalog.load();
-                let near = closest(&request.name, catalog.routes.keys().map(String::as_str));
+                // Only names the caller may call are suggested.
+                let principal = access::principal(&context);
+                let near = closest(
+                    &request.name,
+                    catalog
+                        .routes
+                        .keys()
+                        .map(String::as_str)
+                        .filter(|name| principal.as_ref().is_none_or(|p| p.may_call(name))),
+                );
                 return Err(McpError::invalid_params(
                     format!(
                         "unknown tool `{}`; closest offered: {}. Call tools/list for the current list, or registry_invoke to reach a provider's tool directly",

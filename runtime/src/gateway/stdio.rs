@@ -214,7 +214,7 @@ impl Tap for FrontTap {
                 session: &client,
                 progress_token,
             };
-            let mut result = gw.call(invocation, caller).await;
+            let mut result = gw.call(invocation, &caller).await;
             lock(&calls).remove(&forget);
             if !reply.sent() {
                 // A handshake-era client: no `resultType` (as rmcp strips it).

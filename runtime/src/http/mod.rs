@@ -16,7 +16,7 @@ pub use bounds::{HttpStats, Rejection};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -124,14 +124,38 @@ const TOO_MANY_SESSIONS: i64 = -32030;
 struct McpGate {
     auth: Option<Arc<Authenticator>>,
     sessions: Arc<LocalSessionManager>,
+    /// `initialize` requests admitted and not yet answered: their sessions may not be in
+    /// `sessions` yet, so they count against `max_sessions` too.
+    opening: AtomicUsize,
     max_sessions: u32,
     idle: Duration,
     body_limit: usize,
     stats: Arc<HttpStats>,
 }
 
+/// An admitted `initialize`'s place in [`McpGate::opening`], given back when it is answered
+/// (or its client goes away).
+struct Opening<'a>(&'a AtomicUsize);
+
+impl Drop for Opening<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The `method` of a JSON-RPC message, read without building the rest.
+#[derive(serde::Deserialize)]
+struct MethodOnly<'a> {
+    #[serde(borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// Credentials and rate limit (with `http.auth`), then the session bound, then rmcp; a 403
 /// from rmcp (foreign `Origin`, unknown `Host`) is counted.
+///
+/// The session bound is exact under simultaneous `initialize`s: each one takes a place in
+/// `opening` before it looks at the count of sessions open plus opening, and keeps it until
+/// rmcp has answered (by then its session is in the table).
 async fn mcp_gate(
     State(gate): State<Arc<McpGate>>,
     mut request: Request<Body>,
@@ -142,23 +166,34 @@ async fn mcp_gate(
     {
         return refused;
     }
+    let mut _opening = None;
     if request.method() == Method::POST && !request.headers().contains_key("mcp-session-id") {
-        let open = gate.sessions.sessions.read().await.len();
-        if open >= gate.max_sessions as usize {
-            // Only an `initialize` makes a session (a 2026-07-28 request is served without
-            // one), so the body decides; it is read only when the bound is reached.
-            let (parts, body) = request.into_parts();
-            let Ok(bytes) = axum::body::to_bytes(body, gate.body_limit).await else {
-                return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
-            };
-            let message: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            if message["method"] == "initialize" {
+        // Only an `initialize` makes a session (a 2026-07-28 request is served without one),
+        // so the body decides.
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, gate.body_limit).await else {
+            return (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        };
+        let initialize = serde_json::from_slice::<MethodOnly>(&bytes)
+            .is_ok_and(|m| m.method.as_deref() == Some("initialize"));
+        if initialize {
+            let before = gate.opening.fetch_add(1, Ordering::AcqRel);
+            let place = Opening(&gate.opening);
+            let open = gate.sessions.sessions.read().await.len();
+            if open + before >= gate.max_sessions as usize {
+                drop(place);
                 gate.stats.reject(Rejection::MaxSessions);
-                tracing::warn!("refused a new session: {open} open (http.max_sessions)");
-                return too_many_sessions(&message["id"], gate.max_sessions, gate.idle);
+                tracing::warn!(
+                    "refused a new session: {open} open, {before} opening (http.max_sessions)"
+                );
+                let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                    .map(|m| m["id"].clone())
+                    .unwrap_or_default();
+                return too_many_sessions(&id, gate.max_sessions, gate.idle);
             }
-            request = Request::from_parts(parts, Body::from(bytes));
+            _opening = Some(place);
         }
+        request = Request::from_parts(parts, Body::from(bytes));
     }
     let response = next.run(request).await;
     if response.status() == StatusCode::FORBIDDEN {
@@ -242,6 +277,7 @@ pub async fn serve(
     let gate = Arc::new(McpGate {
         auth: auth.clone(),
         sessions,
+        opening: AtomicUsize::new(0),
         max_sessions: spec.max_sessions,
         idle: spec.session_idle_timeout,
         body_limit,
