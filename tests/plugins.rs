@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 /// The bundled deny-patterns component, as a file (tests that swap plugin files need one).
 fn deny_patterns_bytes() -> &'static [u8] {
-    mcp_hangar::plugin::bundled::get("deny-patterns").expect("deny-patterns is bundled")
+    mcp_hangar::bundled::get("deny-patterns").expect("deny-patterns is bundled")
 }
 
 /// The same component with a custom section appended: a different file that behaves the

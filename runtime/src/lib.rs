@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod backend;
+pub mod bundled;
 pub mod config;
 pub mod discovery;
 pub mod events;

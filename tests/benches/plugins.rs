@@ -19,9 +19,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mcp_hangar::bundled;
 use mcp_hangar::config::{PluginConfig, PluginKind, PluginSpec};
 use mcp_hangar::group::strategy::{self, Candidate};
-use mcp_hangar::plugin::{Invocation, Member, Plugin, PluginHost, Verdict, bundled};
+use mcp_hangar::plugin::{Invocation, Member, Plugin, PluginHost, Verdict};
 use serde_json::json;
 
 const PICKS: usize = 100_000;

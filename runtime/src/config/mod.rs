@@ -51,6 +51,7 @@ pub use self::locate::SourceLocation;
 pub use self::observability::{
     DEFAULT_METRICS_PATH, LogLevel, LoggingSpec, MetricsSpec, ObservabilitySpec,
 };
+pub(crate) use self::resolve::namespace_problem;
 pub use self::secret::{EnvValue, MaybeSecret, REDACTED, key_looks_secret};
 pub use self::spec::{
     BUNDLED_PREFIX, BuildSpec, CircuitBreakerSpec, ContainerNetwork, ContainerResources,

@@ -1331,13 +1331,13 @@ impl Resolver<'_> {
             ));
         }
         if let Some(bundled) = raw.path.strip_prefix(BUNDLED_PREFIX)
-            && crate::plugin::bundled::get(bundled).is_none()
+            && crate::bundled::get(bundled).is_none()
         {
             return Err(self.invalid(
                 &path.key("path"),
                 format!(
                     "there is no bundled plugin `{bundled}`; this hangar bundles {}",
-                    crate::plugin::bundled::names()
+                    crate::bundled::names()
                         .map(|n| format!("`{BUNDLED_PREFIX}{n}`"))
                         .collect::<Vec<_>>()
                         .join(", ")
@@ -1446,7 +1446,7 @@ impl Resolver<'_> {
                     let kube_path = entry_path.key("kubernetes");
                     let mut namespaces: Vec<String> = Vec::new();
                     for (n, namespace) in kube.namespaces.into_iter().flatten().enumerate() {
-                        if let Some(problem) = crate::plugin::namespace_problem(&namespace) {
+                        if let Some(problem) = namespace_problem(&namespace) {
                             return Err(self.invalid(
                                 &kube_path.key("namespaces").index(n),
                                 format!("`{namespace}` is not a Kubernetes namespace: {problem}"),
@@ -1707,6 +1707,24 @@ fn ceil_u32(value: f64) -> u32 {
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let rounded = value.ceil().min(f64::from(u32::MAX)) as u32;
     rounded
+}
+
+/// Why `name` is not a Kubernetes namespace name (an RFC 1123 label), if it is not one.
+pub(crate) fn namespace_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("it is empty")
+    } else if name.len() > 63 {
+        Some("it is longer than 63 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        Some("only lowercase letters, digits and `-` are allowed")
+    } else if name.starts_with('-') || name.ends_with('-') {
+        Some("it must start and end with a letter or a digit")
+    } else {
+        None
+    }
 }
 
 fn auth_type_name(kind: RawAuthType) -> &'static str {

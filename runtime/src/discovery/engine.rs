@@ -467,7 +467,7 @@ impl Discovery {
                     return Ok(p);
                 }
                 let name = format!("discovery-{kind}");
-                if crate::plugin::bundled::get(&name).is_none() {
+                if crate::bundled::get(&name).is_none() {
                     return Err(format!(
                         "the bundled plugin `{name}` is not in this build of mcp-hangar"
                     ));

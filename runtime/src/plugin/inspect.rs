@@ -91,9 +91,9 @@ pub struct InspectError(pub String);
 pub fn inspect(path: &Path) -> Result<Inspection, InspectError> {
     let shown = path.display().to_string();
     let bytes = match shown.strip_prefix(BUNDLED_PREFIX) {
-        Some(name) => super::bundled::get(name)
+        Some(name) => crate::bundled::get(name)
             .ok_or_else(|| {
-                let names: Vec<_> = super::bundled::names().collect();
+                let names: Vec<_> = crate::bundled::names().collect();
                 InspectError(format!(
                     "there is no bundled plugin `{name}` (this binary has: {})",
                     names.join(", ")

@@ -273,7 +273,7 @@ fn compile(
     let path = spec.path.display();
     let load_error = |message: String| PluginError::new(name, PluginErrorKind::Load, message);
     let bytes = match spec.bundled_name() {
-        Some(bundled) => super::bundled::get(bundled)
+        Some(bundled) => crate::bundled::get(bundled)
             .ok_or_else(|| load_error(format!("there is no bundled plugin `{bundled}`")))?
             .to_vec(),
         None => std::fs::read(&spec.path)

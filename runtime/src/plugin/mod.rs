@@ -61,7 +61,6 @@
 //!   asked every `refresh_interval_s`, and a list per cycle keeps the plugin contract one
 //!   call; a watch would save API load on very large clusters.
 mod bindings;
-pub mod bundled;
 mod capability;
 mod discovery;
 mod engine;
@@ -87,8 +86,6 @@ pub use self::engine::HostOptions;
 pub use self::error::{PluginError, PluginErrorKind};
 pub use self::set::{PluginSet, PluginSlot, PluginStatus};
 pub use self::stats::PluginStats;
-
-pub(crate) use self::capability::namespace_problem;
 
 use self::bindings::v0_1_0::hangar::plugin::types as wit;
 use self::engine::Runtime;

@@ -11,7 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
 use super::{MAX_ITEMS, Pod};
-use crate::config::KubernetesGrant;
+use crate::config::{KubernetesGrant, namespace_problem};
 
 /// Pods per list request; larger lists are read page by page (`continue`).
 const PAGE: u32 = 500;
@@ -292,24 +292,6 @@ fn pod(pod: KubePod) -> Pod {
         pod_ip: status.pod_ip.filter(|ip| !ip.is_empty()),
         ready,
         container_ports,
-    }
-}
-
-/// Why `name` is not a Kubernetes namespace name (an RFC 1123 label), if it is not one.
-pub(crate) fn namespace_problem(name: &str) -> Option<&'static str> {
-    if name.is_empty() {
-        Some("it is empty")
-    } else if name.len() > 63 {
-        Some("it is longer than 63 characters")
-    } else if !name
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-    {
-        Some("only lowercase letters, digits and `-` are allowed")
-    } else if name.starts_with('-') || name.ends_with('-') {
-        Some("it must start and end with a letter or a digit")
-    } else {
-        None
     }
 }
 

@@ -19,7 +19,6 @@ mod kubernetes;
 
 use std::time::{Duration, Instant};
 
-pub(crate) use self::kubernetes::namespace_problem;
 use crate::config::{PluginGrant, PluginSpec};
 
 /// Longest a single host call may wait on an engine or an API server, even when the plugin's

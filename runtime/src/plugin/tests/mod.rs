@@ -39,7 +39,7 @@ const TARGET: &str = match option_env!("HANGAR_PLUGINS_TARGET") {
 /// does not hold them yet (tests that swap files need one), or an example plugin of
 /// `examples/plugins/` built for wasm32-wasip2 (the whole workspace, once per test process).
 pub(super) fn wasm(name: &str) -> PathBuf {
-    if let Some(bytes) = crate::plugin::bundled::get(name) {
+    if let Some(bytes) = crate::bundled::get(name) {
         let dir = Path::new(TARGET).join("bundled-for-tests");
         let file = dir.join(format!("{name}.wasm"));
         if std::fs::read(&file).ok().as_deref() != Some(bytes) {
@@ -82,7 +82,7 @@ pub(super) fn spec(
     plugin: &str,
     config: serde_json::Value,
 ) -> PluginSpec {
-    let path = if crate::plugin::bundled::get(plugin).is_some() {
+    let path = if crate::bundled::get(plugin).is_some() {
         PathBuf::from(format!("{}{plugin}", crate::config::BUNDLED_PREFIX))
     } else {
         wasm(plugin)
