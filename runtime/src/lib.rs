@@ -17,6 +17,7 @@ pub mod events;
 pub mod gateway;
 pub mod group;
 pub mod http;
+pub mod managed;
 pub mod observe;
 pub mod plugin;
 pub mod provider;

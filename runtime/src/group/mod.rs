@@ -13,12 +13,12 @@ use rmcp::model::{CallToolResult, Tool};
 
 use crate::config::{self, GroupMember, GroupSpec, ProviderSpec};
 use crate::events::{Event, EventBus};
+use crate::managed::{
+    GroupValidators, InvokeError, Provider, ProviderCall, RateLimit, SlotError, Slots, ToolExposure,
+};
 use crate::plugin::{self, PluginSlot};
 use crate::provider::ProviderState;
 use crate::provider::breaker::{CircuitBreaker, Permit};
-use crate::registry::{
-    GroupValidators, InvokeError, Provider, ProviderCall, RateLimit, SlotError, Slots, ToolExposure,
-};
 use rotation::{GroupState, MemberHealth, RotationChange, Thresholds};
 use strategy::{Candidate, Strategy};
 
@@ -295,7 +295,7 @@ impl Group {
                 .tools
                 .iter()
                 .filter(|t| offered(&t.name))
-                .map(crate::registry::tool_from_spec)
+                .map(crate::managed::tool_from_spec)
                 .collect();
         }
         let mut tools: Vec<Tool> = Vec::new();

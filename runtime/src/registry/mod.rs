@@ -5,21 +5,14 @@
 //! behind one `std::sync::Mutex`; callers copy what they need (the peer is a cheap clone) and
 //! await outside it. Concurrent first calls share one start future instead of waiting on a lock.
 
-mod error;
-mod exposure;
-mod limits;
 mod live;
-mod provider;
-mod stats;
 
-pub use error::{InvokeError, closest};
-pub use exposure::{Hidden, ToolExposure};
-pub use limits::{RateLimit, SlotError, Slots};
-pub use live::{Applied, Diff, Members, Membership, Origin};
-pub use provider::{
-    GroupValidators, LastError, Provider, ProviderCall, RecoveryState, Snapshot, tool_from_spec,
+pub use crate::managed::{
+    CallStatus, DEFAULT_CALL_TIMEOUT, GroupValidators, Hidden, HistogramSnapshot, InvokeError,
+    LastError, Provider, ProviderCall, ProviderStats, RateLimit, RecoveryState, Shared, SlotError,
+    Slots, Snapshot, StatsSnapshot, ToolExposure, ToolSnapshot, closest, tool_from_spec,
 };
-pub use stats::{CallStatus, HistogramSnapshot, ProviderStats, StatsSnapshot, ToolSnapshot};
+pub use live::{Applied, Diff, Members, Membership, Origin};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -30,54 +23,12 @@ use indexmap::IndexMap;
 use rmcp::model::{CallToolResult, JsonObject};
 
 use crate::backend::{self, ProgressSink};
-use crate::config::{Config, GroupStrategy, PluginKind, RecoverySpec};
+use crate::config::{Config, GroupStrategy, PluginKind};
 use crate::events::EventBus;
 use crate::group::Group;
 use crate::observe::trace;
 use crate::plugin::{PluginSet, PluginSlot};
 use crate::validate::{self, SchemaCache};
-
-/// Default deadline of a tool call when neither the caller nor the provider's config set one.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The longest anything waits for a start that is already under way.
-pub(crate) const START_DEADLINE_CAP: Duration = backend::START_TIMEOUT;
-
-/// What every provider of one registry shares.
-pub struct Shared {
-    pub bus: EventBus,
-    shutting_down: AtomicBool,
-    pub schemas: SchemaCache,
-    /// The plugins providers (validators) and groups (policies) name.
-    pub plugins: Arc<PluginSet>,
-    /// Labels what this hangar starts outside its own process tree (containers), so that a
-    /// later run of the same config can find what a killed run left behind.
-    pub instance: String,
-    /// The clients' side of every provider connection (their capabilities, log level,
-    /// notices).
-    pub downstream: Arc<backend::Downstream>,
-}
-
-impl Shared {
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Relaxed)
-    }
-}
-
-/// The delay before restart attempt `attempt` (1-based): exponential from `base_delay`, with
-/// jitter, never above `max_delay`.
-pub(crate) fn backoff_delay(policy: &RecoverySpec, attempt: u32) -> Duration {
-    use backon::BackoffBuilder;
-    let nth = backon::ExponentialBuilder::default()
-        .with_min_delay(policy.base_delay)
-        .with_max_delay(policy.max_delay)
-        .with_factor(2.0)
-        .with_jitter()
-        .without_max_times()
-        .build()
-        .nth(attempt.saturating_sub(1) as usize);
-    nth.unwrap_or(policy.max_delay).min(policy.max_delay)
-}
 
 /// All configured and discovered providers and groups.
 ///
@@ -484,34 +435,6 @@ impl Registry {
             tracing::warn!(
                 "ended {left} leftover provider process group(s) or container(s) at shutdown"
             );
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_exponentially_with_jitter_and_stays_under_the_cap() {
-        let policy = RecoverySpec {
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-            max_retries: 10,
-        };
-        for _ in 0..50 {
-            let d1 = backoff_delay(&policy, 1);
-            let d3 = backoff_delay(&policy, 3);
-            let d9 = backoff_delay(&policy, 9);
-            assert!(
-                d1 >= Duration::from_millis(100) && d1 < Duration::from_millis(200),
-                "{d1:?}"
-            );
-            assert!(
-                d3 >= Duration::from_millis(400) && d3 < Duration::from_millis(800),
-                "{d3:?}"
-            );
-            assert!(d9 <= Duration::from_secs(1), "{d9:?}");
         }
     }
 }

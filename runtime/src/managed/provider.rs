@@ -207,7 +207,7 @@ impl Drop for BreakerGuard<'_> {
 }
 
 impl Provider {
-    pub(super) fn new(spec: ProviderSpec, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(spec: ProviderSpec, shared: Arc<Shared>) -> Self {
         let predefined: Arc<Vec<Tool>> = Arc::new(spec.tools.iter().map(tool_from_spec).collect());
         let breaker = CircuitBreaker::new(
             spec.circuit_breaker.failure_threshold,
@@ -257,11 +257,11 @@ impl Provider {
 
     /// Marks the provider as out of the registry: calls it already has go on, but it is never
     /// started again (a late call or a recovery would otherwise start an orphan).
-    pub(super) fn retire(&self) {
+    pub(crate) fn retire(&self) {
         self.retired.store(true, Ordering::Relaxed);
     }
 
-    pub(super) fn refuses_starts(&self) -> bool {
+    pub(crate) fn refuses_starts(&self) -> bool {
         self.shared.is_shutting_down() || self.retired.load(Ordering::Relaxed)
     }
 
@@ -846,7 +846,7 @@ impl Provider {
         true
     }
 
-    pub(super) fn is_idle(&self, now: Instant) -> bool {
+    pub(crate) fn is_idle(&self, now: Instant) -> bool {
         self.lock().lifecycle.is_idle(now, self.spec.idle_ttl)
     }
 
