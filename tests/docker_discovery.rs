@@ -16,6 +16,9 @@ use serde_json::{Value, json};
 /// How long a discovery cycle, a start or a removal may take to show.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A hangar whose docker source is asked every second and forgets a container at once.
+const AUTHORITATIVE_DOCKER: &str = "discovery:\n  refresh_interval_s: 1\n  lifecycle: {default_ttl_s: 0, check_interval_s: 1, drain_timeout_s: 2}\n  sources:\n    - {type: docker, mode: authoritative}\n";
+
 /// Starts a container of `image` with `labels` (and the test's own label) serving MCP over
 /// HTTP on port 8080; its id.
 fn run(image: &str, token: &str, name: &str, labels: &[(&str, &str)]) -> Result<String> {
@@ -198,10 +201,7 @@ async fn the_hangar_registers_calls_and_removes_a_labelled_container() -> Result
     let token = unique_token("dh").replace('.', "-");
     let name = format!("{token}-calc");
     let dir = TestDir::new("docker-disc");
-    let cfg = dir.write(
-        "h.yaml",
-        "discovery:\n  refresh_interval_s: 1\n  lifecycle: {default_ttl_s: 0, check_interval_s: 1, drain_timeout_s: 2}\n  sources:\n    - {type: docker, mode: authoritative}\n",
-    );
+    let cfg = dir.write("h.yaml", AUTHORITATIVE_DOCKER);
     let result = async {
         let id = run(
             &image,
@@ -283,6 +283,17 @@ async fn hostnames(
     Ok(seen)
 }
 
+/// `group` as `registry_list` shows it, once it has `members` members.
+async fn group_of(h: &Hangar, group: &str, members: u64) -> Option<Value> {
+    let list = h.call_ok("registry_list", json!({})).await.ok()?;
+    let found = list["groups"]
+        .as_array()?
+        .iter()
+        .find(|g| g["group_id"] == group)?
+        .clone();
+    (found["total_members"] == members).then_some(found)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn labelled_containers_naming_a_group_join_it_and_leave_it_when_stopped() -> Result<()> {
     let image = provider_image()?;
@@ -290,10 +301,7 @@ async fn labelled_containers_naming_a_group_join_it_and_leave_it_when_stopped() 
     let group = format!("{token}-pool");
     let tool = format!("{group}__env");
     let dir = TestDir::new("docker-group");
-    let cfg = dir.write(
-        "h.yaml",
-        "discovery:\n  refresh_interval_s: 1\n  lifecycle: {default_ttl_s: 0, check_interval_s: 1, drain_timeout_s: 2}\n  sources:\n    - {type: docker, mode: authoritative}\n",
-    );
+    let cfg = dir.write("h.yaml", AUTHORITATIVE_DOCKER);
     let result = async {
         let mut ids = Vec::new();
         for member in ["a", "b"] {
@@ -309,16 +317,7 @@ async fn labelled_containers_naming_a_group_join_it_and_leave_it_when_stopped() 
             )?);
         }
         let h = Hangar::stdio(&cfg).await?;
-        let joined = wait_until_async(WAIT, || async {
-            let list = h.call_ok("registry_list", json!({})).await.ok()?;
-            let pool = list["groups"]
-                .as_array()?
-                .iter()
-                .find(|g| g["group_id"] == group.as_str())?
-                .clone();
-            (pool["total_members"] == 2).then_some(pool)
-        })
-        .await;
+        let joined = wait_until_async(WAIT, || async { group_of(&h, &group, 2).await }).await;
         let Some(pool) = joined else {
             bail!(
                 "group `{group}` never had both containers; log:\n{}",
@@ -354,16 +353,7 @@ async fn labelled_containers_naming_a_group_join_it_and_leave_it_when_stopped() 
             .args(["stop", "-t", "1", &ids[0]])
             .output()?;
         assert!(out.status.success());
-        let left = wait_until_async(WAIT, || async {
-            let list = h.call_ok("registry_list", json!({})).await.ok()?;
-            let pool = list["groups"]
-                .as_array()?
-                .iter()
-                .find(|g| g["group_id"] == group.as_str())?
-                .clone();
-            (pool["total_members"] == 1).then_some(())
-        })
-        .await;
+        let left = wait_until_async(WAIT, || async { group_of(&h, &group, 1).await }).await;
         assert!(
             left.is_some(),
             "the stopped container stayed; log:\n{}",
