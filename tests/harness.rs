@@ -565,6 +565,8 @@ pub fn release_binaries() -> Result<PathBuf> {
 /// Real MCP peers from npm for the remote backend's tests, installed under `target/` on first
 /// use from the versions pinned in `tests/npm/package.json`.
 pub struct NpmPackages {
+    /// The directory holding `node_modules`: a script placed here imports these packages.
+    pub prefix: PathBuf,
     /// Node 22 (the conformance suite needs it; the machine's own Node may be older).
     pub node: PathBuf,
     /// `@modelcontextprotocol/conformance`'s CLI script.
@@ -605,6 +607,7 @@ pub fn npm_packages() -> Result<NpmPackages> {
         .map_err(|e| anyhow!(e))?;
     let modules = prefix.join("node_modules");
     let packages = NpmPackages {
+        prefix: prefix.clone(),
         node: modules.join("node/bin/node"),
         conformance: modules.join("@modelcontextprotocol/conformance/dist/index.js"),
         everything: modules.join("@modelcontextprotocol/server-everything/dist/index.js"),

@@ -295,14 +295,22 @@ impl Gateway {
         ))
     }
 
-    /// The provider (or group) and own name behind an offered prompt name.
+    /// The provider (or group) and own name behind an offered prompt name. Lists first if the
+    /// last listing did not have it: a client may complete or get a prompt it never listed.
     async fn prompt_owner(&self, name: &str) -> Result<(String, String), McpError> {
-        if let Some(route) = self.routes().prompts.get(name) {
-            return Ok(route.clone());
+        for attempt in 0..2 {
+            {
+                if let Some(route) = self.routes().prompts.get(name) {
+                    return Ok(route.clone());
+                }
+            }
+            if attempt == 0 {
+                self.all_prompts().await;
+            }
         }
         // Not listed (yet): a name with a provider's prefix goes to that provider, which is
         // then started and says whether it has the prompt.
-        match self.route_by_prefix(name) {
+        match self.route_unoffered(name) {
             Some(super::Route::Provider { provider, tool }) => Ok((provider, tool)),
             _ => Err(McpError::invalid_params(
                 format!(

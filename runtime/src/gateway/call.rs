@@ -103,6 +103,16 @@ where
             Some(()) = asks.next(), if !asks.is_empty() => {}
         }
     };
+    // Log messages the provider sent just before its answer can still be queued when the
+    // answer wins the race above: they go out before the answer. (A request still queued is
+    // moot now; dropping it answers the provider that its client is gone.)
+    while let Ok(ask) = ask_rx.try_recv() {
+        if let ClientAsk::Log(params) = ask
+            && caller.session.wants(params.level)
+        {
+            let _ = peer.notify_logging_message(params).await;
+        }
+    }
     // Progress the provider sent before its answer goes out before the answer. rmcp may
     // hand over the provider's last notifications after its answer: a call whose progress
     // stopped short of its total waits a moment for the rest.

@@ -45,6 +45,43 @@ pub fn aggregated_name(provider: &str, tool_prefix: Option<&str>, tool: &str) ->
     }
 }
 
+/// A provider or group as clients see it: (id, tool prefix, tools offered now).
+pub(crate) type Exposed = (String, Option<String>, Arc<Vec<Tool>>);
+
+/// Where a name that no catalog offers goes, among the `exposed` providers (as
+/// [`Registry::exposed`] lists them). A provider without predefined tools offers nothing until it
+/// starts, and its first call is what starts it; the registry then says whether the tool exists.
+/// So a name with a provider's prefix goes to that provider (the longest prefix wins), and a bare
+/// name goes to the provider with an empty `tool_prefix` that offers nothing yet, if there is
+/// exactly one (with several, nothing says which one the name is meant for).
+pub(crate) fn route_unoffered(exposed: &[Exposed], name: &str) -> Option<Route> {
+    let prefixed = exposed
+        .iter()
+        .filter_map(|(id, prefix, _)| {
+            let prefix = prefix.as_deref().unwrap_or(id);
+            let tool = name.strip_prefix(prefix)?.strip_prefix("__")?;
+            (!prefix.is_empty() && !tool.is_empty()).then_some((prefix.len(), id, tool))
+        })
+        .max_by_key(|(len, _, _)| *len)
+        .map(|(_, provider, tool)| Route::Provider {
+            provider: provider.clone(),
+            tool: tool.to_string(),
+        });
+    if prefixed.is_some() {
+        return prefixed;
+    }
+    let mut bare = exposed
+        .iter()
+        .filter(|(_, prefix, tools)| prefix.as_deref() == Some("") && tools.is_empty());
+    match (bare.next(), bare.next()) {
+        (Some((id, _, _)), None) => Some(Route::Provider {
+            provider: id.clone(),
+            tool: name.to_string(),
+        }),
+        _ => None,
+    }
+}
+
 impl Catalog {
     /// `{"tools":[…]}` as rmcp's server answers a peer of a protocol version before
     /// 2026-07-28 (no `resultType`, object output schemas only), encoded once per catalog.
@@ -135,6 +172,52 @@ mod tests {
     fn tool_prefix_overrides_and_empty_means_bare() {
         assert_eq!(aggregated_name("math", Some("m"), "add"), "m__add");
         assert_eq!(aggregated_name("math", Some(""), "add"), "add");
+    }
+
+    fn exposed(providers: &[(&str, Option<&str>, &[&str])]) -> Vec<Exposed> {
+        let schema = Arc::new(serde_json::Map::new());
+        providers
+            .iter()
+            .map(|(id, prefix, tools)| {
+                let tools = tools
+                    .iter()
+                    .map(|t| Tool::new(t.to_string(), "", schema.clone()))
+                    .collect();
+                (id.to_string(), prefix.map(str::to_string), Arc::new(tools))
+            })
+            .collect()
+    }
+
+    fn provider_of(route: Option<Route>) -> Option<(String, String)> {
+        match route? {
+            Route::Provider { provider, tool } => Some((provider, tool)),
+            Route::Management(_) => None,
+        }
+    }
+
+    #[test]
+    fn an_unoffered_name_goes_to_the_provider_of_its_longest_prefix() {
+        let exposed = exposed(&[("math", None, &[]), ("m", Some("math__x"), &[])]);
+        let to = |name| provider_of(route_unoffered(&exposed, name));
+        assert_eq!(to("math__add"), Some(("math".into(), "add".into())));
+        assert_eq!(to("math__x__add"), Some(("m".into(), "add".into())));
+        assert_eq!(to("other__add"), None);
+        assert_eq!(to("math__"), None);
+    }
+
+    #[test]
+    fn a_bare_name_goes_to_the_one_unprefixed_provider_that_offers_nothing_yet() {
+        let cold = exposed(&[("math", None, &[]), ("fixture", Some(""), &[])]);
+        assert_eq!(
+            provider_of(route_unoffered(&cold, "test_simple_text")),
+            Some(("fixture".into(), "test_simple_text".into()))
+        );
+        // Running (or with predefined tools), it offers its names and others are unknown.
+        let running = exposed(&[("fixture", Some(""), &["echo"])]);
+        assert!(route_unoffered(&running, "test_simple_text").is_none());
+        // Two cold unprefixed providers: nothing says which one a bare name is for.
+        let two = exposed(&[("a", Some(""), &[]), ("b", Some(""), &[])]);
+        assert!(route_unoffered(&two, "echo").is_none());
     }
 
     #[test]

@@ -139,21 +139,9 @@ impl Gateway {
         }
     }
 
-    /// A name that is not offered (yet) but carries a provider's prefix goes to that provider:
-    /// a provider without predefined tools offers nothing until it starts, and its first call is
-    /// what starts it. The registry then says whether the tool exists.
-    fn route_by_prefix(&self, name: &str) -> Option<Route> {
-        self.registry
-            .exposed()
-            .into_iter()
-            .filter_map(|(id, prefix, _)| {
-                let prefix = prefix.unwrap_or_else(|| id.clone());
-                let tool = name.strip_prefix(prefix.as_str())?.strip_prefix("__")?;
-                (!prefix.is_empty() && !tool.is_empty())
-                    .then(|| (prefix.len(), id, tool.to_string()))
-            })
-            .max_by_key(|(len, _, _)| *len)
-            .map(|(_, provider, tool)| Route::Provider { provider, tool })
+    /// Where a name that is not offered (yet) goes: see [`catalog::route_unoffered`].
+    fn route_unoffered(&self, name: &str) -> Option<Route> {
+        catalog::route_unoffered(&self.registry.exposed(), name)
     }
 
     async fn invoke(&self, call: Invocation) -> CallToolResult {
@@ -238,7 +226,7 @@ impl HangarServer {
             .routes
             .get(request.name.as_ref())
             .cloned()
-            .or_else(|| self.gw.route_by_prefix(&request.name));
+            .or_else(|| self.gw.route_unoffered(&request.name));
         access::check_call(
             &self.gw,
             &context,
