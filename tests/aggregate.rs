@@ -234,10 +234,18 @@ async fn scenario(client: &RunningService<RoleClient, Client>, handler: &Client)
         json!({"duration": 0.5, "steps": 5}),
     )
     .await?;
-    let progress = snapshot(&handler.progress);
+    // The hangar sends them all before the answer, but this client's rmcp hands each
+    // notification to a task of its own, which may run after the call has returned.
+    let progress = eventually("5 progress notifications", || {
+        let progress = snapshot(&handler.progress);
+        (progress.len() - before >= 5).then_some(progress)
+    })
+    .await?;
     ensure!(
-        progress.len() - before >= 5,
-        "expected 5 progress notifications, got {:?}",
+        progress[before..]
+            .iter()
+            .any(|p| p.progress == 5.0 && p.total == Some(5.0)),
+        "the last step is missing: {:?}",
         &progress[before..]
     );
 
