@@ -39,6 +39,7 @@ use yaml_serde::{Mapping, Value};
 
 use super::error::{ConfigError, ConfigErrorKind};
 use super::locate::KeyPath;
+use super::normalize::put;
 use super::resolve::{Resolver, rate_limit};
 use super::schema::{Flag, Positive, RawRateLimit, Secs};
 use super::spec::{RateLimitSpec, tool_glob};
@@ -482,10 +483,6 @@ fn jwt(raw: &RawJwt, base: &KeyPath, r: &Resolver<'_>) -> Result<JwtSpec, Config
 // ---------------------------------------------------------------------------------------------
 // The normalised output
 // ---------------------------------------------------------------------------------------------
-
-fn put(map: &mut Mapping, key: &str, value: impl Into<Value>) {
-    map.insert(Value::from(key), value.into());
-}
 
 fn texts(list: &[String]) -> Value {
     Value::Sequence(

@@ -30,13 +30,18 @@ impl Block {
     }
 
     fn put(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
-        self.0.insert(Value::from(key), value.into());
+        put(&mut self.0, key, value);
         self
     }
 
     fn done(&mut self) -> Value {
         Value::Mapping(std::mem::take(&mut self.0))
     }
+}
+
+/// Sets `key` in a normalised block (the sections in other files build theirs with it).
+pub(super) fn put(map: &mut Mapping, key: &str, value: impl Into<Value>) {
+    map.insert(Value::from(key), value.into());
 }
 
 /// A value that went through `${VAR}` interpolation: `***` when secret, otherwise with `$`

@@ -16,6 +16,7 @@ use yaml_serde::{Mapping, Value};
 
 use super::error::ConfigError;
 use super::locate::KeyPath;
+use super::normalize::put;
 use super::resolve::Resolver;
 use super::schema::Flag;
 
@@ -357,10 +358,6 @@ pub(super) fn resolve_logging(
 // ---------------------------------------------------------------------------------------------
 // The normalised output
 // ---------------------------------------------------------------------------------------------
-
-fn put(map: &mut Mapping, key: &str, value: impl Into<Value>) {
-    map.insert(Value::from(key), value.into());
-}
 
 /// `observability.metrics` with its effective values; keys that load back to the same config.
 pub(super) fn normalised_metrics(m: &MetricsSpec) -> Value {
