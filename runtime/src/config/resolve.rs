@@ -15,7 +15,7 @@ use super::observability::{self, LoggingSpec, ObservabilitySpec};
 use super::schema::{
     self, RawAuth, RawAuthType, RawGrant, RawGrantEntry, RawHttp, RawLimits, RawMode, RawOnError,
     RawPlugin, RawPluginKind, RawRateLimit, RawSpec, RawStrategy, RawTls, RawToolFilter, RawTools,
-    RawTransport,
+    RawTransport, Reads,
 };
 use super::secret::{MaybeSecret, key_looks_secret};
 use super::spec::{
@@ -31,69 +31,6 @@ use super::spec::{
     VolumeMount, tool_glob,
 };
 use super::tracing::{LangfuseSpec, TracingSpec};
-
-/// Keys that mean something for every mode.
-const COMMON_KEYS: &[&str] = &[
-    "mode",
-    "description",
-    "idle_ttl_s",
-    "health_check_interval_s",
-    "max_consecutive_failures",
-    "shutdown_timeout_s",
-    "call_timeout_s",
-    "max_concurrency",
-    "max_queue",
-    "auto_start",
-    "tool_prefix",
-    "tools",
-    "validators",
-    "circuit_breaker",
-    "recovery",
-    "rate_limit",
-    "capabilities",
-    "access",
-    "tool_access",
-    "tool_projection",
-    "canary",
-];
-
-/// Keys that only mean something for one or two modes.
-fn mode_keys(mode: ProviderMode) -> &'static [&'static str] {
-    match mode {
-        ProviderMode::Subprocess => &["command", "args", "cwd", "env", "inherit_env"],
-        ProviderMode::Container => &[
-            "command",
-            "args",
-            "env",
-            "image",
-            "volumes",
-            "network",
-            "read_only",
-            "resources",
-            "build",
-            "user",
-            "socket",
-        ],
-        ProviderMode::Remote => &["endpoint", "transport", "auth", "tls", "http"],
-        ProviderMode::Group => &[
-            "strategy",
-            "min_healthy",
-            "members",
-            "health",
-            "failback_delay_s",
-        ],
-    }
-}
-
-/// Keys every mode accepts that a group itself does not read: its members run, idle, are
-/// checked and recover on their own settings.
-const GROUP_UNREAD_KEYS: &[&str] = &[
-    "idle_ttl_s",
-    "health_check_interval_s",
-    "max_consecutive_failures",
-    "shutdown_timeout_s",
-    "recovery",
-];
 
 /// Open-shaped blocks of the original's 2.x that load (so its files do) but that no feature of
 /// this build reads, each with what an operator loses.
@@ -125,7 +62,7 @@ const KEPT_NOT_ACTED_ON: &[(&str, &str)] = &[
 /// Keys that make a group member a definition of its own rather than a reference to a
 /// top-level provider of the same id.
 fn defines_provider(raw: &RawSpec) -> bool {
-    raw.present_keys().iter().any(|key| *key != "tools")
+    raw.present_keys().iter().any(|(key, _)| *key != "tools")
         || matches!(raw.tools, Some(RawTools::Schemas(_)))
 }
 
@@ -385,8 +322,16 @@ impl<'a> Resolver<'a> {
         ctx: &SpecContext<'_>,
     ) -> Result<ProviderSpec, ConfigError> {
         let mode = normalise_mode(raw.mode);
-        for key in raw.present_keys() {
-            if !COMMON_KEYS.contains(&key) && !mode_keys(mode).contains(&key) {
+        for (key, reads) in raw.present_keys() {
+            if mode == ProviderMode::Group && reads == Reads::RUNNING {
+                self.warn(
+                    &path.key(key),
+                    &format!(
+                        "`{key}` has no effect on a `group` provider and is ignored: its \
+                         members run on their own settings; set it on the members"
+                    ),
+                );
+            } else if !reads.applies_to(mode) {
                 self.warn(
                     &path.key(key),
                     &format!("`{key}` has no effect on a `{mode}` provider and is ignored"),
@@ -398,14 +343,6 @@ impl<'a> Resolver<'a> {
                      (which starts a group's members when it loads) but not acted on by this \
                      build: the members start on the group's first call, or ahead of it with \
                      `registry_start` or `registry_warm`",
-                );
-            } else if mode == ProviderMode::Group && GROUP_UNREAD_KEYS.contains(&key) {
-                self.warn(
-                    &path.key(key),
-                    &format!(
-                        "`{key}` has no effect on a `group` provider and is ignored: its \
-                         members run on their own settings; set it on the members"
-                    ),
                 );
             } else if let Some((_, lost)) = KEPT_NOT_ACTED_ON.iter().find(|(k, _)| *k == key) {
                 self.warn(

@@ -15,6 +15,8 @@ use serde::de::{
     self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Unexpected, Visitor,
 };
 
+use super::spec::ProviderMode;
+
 /// The sections that hold providers: 2.x spelling first, then the 0.1.x one.
 pub const SERVER_SECTIONS: &[&str] = &["mcp_servers", "providers"];
 
@@ -242,11 +244,41 @@ impl<'de> Deserialize<'de> for PluginsMap {
 // Provider spec
 // ---------------------------------------------------------------------------------------------
 
+/// The provider modes a key is read for (a set of [`ProviderMode`]s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reads(u8);
+
+impl Reads {
+    pub const SUBPROCESS: Self = Self(1);
+    pub const CONTAINER: Self = Self(2);
+    pub const REMOTE: Self = Self(4);
+    pub const GROUP: Self = Self(8);
+    /// Every mode but a group: a group's members run, idle, are checked and recover on their
+    /// own settings.
+    pub const RUNNING: Self = Self(1 | 2 | 4);
+    pub const ALL: Self = Self(1 | 2 | 4 | 8);
+
+    const fn or(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    pub fn applies_to(self, mode: ProviderMode) -> bool {
+        let bit = match mode {
+            ProviderMode::Subprocess => Self::SUBPROCESS,
+            ProviderMode::Container => Self::CONTAINER,
+            ProviderMode::Remote => Self::REMOTE,
+            ProviderMode::Group => Self::GROUP,
+        };
+        self.0 & bit.0 != 0
+    }
+}
+
 /// Declares the provider spec once and derives from it both the top-level spec (`RawSpec`) and
 /// the group member (`RawMember` = `id`, `weight`, `priority` + the same keys), so the two can
-/// never drift apart. Fields are listed in the order the unknown-key message shows them.
+/// never drift apart, and with each key the modes that read it (what is written for another
+/// mode is warned about). Fields are listed in the order the unknown-key message shows them.
 macro_rules! provider_spec {
-    ($( $(#[$attr:meta])* $field:ident : $ty:ty ),* $(,)?) => {
+    ($( $(#[$attr:meta])* $field:ident : $ty:ty => $($reads:ident)|+ ),* $(,)?) => {
         /// One provider as written (top level of the provider section).
         #[derive(Deserialize, Default)]
         #[serde(deny_unknown_fields)]
@@ -265,10 +297,13 @@ macro_rules! provider_spec {
         }
 
         impl RawSpec {
-            /// The keys written for this provider, in declaration order.
-            pub fn present_keys(&self) -> Vec<&'static str> {
+            /// The keys written for this provider, in declaration order, with the modes that
+            /// read each.
+            pub fn present_keys(&self) -> Vec<(&'static str, Reads)> {
                 let mut keys = Vec::new();
-                $( if self.$field.is_some() { keys.push(stringify!($field)); } )*
+                $( if self.$field.is_some() {
+                    keys.push((stringify!($field), Reads(0)$(.or(Reads::$reads))+));
+                } )*
                 keys
             }
         }
@@ -288,56 +323,56 @@ macro_rules! provider_spec {
 }
 
 provider_spec! {
-    mode: RawMode,
-    command: Argv,
-    args: Argv,
-    cwd: String,
-    env: StringMap,
-    inherit_env: Flag,
-    description: String,
-    idle_ttl_s: WholeSecs,
-    health_check_interval_s: WholeSecs,
-    max_consecutive_failures: Positive,
-    shutdown_timeout_s: Secs,
-    call_timeout_s: Secs,
-    max_concurrency: Count,
-    max_queue: Count,
-    auto_start: Flag,
-    tool_prefix: ToolPrefix,
-    tools: RawTools,
-    validators: Vec<String>,
+    mode: RawMode => ALL,
+    command: Argv => SUBPROCESS | CONTAINER,
+    args: Argv => SUBPROCESS | CONTAINER,
+    cwd: String => SUBPROCESS,
+    env: StringMap => SUBPROCESS | CONTAINER,
+    inherit_env: Flag => SUBPROCESS,
+    description: String => ALL,
+    idle_ttl_s: WholeSecs => RUNNING,
+    health_check_interval_s: WholeSecs => RUNNING,
+    max_consecutive_failures: Positive => RUNNING,
+    shutdown_timeout_s: Secs => RUNNING,
+    call_timeout_s: Secs => ALL,
+    max_concurrency: Count => ALL,
+    max_queue: Count => ALL,
+    auto_start: Flag => ALL,
+    tool_prefix: ToolPrefix => ALL,
+    tools: RawTools => ALL,
+    validators: Vec<String> => ALL,
     // container
-    image: String,
-    volumes: Vec<String>,
+    image: String => CONTAINER,
+    volumes: Vec<String> => CONTAINER,
     #[serde(alias = "network_mode")]
-    network: String,
-    read_only: Flag,
-    resources: RawResources,
-    build: RawBuild,
-    user: String,
-    socket: String,
+    network: String => CONTAINER,
+    read_only: Flag => CONTAINER,
+    resources: RawResources => CONTAINER,
+    build: RawBuild => CONTAINER,
+    user: String => CONTAINER,
+    socket: String => CONTAINER,
     // remote
-    endpoint: String,
-    transport: RawTransport,
-    auth: RawAuth,
-    tls: RawTls,
-    http: RawHttp,
+    endpoint: String => REMOTE,
+    transport: RawTransport => REMOTE,
+    auth: RawAuth => REMOTE,
+    tls: RawTls => REMOTE,
+    http: RawHttp => REMOTE,
     // group
-    strategy: RawStrategy,
-    min_healthy: Positive,
-    members: Vec<RawMember>,
-    health: RawHealth,
-    failback_delay_s: Secs,
+    strategy: RawStrategy => GROUP,
+    min_healthy: Positive => GROUP,
+    members: Vec<RawMember> => GROUP,
+    health: RawHealth => GROUP,
+    failback_delay_s: Secs => GROUP,
     // resilience
-    circuit_breaker: RawCircuitBreaker,
-    recovery: RawRecovery,
-    rate_limit: RawRateLimit,
+    circuit_breaker: RawCircuitBreaker => ALL,
+    recovery: RawRecovery => RUNNING,
+    rate_limit: RawRateLimit => ALL,
     // open-shaped blocks, kept as JSON for the features that will read them
-    capabilities: serde_json::Value,
-    access: serde_json::Value,
-    tool_access: serde_json::Value,
-    tool_projection: serde_json::Value,
-    canary: serde_json::Value,
+    capabilities: serde_json::Value => ALL,
+    access: serde_json::Value => ALL,
+    tool_access: serde_json::Value => ALL,
+    tool_projection: serde_json::Value => ALL,
+    canary: serde_json::Value => ALL,
 }
 
 /// A closed set of words (`mode:`, `transport:`, …). Written by hand rather than derived so a
