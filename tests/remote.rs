@@ -216,8 +216,11 @@ async fn credentials_reach_the_provider_and_wrong_ones_are_refused_saying_what_w
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_connection_and_a_non_mcp_server_fail_the_start_with_what_to_check() -> Result<()>
 {
-    // A port nothing listens on: bind one, then let it go.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    // A port nothing listens on: bound for the whole test but never listening, so connections
+    // are refused and no other process (a provider of a test running beside) can take it.
+    let reserved = tokio::net::TcpSocket::new_v4()?;
+    reserved.bind("127.0.0.1:0".parse()?)?;
+    let closed = reserved.local_addr()?;
     // A web server that is not an MCP server: HTML to every request.
     let web = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let web_addr = web.local_addr()?;
