@@ -17,6 +17,8 @@
 //! counts instructions only for the rows whose name contains that text, and
 //! `HANGAR_BENCH_CALLGRIND_DIR=<dir>` keeps each callgrind profile there
 //! (`<row>-200.out`, `<row>-1200.out`) for `callgrind_annotate`.
+//! `HANGAR_BENCH_STORE_SETTLE_MS=<ms>` pauses after each event-store block so its writer's
+//! flush does not land on the block after it (the traced hangar's).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -228,6 +230,12 @@ async fn bench() -> Result<()> {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(ROUNDS_PER_SESSION);
+    let store_settle = Duration::from_millis(
+        std::env::var("HANGAR_BENCH_STORE_SETTLE_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(0),
+    );
     let (mut d, mut r, mut a, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     if sessions == 0 {
         return counts(&dir, &provider, &hangar, [&cfg, &cfg_store, &traced_cfg]).await;
@@ -296,6 +304,10 @@ async fn bench() -> Result<()> {
             for _ in 0..CALLS_PER_ROUND {
                 ss.push(call_once(&stored, "math__echo").await?);
             }
+            // The store's writer flushes what the block queued up to 100 ms later, in its own
+            // thread; on 2 cores that lands on the next block (the traced hangar's) unless it
+            // is let finish first (HANGAR_BENCH_STORE_SETTLE_MS, e.g. 300).
+            tokio::time::sleep(store_settle).await;
             for _ in 0..CALLS_PER_ROUND {
                 st.push(call_once(&traced, "math__echo").await?);
             }

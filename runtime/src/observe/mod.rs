@@ -8,6 +8,7 @@
 
 pub mod logging;
 pub mod metrics;
+mod span_export;
 pub mod trace;
 
 use std::net::SocketAddr;

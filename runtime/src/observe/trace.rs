@@ -2,63 +2,59 @@
 //! exported over OTLP (gRPC or HTTP/protobuf) by a batch processor on the runtime, never on the
 //! call path; Langfuse through its OTLP endpoint as a second exporter.
 //!
-//! Spans are made with the SDK's tracer directly (no `tracing` layer in between): a sampled call
-//! costs one span start and end, an unsampled or untraced one a single load of [`TRACER`].
+//! A sampled call records its span as a small fixed-size record handed to a batch thread
+//! ([`super::span_export`]), which builds the SDK's spans for the exporters; no `tracing` layer
+//! and no SDK tracer on the call path. An unsampled or untraced call costs a load of [`SPANS`].
 //!
 //! W3C trace context: a client's `_meta.traceparent`/`tracestate` is the parent of the call's
 //! span, and the provider gets the call span's own context in its `_meta`. With tracing off the
 //! client's context goes on to the provider unchanged, so a trace is never cut at the hangar.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use opentelemetry::trace::{
-    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
-    TraceState, Tracer as _, TracerProvider as _,
-};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
-    SpanProcessor,
-};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SpanExporter as _};
 use rmcp::model::{CallToolResult, JsonObject};
 use serde_json::Value;
 
+use super::span_export::{self, BatchConfig, Kind, Outcome, Queue, Record, Sink, Texts, keeps};
 use crate::config::{LangfuseSpec, MaybeSecret, OtlpProtocol, TracingSpec};
 use crate::registry::InvokeError;
 
-/// The tracer, once `install` has run with tracing or Langfuse on.
-static TRACER: OnceLock<SdkTracer> = OnceLock::new();
+/// Where sampled spans go, once `install` has run with tracing or Langfuse on.
+static SPANS: OnceLock<Spans> = OnceLock::new();
+
+struct Spans {
+    queue: Arc<Queue>,
+    /// The rate a new trace (one without a client's parent) is sampled at.
+    rate: f64,
+    carry: Carry,
+}
+
 /// Whether spans carry the call's arguments and result for Langfuse (`scrub_inputs: false`,
 /// `scrub_outputs: false`); only the Langfuse exporter sees them.
-static CARRY: OnceLock<Carry> = OnceLock::new();
-
 #[derive(Clone, Copy, Default)]
 struct Carry {
     inputs: bool,
     outputs: bool,
 }
 
-/// Attributes only the Langfuse exporter receives: the other exporter drops them.
-const LANGFUSE_INPUT: &str = "langfuse.observation.input";
-const LANGFUSE_OUTPUT: &str = "langfuse.observation.output";
-
 /// What keeps the exporters running; [`Tracing::shutdown`] flushes what is queued.
 pub struct Tracing {
-    provider: SdkTracerProvider,
+    queue: Arc<Queue>,
 }
 
 impl Tracing {
     /// Sends what is queued (up to `timeout`) and stops the exporters.
     pub fn shutdown(&self, timeout: Duration) {
-        if let Err(e) = self.provider.shutdown_with_timeout(timeout) {
-            tracing::warn!("trace exporter did not flush before shutdown: {e}");
+        if !self.queue.shutdown(timeout) {
+            tracing::warn!("trace exporter did not flush within {timeout:?} before shutdown");
         }
     }
 }
@@ -66,9 +62,9 @@ impl Tracing {
 /// Starts the exporters the config asks for; `None` when neither tracing nor Langfuse is on.
 /// Must run inside the tokio runtime: exports run on it.
 ///
-/// Each exporter sits behind the SDK's thread-based batch processor, which wakes its thread only
-/// when a batch is full or due; the async-runtime processor woke a task for every span, a
-/// cross-CPU wakeup on the call path of every traced call.
+/// Calls hand their spans to a batch thread as small records ([`span_export`]); it wakes when
+/// a batch is full or due (`OTEL_BSP_*`, as the SDK's batch processor), builds the SDK's spans
+/// and has the exporters send them from the runtime.
 pub fn install(
     tracing_spec: Option<&TracingSpec>,
     langfuse: Option<&LangfuseSpec>,
@@ -79,93 +75,51 @@ pub fn install(
         return Ok(None);
     }
     let service = tracing_spec.map_or("mcp-hangar", |t| t.service_name.as_str());
-    let mut builder = SdkTracerProvider::builder().with_resource(
-        Resource::builder()
-            .with_service_name(service.to_string())
-            .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
-            .build(),
-    );
-    // The sampler keeps what the busier exporter wants; the other thins it by trace id.
+    let resource = Resource::builder()
+        .with_service_name(service.to_string())
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .build();
+    // New traces are sampled at what the busier exporter wants; the other thins them by trace
+    // id. A client's sampled parent is followed (the SDK's `ParentBased` rule).
     let rate = tracing_spec
         .map_or(0.0, |t| t.sample_rate)
         .max(langfuse.map_or(0.0, |l| l.sample_rate));
-    builder = builder.with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-        rate,
-    ))));
+    let mut sinks = Vec::new();
     if let Some(spec) = tracing_spec {
-        let exporter = OnRuntime::new(otlp_exporter(spec)?);
-        let batch = BatchSpanProcessor::builder(exporter).build();
-        builder = builder.with_span_processor(Filtered {
-            inner: batch,
+        let mut exporter = otlp_exporter(spec)?;
+        exporter.set_resource(&resource);
+        sinks.push(Sink {
+            exporter,
             ratio: (spec.sample_rate < rate).then_some(spec.sample_rate),
             keep_langfuse: false,
         });
     }
+    let mut carry = Carry::default();
     if let Some(spec) = langfuse {
-        let exporter = OnRuntime::new(langfuse_exporter(spec)?);
-        let batch = BatchSpanProcessor::builder(exporter).build();
-        builder = builder.with_span_processor(Filtered {
-            inner: batch,
+        let mut exporter = langfuse_exporter(spec)?;
+        exporter.set_resource(&resource);
+        sinks.push(Sink {
+            exporter,
             ratio: (spec.sample_rate < rate).then_some(spec.sample_rate),
             keep_langfuse: true,
         });
-        let _ = CARRY.set(Carry {
+        carry = Carry {
             inputs: !spec.scrub_inputs,
             outputs: !spec.scrub_outputs,
-        });
+        };
     }
-    let provider = builder.build();
-    let _ = TRACER.set(provider.tracer("mcp-hangar"));
-    Ok(Some(Tracing { provider }))
-}
-
-/// An exporter whose exports run on the tokio runtime it was made on: the batch processor's
-/// thread has no reactor, and the OTLP clients (tonic, reqwest) need one.
-#[derive(Debug)]
-struct OnRuntime<E> {
-    inner: Arc<E>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl<E> OnRuntime<E> {
-    fn new(inner: E) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            runtime: tokio::runtime::Handle::current(),
-        }
-    }
-}
-
-impl<E: SpanExporter + 'static> SpanExporter for OnRuntime<E> {
-    fn export(
-        &self,
-        batch: Vec<SpanData>,
-    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let inner = self.inner.clone();
-        let task = self.runtime.spawn(async move { inner.export(batch).await });
-        async move {
-            task.await.unwrap_or_else(|e| {
-                Err(OTelSdkError::InternalFailure(format!(
-                    "the export task did not finish: {e}"
-                )))
-            })
-        }
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        // Called while the provider is built, before any export holds a clone.
-        if let Some(inner) = Arc::get_mut(&mut self.inner) {
-            inner.set_resource(resource);
-        }
-    }
+    let queue = span_export::spawn(
+        sinks,
+        BatchConfig::from_env(),
+        tokio::runtime::Handle::current(),
+    )
+    .map_err(|e| format!("cannot start the trace export thread: {e}"))?;
+    let _ = SPANS.set(Spans {
+        queue: queue.clone(),
+        rate,
+        carry,
+    });
+    Ok(Some(Tracing { queue }))
 }
 
 fn otlp_exporter(spec: &TracingSpec) -> Result<opentelemetry_otlp::SpanExporter, String> {
@@ -243,59 +197,6 @@ fn metadata(headers: &[(String, MaybeSecret)]) -> Result<tonic::metadata::Metada
         map.insert(key, value);
     }
     Ok(map)
-}
-
-/// One exporter's processor: drops the Langfuse-only attributes for the OTLP collector, and
-/// thins traces to the exporter's own rate when the other one samples more.
-#[derive(Debug)]
-struct Filtered<P> {
-    inner: P,
-    ratio: Option<f64>,
-    keep_langfuse: bool,
-}
-
-impl<P: SpanProcessor> SpanProcessor for Filtered<P> {
-    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
-        self.inner.on_start(span, cx);
-    }
-
-    fn on_end(&self, mut span: SpanData) {
-        if let Some(ratio) = self.ratio
-            && !keeps(span.span_context.trace_id(), ratio)
-        {
-            return;
-        }
-        if !self.keep_langfuse {
-            span.attributes
-                .retain(|kv| !kv.key.as_str().starts_with("langfuse."));
-        }
-        self.inner.on_end(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        self.inner.force_flush()
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown_with_timeout(timeout)
-    }
-
-    fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
-    }
-}
-
-/// The trace-id ratio rule of OTel's `TraceIdRatioBased`: the low 8 bytes against the rate, so
-/// every span of a trace gets the same answer.
-fn keeps(trace_id: TraceId, ratio: f64) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    let bytes = trace_id.to_bytes();
-    let low = u64::from_be_bytes(bytes[8..].try_into().expect("16-byte trace id")) >> 1;
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
-    low < bound
 }
 
 /// A W3C `traceparent` as sent (`00-<trace id>-<parent id>-<flags>`), formatted into a fixed
@@ -461,7 +362,59 @@ pub struct CallStart<'a> {
 /// The span of one tools/call, ended by [`CallSpan::finish`] or, if the call is dropped
 /// (cancelled, client gone), when it is dropped.
 pub struct CallSpan {
-    span: Option<opentelemetry_sdk::trace::Span>,
+    open: Option<Open>,
+}
+
+/// A sampled span under way: its record, completed at the end and queued for export.
+struct Open {
+    record: Record,
+    spans: &'static Spans,
+}
+
+impl Open {
+    /// The span, if sampled: a client's parent decides by its W3C `sampled` flag, else the rate
+    /// by the new trace id (OTel's `ParentBased(TraceIdRatioBased)`).
+    fn sampled(
+        spans: &'static Spans,
+        kind: Kind,
+        parent: Option<&SpanContext>,
+        texts: impl FnOnce() -> Texts,
+    ) -> Option<Self> {
+        let ids = RandomIdGenerator::default();
+        let (trace_id, parent, trace_state) = match parent {
+            Some(p) if p.is_sampled() => (p.trace_id(), p.span_id(), p.trace_state().clone()),
+            Some(_) => return None,
+            None => {
+                let id = ids.new_trace_id();
+                if !keeps(id, spans.rate) {
+                    return None;
+                }
+                (id, SpanId::INVALID, TraceState::default())
+            }
+        };
+        Some(Self {
+            record: Record {
+                kind,
+                trace_id,
+                span_id: ids.new_span_id(),
+                parent,
+                trace_state,
+                start: SystemTime::now(),
+                end: SystemTime::UNIX_EPOCH,
+                texts: texts(),
+                outcome: Outcome::Ok,
+                input: None,
+                output: None,
+            },
+            spans,
+        })
+    }
+
+    fn end(mut self, outcome: Outcome) {
+        self.record.end = SystemTime::now();
+        self.record.outcome = outcome;
+        self.spans.queue.push(self.record);
+    }
 }
 
 /// Opens the call's span (when tracing is on and the call is sampled) and returns it with the
@@ -471,10 +424,10 @@ pub fn start_call(
     client_meta: Option<JsonObject>,
 ) -> (CallSpan, OutgoingMeta) {
     let mut keys = client_keys(client_meta);
-    let Some(tracer) = TRACER.get() else {
+    let Some(spans) = SPANS.get() else {
         // Tracing off: the client's own context goes on as it came.
         return (
-            CallSpan { span: None },
+            CallSpan { open: None },
             OutgoingMeta {
                 keys,
                 traceparent: None,
@@ -482,94 +435,69 @@ pub fn start_call(
         );
     };
     let parent = take_parent(&mut keys);
-    let parent_cx = parent.as_ref().map_or_else(Context::new, |sc| {
-        Context::new().with_remote_span_context(sc.clone())
+    let open = Open::sampled(spans, Kind::Call, parent.as_ref(), || {
+        Texts::new([
+            start.tool,
+            start.target,
+            start.correlation_id,
+            start.session.unwrap_or_default(),
+        ])
     });
-    let mut attributes = Vec::with_capacity(8);
-    attributes.push(KeyValue::new("mcp.method.name", "tools/call"));
-    attributes.push(KeyValue::new("gen_ai.operation.name", "execute_tool"));
-    attributes.push(KeyValue::new("gen_ai.tool.name", start.tool.to_string()));
-    attributes.push(KeyValue::new(
-        "mcp_hangar.provider",
-        start.target.to_string(),
-    ));
-    attributes.push(KeyValue::new(
-        "mcp_hangar.correlation_id",
-        start.correlation_id.to_string(),
-    ));
-    if let Some(session) = start.session {
-        attributes.push(KeyValue::new("mcp.session.id", session.to_string()));
-    }
-    if CARRY.get().is_some_and(|c| c.inputs)
-        && let Some(args) = start.arguments
-        && let Ok(json) = serde_json::to_string(args)
-    {
-        attributes.push(KeyValue::new(LANGFUSE_INPUT, json));
-    }
-    let span = tracer
-        .span_builder(span_name("tools/call", start.tool))
-        .with_kind(SpanKind::Server)
-        .with_attributes(attributes)
-        .start_with_context(tracer, &parent_cx);
-    let sc = span.span_context();
-    if !sc.is_sampled() {
+    let Some(mut open) = open else {
         // Not traced here: the provider continues the client's trace, if there is one.
         let traceparent =
             parent.map(|p| TraceParent::new(p.trace_id(), p.span_id(), p.trace_flags()));
-        return (CallSpan { span: None }, OutgoingMeta { keys, traceparent });
+        return (CallSpan { open: None }, OutgoingMeta { keys, traceparent });
+    };
+    if spans.carry.inputs
+        && let Some(args) = start.arguments
+    {
+        open.record.input = serde_json::to_string(args).ok();
     }
     let traceparent = Some(TraceParent::new(
-        sc.trace_id(),
-        sc.span_id(),
-        sc.trace_flags(),
+        open.record.trace_id,
+        open.record.span_id,
+        TraceFlags::SAMPLED,
     ));
     (
-        CallSpan { span: Some(span) },
+        CallSpan { open: Some(open) },
         OutgoingMeta { keys, traceparent },
     )
-}
-
-fn span_name(method: &'static str, tool: &str) -> Cow<'static, str> {
-    let mut name = String::with_capacity(method.len() + 1 + tool.len());
-    name.push_str(method);
-    name.push(' ');
-    name.push_str(tool);
-    Cow::Owned(name)
 }
 
 impl CallSpan {
     /// Records the outcome and ends the span.
     pub fn finish(mut self, result: &Result<CallToolResult, InvokeError>) {
-        let Some(mut span) = self.span.take() else {
+        let Some(mut open) = self.open.take() else {
             return;
         };
-        match result {
-            Ok(r) if r.is_error == Some(true) => {
-                span.set_attribute(KeyValue::new("error.type", "tool_error"));
-                span.set_status(Status::error("the tool answered with isError"));
-            }
-            Ok(_) => span.set_status(Status::Ok),
-            Err(e) => {
-                span.set_attribute(KeyValue::new("error.type", e.kind()));
-                span.set_status(Status::error(e.to_string()));
-            }
-        }
+        let outcome = match result {
+            Ok(r) if r.is_error == Some(true) => Outcome::Error {
+                kind: Some("tool_error"),
+                message: "the tool answered with isError".into(),
+            },
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Error {
+                kind: Some(e.kind()),
+                message: e.to_string().into(),
+            },
+        };
         if let Ok(r) = result
-            && CARRY.get().is_some_and(|c| c.outputs)
-            && let Ok(json) = serde_json::to_string(&r.content)
+            && open.spans.carry.outputs
         {
-            span.set_attribute(KeyValue::new(LANGFUSE_OUTPUT, json));
+            open.record.output = serde_json::to_string(&r.content).ok();
         }
-        span.end();
+        open.end(outcome);
     }
 }
 
 impl Drop for CallSpan {
     fn drop(&mut self) {
-        if let Some(mut span) = self.span.take() {
-            span.set_attribute(KeyValue::new("error.type", "cancelled"));
-            span.set_status(Status::error("the call was abandoned before its answer"));
-            span.end();
+        if let Some(open) = self.open.take() {
+            open.end(Outcome::Error {
+                kind: Some("cancelled"),
+                message: "the call was abandoned before its answer".into(),
+            });
         }
     }
 }
@@ -577,52 +505,41 @@ impl Drop for CallSpan {
 /// A span around a provider's start or health check, a root of its own: a start is shared by
 /// every call that waits for it, so it belongs to none of them.
 pub struct OpSpan {
-    span: Option<opentelemetry_sdk::trace::Span>,
+    open: Option<Open>,
 }
 
 /// Opens the span of a provider operation (`start`, `health_check`).
 pub fn start_op(op: &'static str, provider: &str) -> OpSpan {
-    let Some(tracer) = TRACER.get() else {
-        return OpSpan { span: None };
-    };
-    let span = tracer
-        .span_builder(span_name_op(op, provider))
-        .with_kind(SpanKind::Internal)
-        .with_attributes([
-            KeyValue::new("mcp_hangar.operation", op),
-            KeyValue::new("mcp_hangar.provider", provider.to_string()),
-        ])
-        .start_with_context(tracer, &Context::new());
-    OpSpan {
-        span: span.span_context().is_sampled().then_some(span),
-    }
-}
-
-fn span_name_op(op: &'static str, provider: &str) -> Cow<'static, str> {
-    Cow::Owned(format!("{op} {provider}"))
+    let open = SPANS.get().and_then(|spans| {
+        Open::sampled(spans, Kind::Op(op), None, || {
+            Texts::new([provider, "", "", ""])
+        })
+    });
+    OpSpan { open }
 }
 
 impl OpSpan {
     /// Ends the span with the operation's outcome (`Err` holds the error's text).
     pub fn finish(mut self, outcome: Result<(), String>) {
-        if let Some(mut span) = self.span.take() {
-            match outcome {
-                Ok(()) => span.set_status(Status::Ok),
-                Err(e) => {
-                    span.set_attribute(KeyValue::new("error.type", "failed"));
-                    span.set_status(Status::error(e));
-                }
-            }
-            span.end();
+        if let Some(open) = self.open.take() {
+            open.end(match outcome {
+                Ok(()) => Outcome::Ok,
+                Err(e) => Outcome::Error {
+                    kind: Some("failed"),
+                    message: e.into(),
+                },
+            });
         }
     }
 }
 
 impl Drop for OpSpan {
     fn drop(&mut self) {
-        if let Some(mut span) = self.span.take() {
-            span.set_status(Status::error("abandoned"));
-            span.end();
+        if let Some(open) = self.open.take() {
+            open.end(Outcome::Error {
+                kind: None,
+                message: "abandoned".into(),
+            });
         }
     }
 }
@@ -732,21 +649,6 @@ mod tests {
         assert_eq!(Some(raw), sent.into_object());
         assert!(OutgoingMeta::default().is_empty());
         assert_eq!(OutgoingMeta::default().into_object(), None);
-    }
-
-    #[test]
-    fn the_ratio_rule_keeps_about_its_share_and_all_at_one() {
-        let kept = (0..10_000u128)
-            .filter(|i| {
-                keeps(
-                    TraceId::from(i.wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835)),
-                    0.25,
-                )
-            })
-            .count();
-        assert!((2_000..3_000).contains(&kept), "{kept}");
-        assert!(keeps(TraceId::from(u128::MAX), 1.0));
-        assert!(!keeps(TraceId::from(1u128), 0.0));
     }
 
     #[test]
