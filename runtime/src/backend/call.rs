@@ -39,9 +39,9 @@ impl Drop for CancelOnDrop {
 
 impl Connection {
     /// Sends one tools/call and runs `sent` with the arguments' JSON text (on the raw path once
-    /// the request is written, on rmcp's just before it is handed over). A call without a progress
-    /// route goes on the raw path where the backend has one; otherwise through rmcp, which
-    /// relays the provider's progress to `progress`. `reply` lets the raw path hand the result
+    /// the request is written, on rmcp's just before it is handed over). A call goes on the raw
+    /// path where the backend has one (stdio), otherwise through rmcp; either relays the
+    /// provider's progress to `progress`. `reply` lets the raw path hand the result
     /// to the client the moment it arrives. `client` is where the provider's requests to the
     /// client (sampling, elicitation, roots) go while the call is under way. If this future is
     /// dropped before the answer (deadline, caller gone), the provider is sent
@@ -59,9 +59,9 @@ impl Connection {
     ) -> Result<CallToolResult, ServiceError> {
         let _caller = client.map(|link| self.callers.register(link));
         let reason = || format!("timed out after {:.1}s in mcp-hangar", limit.as_secs_f64());
-        if let (Some(raw), None) = (&self.raw, &progress) {
+        if let Some(raw) = &self.raw {
             return raw
-                .call(&self.peer, tool, &arguments, reply, sent, reason)
+                .call(&self.peer, tool, &arguments, progress, reply, sent, reason)
                 .await;
         }
         // rmcp takes the object; this slow path (progress, no byte stream) can afford to encode

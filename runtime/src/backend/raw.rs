@@ -4,8 +4,11 @@
 //! provider's result as it is, the tap writes it to the client at once ([`Reply`]); the caller
 //! then gets the decoded result for its bookkeeping, off the client's critical path.
 //!
-//! Everything else on the connection (handshake, tools/list, pings, notifications, progress)
-//! stays with rmcp.
+//! A call with a progress sink asks the provider for progress under the call's own id as token,
+//! and the tap hands those notifications to the sink in the order they arrive, before the
+//! answer; once a call has had progress, its answer goes back through the caller (after the
+//! progress) rather than straight to the client. Everything else on the connection (handshake,
+//! tools/list, pings, other notifications) stays with rmcp.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -20,6 +23,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use tokio::sync::oneshot;
 
+use super::ProgressSink;
 use crate::observe::trace::OutgoingMeta;
 use crate::wire::{Reply, SharedWriter, Tap, Tapped, from_json};
 
@@ -53,6 +57,7 @@ struct Table {
 struct Pending {
     reply: Option<Arc<Reply>>,
     done: oneshot::Sender<Answer>,
+    progress: Option<ProgressSink>,
 }
 
 /// The provider's answer line and, if the tap already relayed its result to the client, where
@@ -83,12 +88,14 @@ impl RawCalls {
     /// at once, and the result returned is only its summary: `is_error`, with no content (the
     /// content went to the client, and decoding it again would be work for nobody). If this
     /// future is dropped before the answer, the provider is sent `notifications/cancelled`
-    /// with `reason`.
+    /// with `reason`. With `progress`, the provider's progress for this call goes there.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call(
         &self,
         peer: &Peer<RoleClient>,
         tool: &str,
         arguments: &CallArguments,
+        progress: Option<ProgressSink>,
         reply: Option<Arc<Reply>>,
         sent: impl FnOnce(&[u8]),
         reason: impl FnOnce() -> String,
@@ -108,7 +115,21 @@ impl RawCalls {
             None => serde_json::to_writer(&mut line, &arguments.object).map_err(encode_error)?,
         }
         let arguments_end = line.len();
-        if !arguments.meta.is_empty() {
+        if progress.is_some() {
+            // `"_meta":{"progressToken":"hangar-N"` and the other keys, if any.
+            line.extend_from_slice(b",\"_meta\":{\"progressToken\":\"");
+            line.extend_from_slice(ID_PREFIX.as_bytes());
+            line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+            line.push(b'"');
+            if arguments.meta.is_empty() {
+                line.push(b'}');
+            } else {
+                line.push(b',');
+                let open = line.len();
+                arguments.meta.write_json(&mut line).map_err(encode_error)?;
+                line.remove(open); // its `{`: the keys go on in the object opened above
+            }
+        } else if !arguments.meta.is_empty() {
             line.extend_from_slice(b",\"_meta\":");
             arguments.meta.write_json(&mut line).map_err(encode_error)?;
         }
@@ -120,7 +141,14 @@ impl RawCalls {
             if !table.open {
                 return Err(ServiceError::TransportClosed);
             }
-            table.pending.insert(n, Pending { reply, done });
+            table.pending.insert(
+                n,
+                Pending {
+                    reply,
+                    done,
+                    progress,
+                },
+            );
         }
         let mut guard = CancelOnDrop {
             table: &self.table,
@@ -185,6 +213,8 @@ struct Envelope<'a> {
     #[serde(borrow)]
     method: Option<&'a RawValue>,
     #[serde(borrow)]
+    params: Option<&'a RawValue>,
+    #[serde(borrow)]
     result: Option<&'a RawValue>,
     #[serde(borrow)]
     error: Option<&'a RawValue>,
@@ -195,24 +225,52 @@ pub struct RawTap {
     table: Arc<Mutex<Table>>,
 }
 
+/// A `notifications/progress` for one of the raw calls.
+#[derive(Deserialize)]
+struct ProgressParams<'a> {
+    #[serde(rename = "progressToken", borrow)]
+    token: &'a RawValue,
+    progress: f64,
+    total: Option<f64>,
+    message: Option<String>,
+}
+
+/// A line from the provider the tap takes.
+enum Ours {
+    /// The answer to call N and, when the result may go to the client as it is, where it lies
+    /// in the line.
+    Answer(u64, Option<Range<usize>>),
+    /// Progress of call N.
+    Progress(u64, f64, Option<f64>, Option<String>),
+}
+
+/// The call number in `"hangar-N"`.
+fn call_number(id: &RawValue) -> Option<u64> {
+    id.get()
+        .strip_prefix('"')?
+        .strip_suffix('"')?
+        .strip_prefix(ID_PREFIX)?
+        .parse()
+        .ok()
+}
+
 impl RawTap {
-    /// The call number and, when the result may go to the client as it is, where it lies in
-    /// `line`.
-    fn classify(line: &[u8]) -> Option<(u64, Option<Range<usize>>)> {
+    fn classify(line: &[u8]) -> Option<Ours> {
         // Most lines that are not ours never get parsed.
         OUR_ID.find(line)?;
         let env: Envelope = from_json(line).ok()?;
-        if env.method.is_some() || (env.result.is_none() && env.error.is_none()) {
+        if let Some(method) = env.method {
+            if method.get() != "\"notifications/progress\"" {
+                return None;
+            }
+            let p: ProgressParams = serde_json::from_str(env.params?.get()).ok()?;
+            let n = call_number(p.token)?;
+            return Some(Ours::Progress(n, p.progress, p.total, p.message));
+        }
+        if env.result.is_none() && env.error.is_none() {
             return None;
         }
-        let n = env
-            .id?
-            .get()
-            .strip_prefix('"')?
-            .strip_suffix('"')?
-            .strip_prefix(ID_PREFIX)?
-            .parse()
-            .ok()?;
+        let n = call_number(env.id?)?;
         // A result with a `resultType` is left for the typed path, which knows what each
         // client version expects of it.
         let early = env
@@ -222,14 +280,29 @@ impl RawTap {
                 let start = r.get().as_ptr() as usize - line.as_ptr() as usize;
                 start..start + r.get().len()
             });
-        Some((n, early))
+        Some(Ours::Answer(n, early))
     }
 }
 
 impl Tap for RawTap {
     fn intercept(&mut self, line: Vec<u8>) -> Tapped {
-        let Some((n, early)) = Self::classify(&line) else {
-            return Tapped::Pass(line);
+        let (n, early) = match Self::classify(&line) {
+            None => return Tapped::Pass(line),
+            Some(Ours::Answer(n, early)) => (n, early),
+            Some(Ours::Progress(n, progress, total, message)) => {
+                let sink = {
+                    let mut table = lock(&self.table);
+                    table.pending.get_mut(&n).and_then(|pending| {
+                        // The answer must not overtake this progress on its way to the client.
+                        pending.reply = None;
+                        pending.progress.clone()
+                    })
+                };
+                if let Some(sink) = sink {
+                    sink(progress, total, message);
+                }
+                return Tapped::Taken(None);
+            }
         };
         let Some(pending) = lock(&self.table).pending.remove(&n) else {
             tracing::debug!("an answer to call {ID_PREFIX}{n} arrived after it was abandoned");
@@ -325,7 +398,9 @@ mod tests {
     #[test]
     fn a_relayed_result_is_summarised_by_its_tool_error_flag() {
         let line = br#"{"jsonrpc":"2.0","id":"hangar-7","result":{"content":[{"type":"text","text":"{\"isError\":false}"}],"isError":true}}"#;
-        let (n, relayed) = RawTap::classify(line).expect("an answer to a raw call");
+        let Some(Ours::Answer(n, relayed)) = RawTap::classify(line) else {
+            panic!("an answer to a raw call");
+        };
         assert_eq!(n, 7);
         let relayed = relayed.expect("a plain result goes to the client as it is");
         assert!(line[relayed.clone()].starts_with(b"{\"content\""));
@@ -345,6 +420,8 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":"other-7","result":{}}"#,
             br#"{"jsonrpc":"2.0","id":"hangar-7","method":"ping"}"#,
             br#"{"jsonrpc":"2.0","method":"notifications/message","params":{"id":"hangar-7"}}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":7,"progress":1}}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"x-hangar-7","progress":1}}"#,
         ] {
             assert!(
                 RawTap::classify(line).is_none(),
@@ -353,10 +430,62 @@ mod tests {
             );
         }
         let typed = br#"{"jsonrpc":"2.0","id":"hangar-3","result":{"resultType":"task"}}"#;
-        assert_eq!(
-            RawTap::classify(typed),
-            Some((3, None)),
+        assert!(
+            matches!(RawTap::classify(typed), Some(Ours::Answer(3, None))),
             "left for the typed path"
+        );
+    }
+
+    #[test]
+    fn progress_under_a_raw_calls_id_is_taken_for_that_call() {
+        let line = br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"hangar-9","progress":2,"total":5,"message":"two"}}"#;
+        let Some(Ours::Progress(n, progress, total, message)) = RawTap::classify(line) else {
+            panic!("progress of a raw call");
+        };
+        assert_eq!(
+            (n, progress, total, message.as_deref()),
+            (9, 2.0, Some(5.0), Some("two"))
+        );
+    }
+
+    #[tokio::test]
+    async fn progress_arrives_in_order_before_the_answer_which_then_is_not_relayed_at_once() {
+        let (calls, mut tap) = RawCalls::new(SharedWriter::new(tokio::io::sink()));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (done, answer) = oneshot::channel();
+        let sink: ProgressSink = {
+            let seen = seen.clone();
+            Arc::new(move |p, _, _| seen.lock().unwrap().push(p))
+        };
+        let (reply_out, _reply_in) = tokio::io::duplex(1024);
+        let reply = Reply::new(
+            SharedWriter::new(reply_out),
+            RawValue::from_string("1".into()).unwrap(),
+        );
+        lock(&calls.table).pending.insert(
+            4,
+            Pending {
+                reply: Some(reply),
+                done,
+                progress: Some(sink),
+            },
+        );
+        for p in 1..=2 {
+            let line = format!(
+                r#"{{"jsonrpc":"2.0","method":"notifications/progress","params":{{"progressToken":"hangar-4","progress":{p}}}}}"#
+            );
+            assert!(matches!(
+                tap.intercept(line.into_bytes()),
+                Tapped::Taken(None)
+            ));
+        }
+        assert_eq!(*seen.lock().unwrap(), vec![1.0, 2.0]);
+        let answer_line = br#"{"jsonrpc":"2.0","id":"hangar-4","result":{"content":[]}}"#.to_vec();
+        assert!(matches!(tap.intercept(answer_line), Tapped::Taken(None)));
+        let answer = answer.await.expect("answered");
+        assert!(
+            answer.relayed.is_none(),
+            "after progress the caller sends the answer"
         );
     }
 }
