@@ -68,11 +68,11 @@ async fn a_stdio_call_is_a_span_under_the_clients_context_and_the_provider_conti
     assert_eq!(meta["vendor.example/tag"], "kept", "other _meta keys go on");
     // The client's progress token is not passed on as it came: rmcp clients ask for progress
     // on every call, and the provider is then given the hangar's own token (on a stdio
-    // provider the call's own id, `hangar-N`), whose progress the hangar relays.
+    // provider the call's own id, `hangar-N`), whose progress the hangar relays (none when
+    // the call came before the session's link to the client was up).
     assert!(
         meta.get("progressToken")
-            .and_then(Value::as_str)
-            .is_some_and(|t| t.starts_with("hangar-")),
+            .is_none_or(|t| t.as_str().is_some_and(|t| t.starts_with("hangar-"))),
         "{meta}"
     );
     assert_ne!(

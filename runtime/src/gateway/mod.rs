@@ -28,11 +28,11 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
-    GetPromptRequestParams, GetPromptResponse, Implementation, JsonObject, ListPromptsResult,
-    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig,
-    SetLevelRequestParams, SubscribeRequestParams, SubscriptionFilter, Tool,
-    UnsubscribeRequestParams,
+    GetPromptRequestParams, GetPromptResponse, Implementation, InitializeRequestParams,
+    InitializeResult, JsonObject, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ResultType, ServerCapabilities, ServerConfig, SetLevelRequestParams,
+    SubscribeRequestParams, SubscriptionFilter, Tool, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer, SubscriptionContext};
 use rmcp::{ErrorData as McpError, ServerHandler};
@@ -318,13 +318,25 @@ impl ServerHandler for HangarServer {
         )
     }
 
+    /// The client's link and what it offers are recorded here, not when `initialized` comes:
+    /// rmcp runs that notification in a task of its own, and a call right behind it could
+    /// otherwise run without the link (no progress, sampling or roots for it).
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, McpError> {
+        context.peer.set_peer_info(request.clone());
+        self.gw
+            .registry
+            .downstream()
+            .client_offered(&request.capabilities);
+        self.client.set_peer(context.peer.clone());
+        self.negotiate_initialize(&request)
+    }
+
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        if let Some(info) = context.peer.peer_info() {
-            self.gw
-                .registry
-                .downstream()
-                .client_offered(&info.capabilities);
-        }
+        // A client that skipped `initialize` (none of the above ran) still gets its link.
         self.client.set_peer(context.peer);
         self.gw.sessions.add(self.client.clone());
     }
