@@ -64,8 +64,8 @@ impl Connection {
                 .call(&self.peer, tool, &arguments, progress, reply, sent, reason)
                 .await;
         }
-        // rmcp takes the object; this slow path (progress, no byte stream) can afford to encode
-        // it once more for the `requested` event.
+        // rmcp takes the object; this path (no byte stream: remote providers) encodes it once
+        // more for the `requested` event.
         sent(&serde_json::to_vec(&arguments.object).unwrap_or_default());
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = Some(arguments.object);
