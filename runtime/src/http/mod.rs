@@ -126,20 +126,80 @@ struct McpGate {
     sessions: Arc<LocalSessionManager>,
     /// `initialize` requests admitted and not yet answered: their sessions may not be in
     /// `sessions` yet, so they count against `max_sessions` too.
-    opening: AtomicUsize,
+    opening: Openings,
     max_sessions: u32,
     idle: Duration,
     body_limit: usize,
     stats: Arc<HttpStats>,
 }
 
+/// How long an `initialize` that finds the sessions full waits for others being opened at the
+/// same time to be answered (their count may be an overcount, see [`McpGate::admit_session`]).
+const OPENING_WAIT: Duration = Duration::from_secs(5);
+
+/// The `initialize` requests being answered, and a signal each time one is.
+#[derive(Default)]
+struct Openings {
+    count: AtomicUsize,
+    answered: tokio::sync::Notify,
+}
+
 /// An admitted `initialize`'s place in [`McpGate::opening`], given back when it is answered
 /// (or its client goes away).
-struct Opening<'a>(&'a AtomicUsize);
+struct Opening<'a>(&'a Openings);
+
+impl<'a> Opening<'a> {
+    /// Takes a place; returns it with the number of places taken before it.
+    fn take(openings: &'a Openings) -> (Self, usize) {
+        let before = openings.count.fetch_add(1, Ordering::AcqRel);
+        (Self(openings), before)
+    }
+
+    /// Gives the place back without waking anyone: it was only taken to count.
+    fn withdraw(self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for Opening<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+        self.0.answered.notify_waiters();
+    }
+}
+
+impl McpGate {
+    /// A place for a new session, or (sessions open, others opening) when `max_sessions` are.
+    ///
+    /// Sessions open plus `initialize`s taken before this one is never an undercount, so a
+    /// place is given when it is below the bound. It can be an overcount: a session rmcp has
+    /// just put in its table whose `initialize` is not yet answered is counted twice. So a
+    /// refusal is made only on a count with no other `initialize` in flight; until then (up to
+    /// [`OPENING_WAIT`]) this waits for one to be answered or refused and counts again.
+    async fn admit_session(&self) -> Result<Opening<'_>, (usize, usize)> {
+        let deadline = tokio::time::Instant::now() + OPENING_WAIT;
+        loop {
+            let (place, before) = Opening::take(&self.opening);
+            let open = self.sessions.sessions.read().await.len();
+            if open + before < self.max_sessions as usize {
+                return Ok(place);
+            }
+            if before == 0 {
+                // Exact; dropping the place wakes those waiting to count again.
+                return Err((open, 0));
+            }
+            place.withdraw();
+            let answered = self.opening.answered.notified();
+            tokio::pin!(answered);
+            answered.as_mut().enable();
+            if self.opening.count.load(Ordering::Acquire) == 0 {
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, answered).await.is_err() {
+                return Err((open, before));
+            }
+        }
     }
 }
 
@@ -155,7 +215,7 @@ struct MethodOnly<'a> {
 ///
 /// The session bound is exact under simultaneous `initialize`s: each one takes a place in
 /// `opening` before it looks at the count of sessions open plus opening, and keeps it until
-/// rmcp has answered (by then its session is in the table).
+/// rmcp has answered (by then its session is in the table); see [`McpGate::admit_session`].
 async fn mcp_gate(
     State(gate): State<Arc<McpGate>>,
     mut request: Request<Body>,
@@ -177,21 +237,19 @@ async fn mcp_gate(
         let initialize = serde_json::from_slice::<MethodOnly>(&bytes)
             .is_ok_and(|m| m.method.as_deref() == Some("initialize"));
         if initialize {
-            let before = gate.opening.fetch_add(1, Ordering::AcqRel);
-            let place = Opening(&gate.opening);
-            let open = gate.sessions.sessions.read().await.len();
-            if open + before >= gate.max_sessions as usize {
-                drop(place);
-                gate.stats.reject(Rejection::MaxSessions);
-                tracing::warn!(
-                    "refused a new session: {open} open, {before} opening (http.max_sessions)"
-                );
-                let id = serde_json::from_slice::<serde_json::Value>(&bytes)
-                    .map(|m| m["id"].clone())
-                    .unwrap_or_default();
-                return too_many_sessions(&id, gate.max_sessions, gate.idle);
+            match gate.admit_session().await {
+                Ok(place) => _opening = Some(place),
+                Err((open, opening)) => {
+                    gate.stats.reject(Rejection::MaxSessions);
+                    tracing::warn!(
+                        "refused a new session: {open} open, {opening} opening (http.max_sessions)"
+                    );
+                    let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                        .map(|m| m["id"].clone())
+                        .unwrap_or_default();
+                    return too_many_sessions(&id, gate.max_sessions, gate.idle);
+                }
             }
-            _opening = Some(place);
         }
         request = Request::from_parts(parts, Body::from(bytes));
     }
@@ -277,7 +335,7 @@ pub async fn serve(
     let gate = Arc::new(McpGate {
         auth: auth.clone(),
         sessions,
-        opening: AtomicUsize::new(0),
+        opening: Openings::default(),
         max_sessions: spec.max_sessions,
         idle: spec.session_idle_timeout,
         body_limit,
