@@ -126,7 +126,7 @@ async fn keyed_hangar(dir: &TestDir, token: &str) -> Result<(HttpHangar, String)
     let cfg = dir.write(
         "h.yaml",
         &format!(
-            "http:\n  auth:\n    authorization_servers: [\"https://auth.example.com\"]\n    scopes_supported: [mcp]\n    api_keys:\n      - name: ci\n        env: KEY_CI\n        tools: [\"math__add\", \"registry_li*\", \"registry_invoke\"]\n      - {{name: ops, env: KEY_OPS}}\n      - {{name: slow, env: KEY_SLOW, rate_limit: {{requests_per_second: 0.2, burst: 2}}}}\nproviders:\n{}",
+            "http:\n  auth:\n    authorization_servers: [\"https://auth.example.com\"]\n    scopes_supported: [mcp]\n    api_keys:\n      - name: ci\n        env: KEY_CI\n        tools: [\"math__ad*\", \"registry_li*\", \"registry_invoke\", \"registry_tools\"]\n      - {{name: ops, env: KEY_OPS}}\n      - {{name: slow, env: KEY_SLOW, rate_limit: {{requests_per_second: 0.2, burst: 2}}}}\nproviders:\n{}",
             provider_yaml("math", token, &[], "")
         ),
     );
@@ -242,7 +242,25 @@ async fn each_key_lists_and_calls_only_its_tools_and_keeps_to_its_rate() -> Resu
     let ci = client_with_token(&base, "ci-key-0123456789").await?;
     let mut listed = tool_names(&ci).await?;
     listed.sort();
-    assert_eq!(listed, ["math__add", "registry_invoke", "registry_list"]);
+    assert_eq!(
+        listed,
+        [
+            "math__add",
+            "math__add_tool",
+            "registry_invoke",
+            "registry_list",
+            "registry_tools"
+        ]
+    );
+    // What the management tools show of a provider's tools is as filtered.
+    let r = call(&ci, "registry_tools", json!({"provider": "math"})).await?;
+    let shown: Vec<&str> = r
+        .structured_content
+        .as_ref()
+        .and_then(|v| v["tools"].as_array())
+        .map(|tools| tools.iter().filter_map(|t| t["name"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(shown, ["add", "add_tool"], "{}", text(&r));
     let r = call(&ci, "math__add", json!({"a": 2, "b": 3})).await?;
     assert_eq!(
         r.structured_content,
@@ -287,6 +305,24 @@ async fn each_key_lists_and_calls_only_its_tools_and_keeps_to_its_rate() -> Resu
         Some(json!({"result": 2})),
         "{}",
         text(&r)
+    );
+    // A tool its list allows that the provider lacks: nothing close, so the provider's tools
+    // would be listed; only those it may call are.
+    let r = call(
+        &ci,
+        "registry_invoke",
+        json!({"provider": "math", "tool": "adqqqqqq", "arguments": {}}),
+    )
+    .await?;
+    assert_eq!(r.is_error, Some(true));
+    let missing = text(&r);
+    assert!(
+        missing.contains("not found") && missing.contains("`add`"),
+        "{missing}"
+    );
+    assert!(
+        !missing.contains("echo") && !missing.contains("sleep"),
+        "{missing}"
     );
 
     // `slow`: a burst of 2, then one request per 5 s.

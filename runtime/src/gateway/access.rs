@@ -12,6 +12,7 @@ use serde_json::json;
 use super::management::ManagementTool;
 use super::{Gateway, Route, aggregated_name};
 use crate::access::{self, Principal};
+use crate::registry::InvokeError;
 
 /// JSON-RPC error code of a call the caller's credentials do not allow (a server error in
 /// JSON-RPC's reserved range, as the MCP spec leaves these to implementations).
@@ -75,13 +76,51 @@ pub fn check_call(
 
 /// The name a provider's tool is offered under (its group's or its own prefix).
 fn offered_name(gw: &Gateway, provider: &str, tool: &str) -> String {
-    let prefix = gw
-        .registry
+    aggregated_name(provider, tool_prefix(gw, provider).as_deref(), tool)
+}
+
+/// The `tool_prefix` the provider or group `id` is offered with, if it has one of its own.
+fn tool_prefix(gw: &Gateway, id: &str) -> Option<String> {
+    gw.registry
         .exposed()
         .into_iter()
-        .find(|(id, ..)| id == provider)
-        .and_then(|(_, prefix, _)| prefix);
-    aggregated_name(provider, prefix.as_deref(), tool)
+        .find(|(exposed, ..)| exposed == id)
+        .and_then(|(_, prefix, _)| prefix)
+}
+
+/// `e` as `p` may see it: a tool `target` (the provider or group the caller named) lacks is
+/// answered with suggestions of only the tools `p` may call there.
+pub fn visible_error(gw: &Gateway, p: &Principal, target: &str, e: InvokeError) -> InvokeError {
+    match e {
+        InvokeError::ToolNotFound {
+            provider,
+            tool,
+            mut suggestions,
+        } if !p.unrestricted() => {
+            let prefix = tool_prefix(gw, target);
+            suggestions.retain(|s| p.may_call(&aggregated_name(target, prefix.as_deref(), s)));
+            InvokeError::ToolNotFound {
+                provider,
+                tool,
+                suggestions,
+            }
+        }
+        e => e,
+    }
+}
+
+/// Which of `target`'s tools (named as the provider names them) `p`, if any, may see: those
+/// whose offered names it may call.
+pub fn sees_tool<'a>(
+    gw: &Gateway,
+    p: Option<&'a Principal>,
+    target: &'a str,
+) -> impl Fn(&str) -> bool + use<'a> {
+    let restricted = p.filter(|p| !p.unrestricted());
+    let prefix = restricted.and_then(|_| tool_prefix(gw, target));
+    move |tool| {
+        restricted.is_none_or(|p| p.may_call(&aggregated_name(target, prefix.as_deref(), tool)))
+    }
 }
 
 fn refuse(p: &Principal, name: &str) -> McpError {

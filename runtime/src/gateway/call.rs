@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::Gateway;
 use super::session::Session;
+use crate::access::Principal;
 use crate::backend::ClientAsk;
 use crate::registry::Invocation;
 
@@ -40,13 +41,18 @@ type Progress = (f64, Option<f64>, Option<String>);
 pub(crate) struct Caller<'a> {
     pub session: &'a Session,
     pub progress_token: Option<ProgressToken>,
+    /// Who calls over HTTP with `http.auth`: errors name only tools it may call.
+    pub principal: Option<Arc<Principal>>,
 }
 
 impl Gateway {
     /// Calls a provider's tool for a client, relaying the provider's progress, requests and
     /// log messages to it while the call is under way.
     pub(crate) async fn call(&self, call: Invocation, caller: &Caller<'_>) -> CallToolResult {
-        relay(call, caller, |call| self.invoke(call)).await
+        relay(call, caller, |call| {
+            self.invoke(call, caller.principal.as_deref())
+        })
+        .await
     }
 }
 

@@ -21,9 +21,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::Gateway;
 use super::call::{Caller, relay};
 use super::session::Session;
+use super::{Gateway, access};
 use crate::backend::ProgressSink;
 use crate::group::Group;
 use crate::group::rotation::GroupState;
@@ -834,7 +834,13 @@ async fn invoke_with_retries(
             });
             break match outcome {
                 Ok(r) => (gw.finish_result(r), last),
-                Err(e) => (error_result(&e), last),
+                Err(e) => (
+                    error_result(&match &caller.principal {
+                        Some(p) => access::visible_error(gw, p, &a.provider, e),
+                        None => e,
+                    }),
+                    last,
+                ),
             };
         }
         // Backoff between attempts; a rate limit or open breaker says how long to wait.
@@ -895,6 +901,7 @@ pub async fn call(
     let caller = Caller {
         session: client,
         progress_token: context.meta.get_progress_token(),
+        principal: access::principal(context),
     };
     Ok(match which {
         ManagementTool::List => {
@@ -934,6 +941,7 @@ pub async fn call(
         }
         ManagementTool::Start => {
             let a: ProviderArgs = parse(name, args)?;
+            let sees = access::sees_tool(gw, caller.principal.as_deref(), &a.provider);
             match reg.target(&a.provider) {
                 Err(e) => error_result(&e),
                 Ok(Target::Group(g)) => match g.start_all().await {
@@ -954,8 +962,10 @@ pub async fn call(
                     Ok(conn) => ok(json!({
                         "provider": a.provider,
                         "state": p.state(),
-                        // What it offers, not all it lists: the `tools:` policy applies.
-                        "tools": p.tools().iter().map(|t| t.name.to_string()).collect::<Vec<_>>(),
+                        // What it offers, not all it lists: the `tools:` policy applies, and
+                        // the caller's own tool list.
+                        "tools": p.tools().iter().map(|t| t.name.to_string())
+                            .filter(|t| sees(t)).collect::<Vec<_>>(),
                         "pid": conn.pid,
                         "location": conn.location,
                         "protocol_version": conn.protocol_version,
@@ -1051,6 +1061,7 @@ pub async fn call(
         }
         ManagementTool::Tools => {
             let a: ProviderArgs = parse(name, args)?;
+            let sees = access::sees_tool(gw, caller.principal.as_deref(), &a.provider);
             let target = match reg.target(&a.provider) {
                 Ok(t) => t,
                 Err(e) => return Ok(error_result(&e)),
@@ -1075,7 +1086,7 @@ pub async fn call(
                 "provider": a.provider,
                 "state": state,
                 "predefined": predefined,
-                "tools": tools.iter().map(tool_json).collect::<Vec<_>>(),
+                "tools": tools.iter().filter(|t| sees(&t.name)).map(tool_json).collect::<Vec<_>>(),
             });
             if is_group {
                 v["group"] = json!(true);

@@ -38,6 +38,7 @@ use rmcp::service::{NotificationContext, RequestContext, RoleServer, Subscriptio
 use rmcp::{ErrorData as McpError, ServerHandler};
 use tokio::sync::broadcast;
 
+use crate::access::Principal;
 use crate::events::Event;
 use crate::registry::{Invocation, Registry, closest};
 
@@ -144,10 +145,17 @@ impl Gateway {
         catalog::route_unoffered(&self.registry.exposed(), name)
     }
 
-    async fn invoke(&self, call: Invocation) -> CallToolResult {
+    async fn invoke(&self, call: Invocation, principal: Option<&Principal>) -> CallToolResult {
+        // The target's name, for the tool names an error may show (only with a tool list).
+        let target = principal
+            .filter(|p| !p.unrestricted())
+            .map(|_| call.provider.clone());
         match self.registry.invoke(call).await {
             Ok(r) => self.finish_result(r),
-            Err(e) => management::error_result(&e),
+            Err(e) => management::error_result(&match (&target, principal) {
+                (Some(target), Some(p)) => access::visible_error(self, p, target, e),
+                _ => e,
+            }),
         }
     }
 
@@ -252,6 +260,7 @@ impl HangarServer {
                 let caller = call::Caller {
                     session: &self.client,
                     progress_token: context.meta.get_progress_token(),
+                    principal: access::principal(&context),
                 };
                 self.gw
                     .call(

@@ -213,6 +213,7 @@ impl Tap for FrontTap {
             let caller = super::call::Caller {
                 session: &client,
                 progress_token,
+                principal: None,
             };
             let mut result = gw.call(invocation, &caller).await;
             lock(&calls).remove(&forget);
