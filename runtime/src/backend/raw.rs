@@ -121,14 +121,11 @@ impl RawCalls {
             line.extend_from_slice(ID_PREFIX.as_bytes());
             line.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
             line.push(b'"');
-            if arguments.meta.is_empty() {
-                line.push(b'}');
-            } else {
-                line.push(b',');
-                let open = line.len();
-                arguments.meta.write_json(&mut line).map_err(encode_error)?;
-                line.remove(open); // its `{`: the keys go on in the object opened above
-            }
+            arguments
+                .meta
+                .write_members(&mut line, false)
+                .map_err(encode_error)?;
+            line.push(b'}');
         } else if !arguments.meta.is_empty() {
             line.extend_from_slice(b",\"_meta\":");
             arguments.meta.write_json(&mut line).map_err(encode_error)?;

@@ -565,31 +565,26 @@ pub(super) fn normalised(spec: &HttpServeSpec) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
-    use super::super::{Config, ConfigError, ConfigErrorKind, parse};
+    use super::super::{Config, ConfigError, ConfigErrorKind, testing};
     use super::*;
 
     const SERVERS: &str = "mcp_servers:\n  a: {command: [x]}\n";
 
-    fn load(text: &str) -> Result<Config, ConfigError> {
-        parse(text, Path::new("/etc/hangar/h.yaml"), &|name| match name {
+    fn env(name: &str) -> Option<String> {
+        match name {
             "KEY_CI" => Some("s3cret-ci".to_owned()),
             "KEY_OPS" => Some("s3cret-ops".to_owned()),
             "EMPTY" => Some(String::new()),
             _ => None,
-        })
+        }
     }
 
     fn ok(text: &str) -> Config {
-        load(text).unwrap_or_else(|e| panic!("expected the config to load, got: {e}"))
+        testing::ok(text, "/etc/hangar/h.yaml", &env)
     }
 
     fn err(text: &str) -> ConfigError {
-        match load(text) {
-            Ok(_) => panic!("expected an error for:\n{text}"),
-            Err(e) => e,
-        }
+        testing::err(text, "/etc/hangar/h.yaml", &env)
     }
 
     #[test]

@@ -216,6 +216,28 @@ fn process_env(name: &str) -> Option<String> {
     std::env::var_os(name).and_then(|value| value.into_string().ok())
 }
 
+/// Configs loaded from text, for the tests of every section.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::Path;
+
+    use super::{Config, ConfigError, parse};
+
+    /// `text` as the config at `file`, which must load.
+    pub fn ok(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> Config {
+        parse(text, Path::new(file), env)
+            .unwrap_or_else(|e| panic!("expected the config to load, got: {e}"))
+    }
+
+    /// `text` as the config at `file`, which must not load: the error.
+    pub fn err(text: &str, file: &str, env: &dyn Fn(&str) -> Option<String>) -> ConfigError {
+        match parse(text, Path::new(file), env) {
+            Ok(config) => panic!("expected an error for:\n{text}\ngot: {config:?}"),
+            Err(e) => e,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -238,17 +260,11 @@ mod tests {
     }
 
     fn ok(text: &str) -> Config {
-        match parse(text, Path::new(FILE), &no_env) {
-            Ok(config) => config,
-            Err(err) => panic!("expected the config to load, got: {err}"),
-        }
+        testing::ok(text, FILE, &no_env)
     }
 
     fn err(text: &str) -> ConfigError {
-        match parse(text, Path::new(FILE), &no_env) {
-            Ok(config) => panic!("expected an error, got: {config:?}"),
-            Err(err) => err,
-        }
+        testing::err(text, FILE, &no_env)
     }
 
     fn provider<'c>(config: &'c Config, id: &str) -> &'c ProviderSpec {

@@ -392,26 +392,21 @@ pub(super) fn normalised_logging(spec: &LoggingSpec) -> Value {
 mod tests {
     use std::path::Path;
 
-    use super::super::{Config, ConfigError, ConfigErrorKind, parse};
+    use super::super::{Config, ConfigError, ConfigErrorKind, testing};
     use super::*;
 
     const SERVERS: &str = "mcp_servers:\n  a: {command: [x]}\n";
 
-    fn load(text: &str) -> Result<Config, ConfigError> {
-        parse(text, Path::new("/etc/hangar/h.yaml"), &|name| {
-            (name == "PORT").then(|| "9999".to_owned())
-        })
+    fn env(name: &str) -> Option<String> {
+        (name == "PORT").then(|| "9999".to_owned())
     }
 
     fn ok(text: &str) -> Config {
-        load(text).unwrap_or_else(|e| panic!("expected the config to load, got: {e}"))
+        testing::ok(text, "/etc/hangar/h.yaml", &env)
     }
 
     fn err(text: &str) -> ConfigError {
-        match load(text) {
-            Ok(_) => panic!("expected an error for:\n{text}"),
-            Err(e) => e,
-        }
+        testing::err(text, "/etc/hangar/h.yaml", &env)
     }
 
     #[test]

@@ -288,8 +288,18 @@ impl OutgoingMeta {
     /// Writes the `_meta` object as JSON.
     pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         out.push(b'{');
-        let mut first = true;
+        self.write_members(out, true)?;
+        out.push(b'}');
+        Ok(())
+    }
+
+    /// Writes the object's members, for an object the caller has opened (and, unless `first`,
+    /// written members of its own into) and closes.
+    pub fn write_members(&self, out: &mut Vec<u8>, mut first: bool) -> serde_json::Result<()> {
         if let Some(tp) = &self.traceparent {
+            if !first {
+                out.push(b',');
+            }
             out.extend_from_slice(b"\"traceparent\":\"");
             out.extend_from_slice(&tp.0);
             out.push(b'"');
@@ -304,7 +314,6 @@ impl OutgoingMeta {
             out.push(b':');
             serde_json::to_writer(&mut *out, value)?;
         }
-        out.push(b'}');
         Ok(())
     }
 
@@ -646,6 +655,15 @@ mod tests {
         sent.write_json(&mut raw).unwrap();
         let raw: JsonObject = serde_json::from_slice(&raw).unwrap();
         assert_eq!(raw["traceparent"], CLIENT);
+        // After a member of the raw path's own (its progress token), with and without keys.
+        for meta in [sent.clone(), OutgoingMeta::default()] {
+            let mut after = b"{\"progressToken\":\"hangar-1\"".to_vec();
+            meta.write_members(&mut after, false).unwrap();
+            after.push(b'}');
+            let mut after: JsonObject = serde_json::from_slice(&after).unwrap();
+            assert_eq!(after.remove("progressToken").unwrap(), "hangar-1");
+            assert_eq!((!after.is_empty()).then_some(after), meta.into_object());
+        }
         assert_eq!(Some(raw), sent.into_object());
         assert!(OutgoingMeta::default().is_empty());
         assert_eq!(OutgoingMeta::default().into_object(), None);
